@@ -1,0 +1,42 @@
+#!/usr/bin/python3
+"""Print one summary line for the meson test logs given: the cases that ran
+inside each test program (python unittest and cmocka report their own
+counts), as 'N passed, N failed, N skipped'."""
+import json
+import re
+import sys
+
+passed = failed = skipped = 0
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for line in f:
+            t = json.loads(line)
+            out = (t.get("stdout") or "") + (t.get("stderr") or "")
+            ok = t.get("result") == "OK"
+            ran = re.findall(r"^Ran (\d+) tests? in", out, re.M)
+            if ran:  # python unittest
+                n = int(ran[-1])
+                bad = sum(int(x) for x in re.findall(r"(?:failures|errors)=(\d+)", out))
+                skip = sum(int(x) for x in re.findall(r"skipped=(\d+)", out))
+                passed += n - bad - skip
+                failed += bad
+                skipped += skip
+                if not ok and bad == 0:
+                    failed += 1  # the program failed outside its cases
+                continue
+            cm_pass = re.findall(r"\[  PASSED  \] (\d+) test", out)
+            cm_fail = re.findall(r"\[  FAILED  \] (\d+) test", out)
+            if cm_pass or cm_fail:  # cmocka
+                passed += sum(int(x) for x in cm_pass)
+                failed += sum(int(x) for x in cm_fail)
+                if not ok and not cm_fail:
+                    failed += 1
+                continue
+            if t.get("result") == "SKIP":
+                skipped += 1
+            elif ok:
+                passed += 1
+            else:
+                failed += 1
+print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+sys.exit(1 if failed else 0)

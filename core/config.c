@@ -1,0 +1,459 @@
+#include "config.h"
+
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chatd/plugin.h"
+
+enum kind { K_INT, K_STR, K_STRLIST };
+
+struct schema {
+    const char *path;
+    enum kind kind;
+    size_t offset;
+    const char *def_str;
+    int64_t def_int, min, max;
+    const char *doc;
+};
+
+#define S_INT(p, field, def, lo, hi, doc)                                                  \
+    {p, K_INT, offsetof(struct settings, field), NULL, def, lo, hi, doc}
+#define S_STR(p, field, def, doc) {p, K_STR, offsetof(struct settings, field), def, 0, 0, 0, doc}
+
+/* Every setting the core reads. docs/CONFIG.md describes the same list. */
+static const struct schema schema[] = {
+    S_STR("server.listen", listen, "127.0.0.1:8080", "address and port to listen on (port 0: any free port)"),
+    S_STR("server.data_dir", data_dir, "chatd-data", "directory for the embedded store; created if missing"),
+    S_INT("server.max_connections", max_connections, 100000, 1, 10000000, "open sockets at most"),
+    S_INT("server.shutdown_timeout", shutdown_timeout, 10, 0, 3600, "seconds SIGTERM waits for queued work"),
+    S_STR("server.plugin_dir", plugin_dir, "", "where plugins are looked up by name (\"\": built-in)"),
+    S_STR("server.sql_dir", sql_dir, "", "where schema migrations are read from (\"\": built-in)"),
+    S_INT("http.max_head_size", http_max_head, 8192, 512, 1 << 20, "bytes of request line plus headers"),
+    S_INT("http.max_body_size", http_max_body, 65536, 0, 64 << 20, "bytes of request body"),
+    S_INT("http.keepalive_timeout", http_keepalive_timeout, 60, 1, 3600, "seconds an idle HTTP connection stays open"),
+    S_STR("http.web_root", web_root, "", "directory of static files served at / (\"\": none)"),
+    {"http.allowed_origins", K_STRLIST, offsetof(struct settings, allowed_origins), NULL, 0, 0, 0,
+     "Origin values allowed to open a WebSocket ([]: any)"},
+    S_INT("ws.max_message_size", ws_max_message, 65536, 128, 64 << 20, "bytes of one WebSocket message"),
+    S_INT("ws.ping_interval", ws_ping_interval, 30, 1, 3600, "seconds of silence before the server pings"),
+    S_INT("ws.idle_timeout", ws_idle_timeout, 75, 1, 86400, "seconds of silence before the server closes"),
+    S_INT("ws.handshake_timeout", ws_handshake_timeout, 10, 1, 600, "seconds to complete the HTTP request or handshake"),
+    S_INT("ws.max_outbuf", ws_max_outbuf, 4 << 20, 4096, 1LL << 32, "bytes queued to a client before it is closed (1008)"),
+    S_INT("session.ttl", session_ttl, 86400, 1, 365LL * 86400, "seconds a login session lives without KEEP_ALIVE"),
+    S_STR("session.backend", session_backend, "sqlite", "storage backend of sessions"),
+    S_INT("storage.readers", storage_readers, 2, 1, 64, "worker threads for read-only jobs"),
+    S_INT("storage.cpu_workers", storage_cpu_workers, 2, 1, 64, "worker threads for CPU jobs (password hashing)"),
+    S_INT("storage.batch_max", storage_batch_max, 128, 1, 100000, "write jobs committed in one transaction at most"),
+    S_INT("storage.batch_wait_us", storage_batch_wait_us, 0, 0, 1000000, "microseconds a commit waits for more jobs"),
+    S_INT("storage.retries", storage_retries, 5, 0, 100, "times a transaction is retried on a lock conflict"),
+    S_STR("storage.sqlite.path", sqlite_path, "chatd.db", "SQLite file, relative to server.data_dir"),
+    S_STR("storage.sqlite.synchronous", sqlite_synchronous, "full", "SQLite synchronous mode: full or normal"),
+    S_INT("storage.sqlite.busy_timeout", sqlite_busy_timeout, 5000, 0, 600000, "milliseconds to wait on a locked database"),
+    S_STR("log.level", log_level, "info", "error, warn, info or debug"),
+    S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
+};
+
+#define N_SCHEMA (sizeof schema / sizeof schema[0])
+
+static const char *const top_groups[] = {"server", "http", "ws", "session", "storage", "log",
+                                         "plugins", NULL};
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* "file:line" of a setting, or where an override came from. */
+static void where(const config_setting_t *s, const char *file, char *buf, size_t len)
+{
+    const char *f = config_setting_source_file(s);
+    unsigned line = config_setting_source_line(s);
+    if (line)
+        snprintf(buf, len, "%s:%u", f ? f : file, line);
+    else
+        snprintf(buf, len, "%s (--set)", file);
+}
+
+static int copy_setting(config_setting_t *parent, const char *name, const config_setting_t *src)
+{
+    int type = config_setting_type(src);
+    config_setting_t *dst = config_setting_add(parent, name, type);
+    if (!dst)
+        return CHATD_EINVAL;
+    switch (type) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        config_setting_set_int64(dst, config_setting_get_int64(src));
+        break;
+    case CONFIG_TYPE_FLOAT:
+        config_setting_set_float(dst, config_setting_get_float(src));
+        break;
+    case CONFIG_TYPE_BOOL:
+        config_setting_set_bool(dst, config_setting_get_bool(src));
+        break;
+    case CONFIG_TYPE_STRING:
+        config_setting_set_string(dst, config_setting_get_string(src));
+        break;
+    default:
+        for (int i = 0; i < config_setting_length(src); i++) {
+            const config_setting_t *e = config_setting_get_elem(src, (unsigned)i);
+            if (copy_setting(dst, config_setting_is_group(dst) ? config_setting_name(e) : NULL,
+                             e) < 0)
+                return CHATD_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Find or create the parent group of the last path segment. Segments are
+ * member names, "[N]" list indexes, or the name of a plugin in a list. */
+static config_setting_t *walk_to_parent(config_t *cfg, char *path, char **last)
+{
+    config_setting_t *cur = config_root_setting(cfg);
+    char *save = NULL;
+    char *seg = strtok_r(path, ".", &save);
+    while (seg) {
+        char *next = strtok_r(NULL, ".", &save);
+        if (!next) {
+            *last = seg;
+            return cur;
+        }
+        config_setting_t *child = NULL;
+        if (config_setting_is_list(cur) || config_setting_is_array(cur)) {
+            if (seg[0] == '[') {
+                child = config_setting_get_elem(cur, (unsigned)atoi(seg + 1));
+            } else {
+                for (int i = 0; i < config_setting_length(cur) && !child; i++) {
+                    config_setting_t *e = config_setting_get_elem(cur, (unsigned)i);
+                    const char *n = NULL;
+                    if (config_setting_lookup_string(e, "name", &n) && strcmp(n, seg) == 0)
+                        child = e;
+                }
+            }
+        } else if (config_setting_is_group(cur)) {
+            child = config_setting_get_member(cur, seg);
+            if (!child)
+                child = config_setting_add(cur, seg, CONFIG_TYPE_GROUP);
+        }
+        if (!child)
+            return NULL;
+        cur = child;
+        seg = next;
+    }
+    return NULL;
+}
+
+static int apply_override(config_t *cfg, const char *ov, char *err, size_t errlen)
+{
+    const char *eq = strchr(ov, '=');
+    if (!eq || eq == ov) {
+        errf(err, errlen, "--set %s: expected PATH=VALUE", ov);
+        return CHATD_EINVAL;
+    }
+    char *path = strndup(ov, (size_t)(eq - ov));
+    const char *value = eq + 1;
+    config_t tmp;
+    config_init(&tmp);
+    size_t n = strlen(value) + 16;
+    char *doc = malloc(n);
+    int rc = CHATD_EINVAL;
+    if (!path || !doc)
+        goto out;
+    snprintf(doc, n, "v = %s;", value);
+    /* A value libconfig can read (number, bool, "string", list) keeps its type;
+     * anything else is taken as a plain string. */
+    if (!config_read_string(&tmp, doc)) {
+        config_destroy(&tmp);
+        config_init(&tmp);
+        config_setting_t *v = config_setting_add(config_root_setting(&tmp), "v", CONFIG_TYPE_STRING);
+        config_setting_set_string(v, value);
+    }
+    char *last = NULL;
+    config_setting_t *parent = walk_to_parent(cfg, path, &last);
+    if (!parent || !config_setting_is_group(parent)) {
+        errf(err, errlen, "--set %.*s: no such place in the configuration", (int)(eq - ov), ov);
+        goto out;
+    }
+    if (config_setting_get_member(parent, last))
+        config_setting_remove(parent, last);
+    rc = copy_setting(parent, last, config_lookup(&tmp, "v"));
+    if (rc < 0)
+        errf(err, errlen, "--set %.*s: invalid setting name", (int)(eq - ov), ov);
+out:
+    config_destroy(&tmp);
+    free(doc);
+    free(path);
+    return rc;
+}
+
+static const struct schema *schema_find(const char *path)
+{
+    for (size_t i = 0; i < N_SCHEMA; i++)
+        if (strcmp(schema[i].path, path) == 0)
+            return &schema[i];
+    return NULL;
+}
+
+static int schema_has_prefix(const char *group_path)
+{
+    size_t n = strlen(group_path);
+    for (size_t i = 0; i < N_SCHEMA; i++)
+        if (strncmp(schema[i].path, group_path, n) == 0 && schema[i].path[n] == '.')
+            return 1;
+    return 0;
+}
+
+/* Reject settings the core does not know: a typo must not pass silently. */
+static int check_unknown(const config_setting_t *grp, const char *prefix, const char *file,
+                         char *err, size_t errlen)
+{
+    for (int i = 0; i < config_setting_length(grp); i++) {
+        const config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
+        char path[256], at[300];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", config_setting_name(s));
+        if (!*prefix) {
+            int ok = 0;
+            for (int j = 0; top_groups[j]; j++)
+                ok |= strcmp(top_groups[j], path) == 0;
+            if (!ok) {
+                where(s, file, at, sizeof at);
+                errf(err, errlen, "%s: setting '%s': unknown setting", at, path);
+                return CHATD_EINVAL;
+            }
+            if (strcmp(path, "plugins") == 0)
+                continue;
+        }
+        if (config_setting_is_group(s)) {
+            if (!schema_has_prefix(path)) {
+                where(s, file, at, sizeof at);
+                errf(err, errlen, "%s: setting '%s': unknown group", at, path);
+                return CHATD_EINVAL;
+            }
+            if (check_unknown(s, path, file, err, errlen) < 0)
+                return CHATD_EINVAL;
+        } else if (!schema_find(path)) {
+            where(s, file, at, sizeof at);
+            errf(err, errlen, "%s: setting '%s': unknown setting", at, path);
+            return CHATD_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int read_value(const config_t *cfg, const struct schema *sc, struct settings *out,
+                      const char *file, char *err, size_t errlen)
+{
+    char *base = (char *)out + sc->offset;
+    const config_setting_t *s = config_lookup(cfg, sc->path);
+    char at[300] = "";
+    if (s)
+        where(s, file, at, sizeof at);
+    switch (sc->kind) {
+    case K_INT: {
+        int64_t v = sc->def_int;
+        if (s) {
+            int t = config_setting_type(s);
+            if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
+                errf(err, errlen, "%s: setting '%s': expected an integer", at, sc->path);
+                return CHATD_EINVAL;
+            }
+            v = config_setting_get_int64(s);
+        }
+        if (v < sc->min || v > sc->max) {
+            errf(err, errlen, "%s: setting '%s': %lld is out of range %lld..%lld", at, sc->path,
+                 (long long)v, (long long)sc->min, (long long)sc->max);
+            return CHATD_EINVAL;
+        }
+        *(int64_t *)base = v;
+        return 0;
+    }
+    case K_STR: {
+        const char *v = sc->def_str;
+        if (s) {
+            if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+                errf(err, errlen, "%s: setting '%s': expected a string", at, sc->path);
+                return CHATD_EINVAL;
+            }
+            v = config_setting_get_string(s);
+        }
+        if (!(*(char **)base = strdup(v)))
+            return CHATD_ENOMEM;
+        return 0;
+    }
+    case K_STRLIST: {
+        int n = s ? config_setting_length(s) : 0;
+        if (s && !config_setting_is_aggregate(s)) {
+            errf(err, errlen, "%s: setting '%s': expected a list of strings", at, sc->path);
+            return CHATD_EINVAL;
+        }
+        if (n > CONFIG_MAX_ORIGINS) {
+            errf(err, errlen, "%s: setting '%s': at most %d entries", at, sc->path,
+                 CONFIG_MAX_ORIGINS);
+            return CHATD_EINVAL;
+        }
+        char **list = calloc((size_t)n + 1, sizeof *list);
+        if (!list)
+            return CHATD_ENOMEM;
+        *(char ***)base = list;
+        for (int i = 0; i < n; i++) {
+            const char *v = config_setting_get_string_elem(s, i);
+            if (!v) {
+                errf(err, errlen, "%s: setting '%s': entry %d is not a string", at, sc->path, i);
+                return CHATD_EINVAL;
+            }
+            if (!(list[i] = strdup(v)))
+                return CHATD_ENOMEM;
+        }
+        return 0;
+    }
+    }
+    return CHATD_EINVAL;
+}
+
+static json_t *to_json(const config_setting_t *s)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        return json_integer(config_setting_get_int64(s));
+    case CONFIG_TYPE_FLOAT:
+        return json_real(config_setting_get_float(s));
+    case CONFIG_TYPE_BOOL:
+        return json_boolean(config_setting_get_bool(s));
+    case CONFIG_TYPE_STRING:
+        return json_string(config_setting_get_string(s));
+    case CONFIG_TYPE_GROUP: {
+        json_t *o = json_object();
+        for (int i = 0; o && i < config_setting_length(s); i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            json_object_set_new(o, config_setting_name(e), to_json(e));
+        }
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        for (int i = 0; a && i < config_setting_length(s); i++)
+            json_array_append_new(a, to_json(config_setting_get_elem(s, (unsigned)i)));
+        return a;
+    }
+    }
+}
+
+static int read_plugins(const config_t *cfg, struct settings *out, const char *file, char *err,
+                        size_t errlen)
+{
+    out->plugins = json_array();
+    if (!out->plugins)
+        return CHATD_ENOMEM;
+    const config_setting_t *list = config_lookup(cfg, "plugins");
+    if (!list)
+        return 0;
+    char at[300];
+    where(list, file, at, sizeof at);
+    if (!config_setting_is_list(list)) {
+        errf(err, errlen, "%s: setting 'plugins': expected a list ( { name = ...; }, ... )", at);
+        return CHATD_EINVAL;
+    }
+    for (int i = 0; i < config_setting_length(list); i++) {
+        const config_setting_t *p = config_setting_get_elem(list, (unsigned)i);
+        const char *name = NULL;
+        where(p, file, at, sizeof at);
+        if (!config_setting_is_group(p) || !config_setting_lookup_string(p, "name", &name) ||
+            !*name) {
+            errf(err, errlen, "%s: setting 'plugins.[%d]': needs name = \"...\"", at, i);
+            return CHATD_EINVAL;
+        }
+        for (size_t j = 0; j < json_array_size(out->plugins); j++) {
+            const char *other = json_string_value(
+                json_object_get(json_array_get(out->plugins, j), "name"));
+            if (strcmp(other, name) == 0) {
+                errf(err, errlen, "%s: setting 'plugins.%s': plugin listed twice", at, name);
+                return CHATD_EINVAL;
+            }
+        }
+        static const char *const strkeys[] = {"path", "backend", NULL};
+        for (int k = 0; strkeys[k]; k++) {
+            const config_setting_t *v = config_setting_get_member(p, strkeys[k]);
+            if (v && config_setting_type(v) != CONFIG_TYPE_STRING) {
+                where(v, file, at, sizeof at);
+                errf(err, errlen, "%s: setting 'plugins.%s.%s': expected a string", at, name,
+                     strkeys[k]);
+                return CHATD_EINVAL;
+            }
+        }
+        json_array_append_new(out->plugins, to_json(p));
+    }
+    return 0;
+}
+
+int config_load(const char *file, const char *const *overrides, int n_overrides,
+                struct settings *out, char *err, size_t errlen)
+{
+    config_t cfg;
+    int rc = CHATD_EINVAL;
+    memset(out, 0, sizeof *out);
+    config_init(&cfg);
+    if (file && !config_read_file(&cfg, file)) {
+        if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
+            errf(err, errlen, "%s: cannot read the file", file);
+        else
+            errf(err, errlen, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : file,
+                 config_error_line(&cfg), config_error_text(&cfg));
+        goto out;
+    }
+    for (int i = 0; i < n_overrides; i++)
+        if (apply_override(&cfg, overrides[i], err, errlen) < 0)
+            goto out;
+    if (check_unknown(config_root_setting(&cfg), "", file ? file : "(defaults)", err, errlen) < 0)
+        goto out;
+    for (size_t i = 0; i < N_SCHEMA; i++)
+        if ((rc = read_value(&cfg, &schema[i], out, file ? file : "(defaults)", err, errlen)) < 0)
+            goto out;
+    rc = read_plugins(&cfg, out, file ? file : "(defaults)", err, errlen);
+out:
+    config_destroy(&cfg);
+    if (rc < 0)
+        config_free(out);
+    return rc;
+}
+
+void config_free(struct settings *s)
+{
+    for (size_t i = 0; i < N_SCHEMA; i++) {
+        void *field = (char *)s + schema[i].offset;
+        if (schema[i].kind == K_STR) {
+            free(*(char **)field);
+            *(char **)field = NULL;
+        } else if (schema[i].kind == K_STRLIST && *(char ***)field) {
+            for (char **p = *(char ***)field; *p; p++)
+                free(*p);
+            free(*(char ***)field);
+            *(char ***)field = NULL;
+        }
+    }
+    json_decref(s->plugins);
+    s->plugins = NULL;
+}
+
+void config_print_schema(void)
+{
+    for (size_t i = 0; i < N_SCHEMA; i++) {
+        const struct schema *sc = &schema[i];
+        if (sc->kind == K_INT)
+            printf("  %-28s %-10lld %s\n", sc->path, (long long)sc->def_int, sc->doc);
+        else if (sc->kind == K_STR)
+            printf("  %-28s \"%s\"%*s %s\n", sc->path, sc->def_str,
+                   (int)(8 - strlen(sc->def_str) > 0 ? 8 - strlen(sc->def_str) : 0), "", sc->doc);
+        else
+            printf("  %-28s %-10s %s\n", sc->path, "[]", sc->doc);
+    }
+}

@@ -1,0 +1,60 @@
+/*
+ * One client connection, from accept to close: HTTP first, WebSocket after
+ * an upgrade. Owned by the server module; everything here is loop-thread only.
+ */
+#ifndef CHATD_CONN_H
+#define CHATD_CONN_H
+
+#include <stdint.h>
+#include <event2/bufferevent.h>
+
+enum conn_state {
+    CONN_HTTP,    /* reading HTTP requests */
+    CONN_WS,      /* WebSocket open */
+    CONN_CLOSING, /* flushing the last bytes (and waiting for a close frame) */
+    CONN_DEAD,    /* waiting to be freed at a safe point */
+};
+
+struct http_conn;
+struct ws_conn;
+struct session;
+struct chatd_http;
+
+struct conn {
+    uint64_t id;
+    struct bufferevent *bev;
+    enum conn_state state;
+    char peer[48];          /* client address as text */
+    int64_t last_rx_ms;     /* monotonic time of the last bytes received */
+    struct conn *prev, *next; /* every connection, for sweeps and shutdown */
+
+    struct http_conn *http; /* HTTP parser state, while CONN_HTTP */
+    struct chatd_http *pending; /* the HTTP request being answered, if any */
+
+    struct ws_conn *ws;       /* after the upgrade */
+    struct session *session;  /* login session of the WebSocket */
+    struct conn *s_prev, *s_next; /* WebSockets of the same login session */
+    struct conn *u_prev, *u_next; /* WebSockets of the same user on this node */
+    int64_t user_id;
+};
+
+/* The connection with this id, or NULL when gone (or going). */
+struct conn *conn_find(uint64_t id);
+
+/* Queue bytes for the client (copied). */
+int conn_write(struct conn *c, const void *data, size_t len);
+/* Flush what is queued, then close the socket. */
+void conn_close_after_write(struct conn *c);
+/* Close now, dropping anything queued; freed at a safe point. */
+void conn_abort(struct conn *c);
+/* Stop or resume reading (an HTTP request is being answered). */
+void conn_pause_read(struct conn *c, int pause);
+/* The bytes received and not yet consumed. */
+struct evbuffer *conn_input(struct conn *c);
+/* Process input already buffered (after resuming a paused connection). */
+void conn_process_input(struct conn *c);
+
+/* Monotonic milliseconds, cached per loop iteration. */
+int64_t conn_now_ms(void);
+
+#endif

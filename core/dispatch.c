@@ -1,0 +1,311 @@
+#include "dispatch.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "hmap.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "plugins.h"
+#include "session.h"
+#include "ws.h"
+
+#define REQUEST_ID_MAX 64
+#define CLOSE_SESSION_ENDED 4001
+
+struct handler {
+    struct chatd_plugin *owner;
+    chatd_msg_handler fn;
+};
+
+struct handler_list {
+    struct handler *v;
+    size_t n;
+};
+
+struct chatd_req {
+    uint64_t conn_id;
+    int64_t user_id;
+    char *username;
+    char *type;
+    json_t *request_id; /* NULL when the client sent none */
+    int in_handler;
+    int completed;
+};
+
+static hmap *by_type; /* type -> handler_list */
+
+static int keep_alive(chatd_req *req, const json_t *msg, void *state)
+{
+    (void)msg, (void)state;
+    struct conn *c = conn_find(req->conn_id);
+    if (c && c->session)
+        session_touch(c->session);
+    return CHATD_OK;
+}
+
+int dispatch_init(void)
+{
+    if (!(by_type = hmap_new(1)))
+        return CHATD_ENOMEM;
+    return dispatch_register(NULL, "KEEP_ALIVE", keep_alive);
+}
+
+void dispatch_free(void)
+{
+    size_t pos = 0;
+    void *v;
+    if (!by_type)
+        return;
+    while (hmap_iter(by_type, &pos, NULL, NULL, &v)) {
+        struct handler_list *l = v;
+        free(l->v);
+        free(l);
+    }
+    hmap_free(by_type);
+    by_type = NULL;
+}
+
+int dispatch_register(struct chatd_plugin *owner, const char *type, chatd_msg_handler fn)
+{
+    if (!type || !*type || !fn)
+        return CHATD_EINVAL;
+    struct handler_list *l = hmap_get_str(by_type, type);
+    if (!l) {
+        if (!(l = calloc(1, sizeof *l)))
+            return CHATD_ENOMEM;
+        if (hmap_put_str(by_type, type, l) < 0) {
+            free(l);
+            return CHATD_ENOMEM;
+        }
+    }
+    struct handler *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+    if (!nv)
+        return CHATD_ENOMEM;
+    l->v = nv;
+    l->v[l->n++] = (struct handler){owner, fn};
+    return 0;
+}
+
+void dispatch_remove_owner(struct chatd_plugin *owner)
+{
+    size_t pos = 0;
+    void *v;
+    while (hmap_iter(by_type, &pos, NULL, NULL, &v)) {
+        struct handler_list *l = v;
+        size_t j = 0;
+        for (size_t i = 0; i < l->n; i++)
+            if (l->v[i].owner != owner)
+                l->v[j++] = l->v[i];
+        l->n = j;
+    }
+}
+
+/* {"type": type, ...body, "requestId"?} as one shared frame; takes body. */
+static struct wsmsg *encode(const char *type, json_t *body, json_t *request_id)
+{
+    json_t *o = json_object();
+    struct wsmsg *m = NULL;
+    if (!o)
+        goto out;
+    json_object_set_new(o, "type", json_string(type));
+    if (json_is_object(body))
+        json_object_update(o, body);
+    json_object_set_new(o, "type", json_string(type));
+    if (request_id)
+        json_object_set(o, "requestId", request_id);
+    char *text = json_dumps(o, JSON_COMPACT);
+    if (text) {
+        m = wsmsg_new(text, strlen(text));
+        free(text);
+    }
+out:
+    json_decref(o);
+    json_decref(body);
+    return m;
+}
+
+static int send_to(struct conn *c, struct wsmsg *m)
+{
+    return c && m ? ws_send(c, m) : CHATD_ENOTFOUND;
+}
+
+static void req_free(chatd_req *req)
+{
+    json_decref(req->request_id);
+    free(req->username);
+    free(req->type);
+    free(req);
+}
+
+/* Mark req answered; free it unless its handler is still running. */
+static void complete(chatd_req *req)
+{
+    req->completed = 1;
+    if (!req->in_handler)
+        req_free(req);
+}
+
+int dispatch_reply(chatd_req *req, const char *type, json_t *body)
+{
+    struct wsmsg *m = encode(type, body, req->request_id);
+    int rc = send_to(conn_find(req->conn_id), m);
+    wsmsg_unref(m);
+    complete(req);
+    return rc;
+}
+
+static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_id,
+                       chatd_error_code code, const char *message)
+{
+    char text[160];
+    if (code == CHATD_ERR_INTERNAL) {
+        /* The client gets a reference it can quote; the log has the detail. */
+        unsigned char r[4] = {0};
+        RAND_bytes(r, sizeof r);
+        snprintf(text, sizeof text, "internal error (ref %02x%02x%02x%02x)", r[0], r[1], r[2],
+                 r[3]);
+        log_error("ref %02x%02x%02x%02x: %s on %s", r[0], r[1], r[2], r[3],
+                  message ? message : "internal error", msg_type ? msg_type : "?");
+        message = text;
+    }
+    json_t *body = json_pack("{s:s, s:s}", "code", error_code_name(code), "message",
+                             message ? message : error_code_name(code));
+    if (body && msg_type)
+        json_object_set_new(body, "messageType", json_string(msg_type));
+    struct wsmsg *m = encode("ERROR", body, request_id);
+    send_to(conn_find(conn_id), m);
+    wsmsg_unref(m);
+    metrics_count("ws_errors", 1);
+}
+
+int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
+{
+    send_error(req->conn_id, req->type, req->request_id, code, message);
+    complete(req);
+    return 0;
+}
+
+void dispatch_req_done(chatd_req *req)
+{
+    complete(req);
+}
+
+int64_t dispatch_req_user_id(const chatd_req *req)
+{
+    return req->user_id;
+}
+
+const char *dispatch_req_username(const chatd_req *req)
+{
+    return req->username;
+}
+
+uint64_t dispatch_req_conn_id(const chatd_req *req)
+{
+    return req->conn_id;
+}
+
+const char *dispatch_req_type(const chatd_req *req)
+{
+    return req->type;
+}
+
+void dispatch_text(struct conn *c, const char *data, size_t len)
+{
+    metrics_count("ws_messages_in", 1);
+    if (!c->session || session_expired(c->session)) {
+        ws_close(c, CLOSE_SESSION_ENDED, "session expired");
+        return;
+    }
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(msg)) {
+        send_error(c->id, NULL, NULL, CHATD_ERR_BAD_REQUEST,
+                   msg ? "a message must be a JSON object" : "malformed JSON");
+        json_decref(msg);
+        return;
+    }
+    json_t *rid = json_object_get(msg, "requestId");
+    json_t *type = json_object_get(msg, "type");
+    const char *type_s = json_string_value(type);
+    if (rid && (!json_is_string(rid) || json_string_length(rid) > REQUEST_ID_MAX)) {
+        send_error(c->id, type_s, NULL, CHATD_ERR_BAD_REQUEST,
+                   "requestId must be a string of at most 64 bytes");
+        json_decref(msg);
+        return;
+    }
+    if (!type_s || !*type_s) {
+        send_error(c->id, NULL, rid, CHATD_ERR_BAD_REQUEST, "missing string field 'type'");
+        json_decref(msg);
+        return;
+    }
+    struct handler_list *l = hmap_get_str(by_type, type_s);
+    chatd_req *req = calloc(1, sizeof *req);
+    if (!req || !(req->type = strdup(type_s)) ||
+        !(req->username = strdup(session_username(c->session)))) {
+        if (req)
+            req_free(req);
+        send_error(c->id, type_s, rid, CHATD_ERR_INTERNAL, "out of memory");
+        json_decref(msg);
+        return;
+    }
+    req->conn_id = c->id;
+    req->user_id = c->user_id;
+    req->request_id = json_incref(rid);
+    for (size_t i = 0; l && i < l->n && !req->completed; i++) {
+        req->in_handler = 1;
+        int rc = l->v[i].fn(req, msg, l->v[i].owner ? plugin_state(l->v[i].owner) : NULL);
+        req->in_handler = 0;
+        if (rc == CHATD_DECLINED && !req->completed)
+            continue;
+        if (rc == CHATD_PENDING && !req->completed) {
+            json_decref(msg);
+            return; /* the handler completes it later */
+        }
+        if (rc < 0 && !req->completed) {
+            dispatch_error(req, CHATD_ERR_INTERNAL, "handler failed");
+            json_decref(msg);
+            return;
+        }
+        req_free(req);
+        json_decref(msg);
+        return;
+    }
+    if (req->completed) {
+        req_free(req);
+    } else {
+        dispatch_error(req, CHATD_ERR_BAD_REQUEST, "unknown message type");
+    }
+    json_decref(msg);
+}
+
+int dispatch_send_conn(uint64_t conn_id, const char *type, json_t *body)
+{
+    struct wsmsg *m = encode(type, body, NULL);
+    int rc = send_to(conn_find(conn_id), m);
+    wsmsg_unref(m);
+    return rc;
+}
+
+int dispatch_send_user(int64_t user_id, const char *type, json_t *body)
+{
+    struct conn *c = session_user_conns(user_id);
+    if (!c) {
+        json_decref(body);
+        return 0;
+    }
+    struct wsmsg *m = encode(type, body, NULL);
+    int n = 0;
+    while (c && m) {
+        struct conn *next = c->u_next; /* a slow reader may be closed and unlinked */
+        n += ws_send(c, m) == 0;
+        c = next;
+    }
+    wsmsg_unref(m);
+    return n;
+}

@@ -1,0 +1,362 @@
+/*
+ * Listener and connection lifecycle. Connections are freed only at a safe
+ * point (a deferred event after the current callback), never inside a
+ * bufferevent or wslay callback that may still touch them.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "config.h"
+#include "conn.h"
+#include "hmap.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "session.h"
+#include "ws.h"
+
+static struct {
+    struct event_base *base;
+    const struct settings *s;
+    struct evconnlistener *listener;
+    hmap *by_id;
+    struct conn *all;       /* doubly linked list of live connections */
+    long count;
+    uint64_t next_id;
+    struct conn *graveyard; /* dead connections to free at a safe point */
+    struct event *reaper;
+    struct event *sweep;
+    int draining;
+} srv;
+
+int64_t conn_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct conn *conn_find(uint64_t id)
+{
+    struct conn *c = srv.by_id ? hmap_get_id(srv.by_id, id) : NULL;
+    return c && c->state != CONN_DEAD ? c : NULL;
+}
+
+struct evbuffer *conn_input(struct conn *c)
+{
+    return bufferevent_get_input(c->bev);
+}
+
+int conn_write(struct conn *c, const void *data, size_t len)
+{
+    if (c->state == CONN_DEAD)
+        return -1;
+    return bufferevent_write(c->bev, data, len);
+}
+
+static void conn_unlink(struct conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv.all = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void reap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    while (srv.graveyard) {
+        struct conn *c = srv.graveyard;
+        srv.graveyard = c->next;
+        ws_conn_free(c);
+        http_conn_free(c);
+        if (c->bev)
+            bufferevent_free(c->bev);
+        free(c);
+    }
+}
+
+void conn_abort(struct conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->ws)
+        session_detach(c); /* tells plugins CONN_CLOSED */
+    http_conn_orphan(c);
+    c->state = CONN_DEAD;
+    hmap_del_id(srv.by_id, c->id);
+    conn_unlink(c);
+    srv.count--;
+    metrics_gauge("connections", srv.count);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    c->next = srv.graveyard;
+    srv.graveyard = c;
+    event_active(srv.reaper, EV_TIMEOUT, 0);
+}
+
+void conn_close_after_write(struct conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->state != CONN_CLOSING) {
+        c->state = CONN_CLOSING;
+        /* Bound how long a client that does not read can hold the socket. */
+        struct timeval tv = {5, 0};
+        bufferevent_set_timeouts(c->bev, &tv, &tv);
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+        !(c->ws && ws_wants_close_frame(c)))
+        conn_abort(c);
+}
+
+void conn_pause_read(struct conn *c, int pause)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (pause)
+        bufferevent_disable(c->bev, EV_READ);
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+void conn_process_input(struct conn *c)
+{
+    if (c->state == CONN_HTTP)
+        http_conn_read(c);
+    else if (c->state == CONN_WS || (c->state == CONN_CLOSING && c->ws))
+        ws_conn_read(c);
+    else
+        evbuffer_drain(bufferevent_get_input(c->bev),
+                       evbuffer_get_length(bufferevent_get_input(c->bev)));
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    c->last_rx_ms = conn_now_ms();
+    conn_process_input(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if (c->state == CONN_CLOSING)
+        conn_close_after_write(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_EOF && c->state == CONN_HTTP && c->pending) {
+        /* The client half-closed after its request: answer, then close. */
+        c->state = CONN_CLOSING;
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+        conn_abort(c);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    (void)l, (void)socklen, (void)arg;
+    if (srv.draining || srv.count >= srv.s->max_connections) {
+        evutil_closesocket(fd);
+        metrics_count("connections_refused", 1);
+        return;
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->id = ++srv.next_id;
+    c->bev = bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev || hmap_put_id(srv.by_id, c->id, c) < 0) {
+        if (c->bev)
+            bufferevent_free(c->bev);
+        else
+            evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
+    c->last_rx_ms = conn_now_ms();
+    c->next = srv.all;
+    if (srv.all)
+        srv.all->prev = c;
+    srv.all = c;
+    srv.count++;
+    metrics_count("connections_accepted", 1);
+    metrics_gauge("connections", srv.count);
+    struct timeval tv = {srv.s->ws_handshake_timeout, 0};
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->state = CONN_HTTP;
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)l, (void)arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    log_warn("accept: %s", evutil_socket_error_to_string(err));
+}
+
+/* Once a second: ping quiet WebSockets, close dead ones, end expired sessions. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    int64_t now = conn_now_ms();
+    int64_t ping_ms = srv.s->ws_ping_interval * 1000, idle_ms = srv.s->ws_idle_timeout * 1000;
+    struct conn *next;
+    for (struct conn *c = srv.all; c; c = next) {
+        next = c->next;
+        if (c->state != CONN_WS)
+            continue;
+        int64_t quiet = now - c->last_rx_ms;
+        if (quiet >= idle_ms) {
+            metrics_count("ws_idle_closed", 1);
+            conn_abort(c);
+        } else if (quiet >= ping_ms) {
+            ws_ping_if_due(c, now, ping_ms);
+        }
+    }
+    session_sweep();
+}
+
+static int parse_listen(const char *spec, struct sockaddr_storage *ss, int *len)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || (size_t)(colon - spec) >= sizeof host)
+        return CHATD_EINVAL;
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = '\0';
+    char *h = host;
+    if (h[0] == '[') { /* [::1]:8080 */
+        h++;
+        h[strlen(h) - 1] = '\0';
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return CHATD_EINVAL;
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, *h ? h : "0.0.0.0", &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+    } else {
+        return CHATD_EINVAL;
+    }
+    return 0;
+}
+
+int server_start(struct event_base *base, const struct settings *s)
+{
+    struct sockaddr_storage ss;
+    int len;
+    srv.base = base;
+    srv.s = s;
+    if (parse_listen(s->listen, &ss, &len) < 0) {
+        log_error("server.listen: '%s' is not HOST:PORT with a numeric address", s->listen);
+        return CHATD_EINVAL;
+    }
+    if (!(srv.by_id = hmap_new(0)) || !(srv.reaper = event_new(base, -1, 0, reap, NULL)) ||
+        !(srv.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL)))
+        return CHATD_ENOMEM;
+    srv.listener = evconnlistener_new_bind(
+        base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+        4096, (struct sockaddr *)&ss, len);
+    if (!srv.listener) {
+        log_error("cannot listen on %s: %s", s->listen, strerror(errno));
+        return CHATD_EINVAL;
+    }
+    evconnlistener_set_error_cb(srv.listener, on_accept_error);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    char addr[64] = "?";
+    getsockname(evconnlistener_get_fd(srv.listener), (struct sockaddr *)&bound, &blen);
+    int port = 0;
+    if (bound.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&bound)->sin_addr, addr, sizeof addr);
+        port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+        log_info("listening on %s:%d", addr, port);
+    } else {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&bound)->sin6_addr, addr, sizeof addr);
+        port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+        log_info("listening on [%s]:%d", addr, port);
+    }
+    struct timeval one_second = {1, 0};
+    event_add(srv.sweep, &one_second);
+    return 0;
+}
+
+void server_drain(void)
+{
+    srv.draining = 1;
+    if (srv.listener) {
+        evconnlistener_free(srv.listener);
+        srv.listener = NULL;
+    }
+    struct conn *next;
+    for (struct conn *c = srv.all; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_WS)
+            ws_close(c, 1001, "server shutting down");
+        else if (c->state == CONN_HTTP && !c->pending)
+            conn_abort(c);
+    }
+}
+
+long server_connection_count(void)
+{
+    return srv.count;
+}
+
+void server_free(void)
+{
+    struct conn *next;
+    for (struct conn *c = srv.all; c; c = next) {
+        next = c->next;
+        conn_abort(c);
+    }
+    reap(-1, 0, NULL);
+    if (srv.listener)
+        evconnlistener_free(srv.listener);
+    if (srv.sweep)
+        event_free(srv.sweep);
+    if (srv.reaper)
+        event_free(srv.reaper);
+    hmap_free(srv.by_id);
+    memset(&srv, 0, sizeof srv);
+}

@@ -1,0 +1,18 @@
+/* The listener and the connection lifecycle. Loop thread only. */
+#ifndef CHATD_SERVER_H
+#define CHATD_SERVER_H
+
+#include <event2/event.h>
+
+struct settings;
+
+/* Bind and listen on s->listen; logs "listening on HOST:PORT". */
+int server_start(struct event_base *base, const struct settings *s);
+/* Stop accepting and close every connection (WebSockets with 1001). */
+void server_drain(void);
+/* Connections still open. */
+long server_connection_count(void);
+/* Free everything left; after the loop stopped. */
+void server_free(void);
+
+#endif

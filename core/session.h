@@ -1,0 +1,54 @@
+/*
+ * Login sessions: random 256-bit tokens, kept as their SHA-256 in memory and
+ * in the store, with the WebSockets opened under each. Loop thread only.
+ */
+#ifndef CHATD_SESSION_H
+#define CHATD_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn;
+struct settings;
+struct store_backend;
+struct session;
+
+#define SESSION_TOKEN_LEN 43 /* base64url of 32 bytes, no padding */
+
+/* Load the live sessions of the store. Start-up, before the loop runs. */
+int session_init(const struct settings *s, struct store_backend *b);
+void session_free_all(void);
+
+/* The live session of a token (borrowed), or NULL (unknown, expired, malformed, NULL). */
+struct session *session_find(const char *token);
+/* The session's key (hash of its token, hex; borrowed) and the live session of a key. */
+const char *session_key(const struct session *s);
+struct session *session_find_key(const char *key);
+/* New session for a user: writes the token into out (>= 64 bytes); done(arg, status)
+ * runs on the loop once it is stored. */
+int session_create(int64_t user_id, const char *username, char *out,
+                   void (*done)(void *arg, int status), void *arg);
+/* End a session: its WebSockets close with 4001, the token stops working now. */
+void session_end(struct session *s);
+/* End every session of a user. */
+void session_end_user(int64_t user_id);
+/* KEEP_ALIVE: push the expiry a whole TTL ahead. */
+void session_touch(struct session *s);
+/* Whether the session's TTL ran out. */
+int session_expired(const struct session *s);
+int64_t session_user_id(const struct session *s);
+const char *session_username(const struct session *s);
+int64_t session_ttl(void);
+size_t session_count(void);
+
+/* Tie an upgraded WebSocket to its session and user; emits CONN_OPENED. */
+void session_attach(struct conn *c, struct session *s);
+/* Untie it (idempotent); emits CONN_CLOSED. */
+void session_detach(struct conn *c);
+/* First WebSocket of a user on this node (then follow c->u_next), or NULL. */
+struct conn *session_user_conns(int64_t user_id);
+
+/* Periodic: end expired sessions, purge them from the store. */
+void session_sweep(void);
+
+#endif

@@ -1,0 +1,275 @@
+#include "ws.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+#include <wslay/wslay.h>
+
+#include "config.h"
+#include "conn.h"
+#include "dispatch.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+#include "session.h"
+
+struct ws_conn {
+    wslay_event_context_ptr ctx;
+    int64_t last_ping_ms;
+    int in_recv; /* inside wslay_event_recv: queue, do not send */
+};
+
+int utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char b = s[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp;
+        if (b >= 0xc2 && b <= 0xdf) {
+            n = 1;
+            cp = b & 0x1f;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            n = 2;
+            cp = b & 0x0f;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            n = 3;
+            cp = b & 0x07;
+        } else {
+            return 0; /* continuation byte, overlong lead (c0, c1) or > f4 */
+        }
+        if (i + n >= len)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+void ws_accept_key(const char *key, char out[29])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA_CTX sha;
+    SHA1_Init(&sha);
+    SHA1_Update(&sha, key, strlen(key));
+    SHA1_Update(&sha, guid, sizeof guid - 1);
+    SHA1_Final(digest, &sha);
+    EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
+}
+
+struct wsmsg *wsmsg_new(const char *text, size_t len)
+{
+    size_t hdr = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    struct wsmsg *m = malloc(sizeof *m + hdr + len);
+    if (!m)
+        return NULL;
+    m->refs = 1;
+    m->hdr = hdr;
+    m->len = hdr + len;
+    unsigned char *d = m->data;
+    d[0] = 0x81; /* FIN + text */
+    if (hdr == 2) {
+        d[1] = (unsigned char)len;
+    } else if (hdr == 4) {
+        d[1] = 126;
+        d[2] = (unsigned char)(len >> 8);
+        d[3] = (unsigned char)len;
+    } else {
+        d[1] = 127;
+        for (int i = 0; i < 8; i++)
+            d[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    }
+    memcpy(d + hdr, text, len);
+    return m;
+}
+
+void wsmsg_unref(struct wsmsg *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+static void wsmsg_release(const void *data, size_t len, void *arg)
+{
+    (void)data, (void)len;
+    wsmsg_unref(arg);
+}
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *user)
+{
+    struct conn *c = user;
+    (void)flags;
+    int n = evbuffer_remove(conn_input(c), buf, len);
+    if (n <= 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    return n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user)
+{
+    struct conn *c = user;
+    (void)flags;
+    if (c->state == CONN_DEAD || bufferevent_write(c->bev, data, len) < 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static void flush(struct conn *c)
+{
+    if (c->ws && !c->ws->in_recv && c->state != CONN_DEAD)
+        wslay_event_send(c->ws->ctx);
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                   void *user)
+{
+    struct conn *c = user;
+    (void)ctx;
+    if (c->state != CONN_WS || wslay_is_ctrl_frame(arg->opcode))
+        return; /* pings, pongs and close are answered by wslay */
+    if (arg->opcode != WSLAY_TEXT_FRAME) {
+        ws_close(c, WSLAY_CODE_UNSUPPORTED_DATA, "text frames only");
+        return;
+    }
+    if (!utf8_valid(arg->msg, arg->msg_length)) {
+        metrics_count("ws_invalid_utf8", 1);
+        ws_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
+        return;
+    }
+    dispatch_text(c, (const char *)arg->msg, arg->msg_length);
+}
+
+static const struct wslay_event_callbacks callbacks = {
+    .recv_callback = recv_cb,
+    .send_callback = send_cb,
+    .on_msg_recv_callback = on_msg,
+};
+
+void ws_upgrade(struct chatd_http *req, struct session *s)
+{
+    struct conn *c = conn_find(req->conn_id);
+    const struct settings *cfg = router_settings();
+    char accept[29];
+    if (!c)
+        goto done;
+    struct ws_conn *ws = calloc(1, sizeof *ws);
+    if (!ws || wslay_event_context_server_init(&ws->ctx, &callbacks, c) != 0) {
+        free(ws);
+        http_respond_error(req, CHATD_ERR_INTERNAL, 500, "out of memory");
+        return;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)cfg->ws_max_message);
+    ws_accept_key(http_header_get(req, "Sec-WebSocket-Key"), accept);
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                        accept);
+    c->pending = NULL;
+    c->ws = ws;
+    c->state = CONN_WS;
+    ws->last_ping_ms = conn_now_ms();
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_pause_read(c, 0);
+    metrics_count("ws_opened", 1);
+    session_attach(c, s);
+done:
+    http_request_free(req);
+}
+
+void ws_conn_read(struct conn *c)
+{
+    struct ws_conn *ws = c->ws;
+    ws->in_recv = 1;
+    int rc = wslay_event_recv(ws->ctx);
+    ws->in_recv = 0;
+    if (c->state == CONN_DEAD)
+        return;
+    flush(c);
+    /* Peer closed, protocol error, message too big, or we closed while reading. */
+    if (rc != 0 || !wslay_event_want_read(ws->ctx) || c->state == CONN_CLOSING)
+        conn_close_after_write(c);
+}
+
+int ws_send(struct conn *c, struct wsmsg *m)
+{
+    if (c->state != CONN_WS)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    m->refs++;
+    if (evbuffer_add_reference(out, m->data, m->len, wsmsg_release, m) < 0) {
+        m->refs--;
+        return -1;
+    }
+    metrics_count("ws_messages_out", 1);
+    if (evbuffer_get_length(out) > (size_t)router_settings()->ws_max_outbuf) {
+        metrics_count("ws_slow_reader_closed", 1);
+        log_info("conn %llu: closed, outgoing buffer over ws.max_outbuf",
+                 (unsigned long long)c->id);
+        ws_close(c, WSLAY_CODE_POLICY_VIOLATION, "client too slow");
+    }
+    return 0;
+}
+
+void ws_close(struct conn *c, uint16_t code, const char *reason)
+{
+    if (!c->ws || (c->state != CONN_WS && c->state != CONN_CLOSING))
+        return;
+    if (!wslay_event_get_close_sent(c->ws->ctx))
+        wslay_event_queue_close(c->ws->ctx, code, (const uint8_t *)reason,
+                                reason ? strlen(reason) : 0);
+    if (c->state == CONN_WS)
+        session_detach(c);
+    flush(c);
+    if (!c->ws->in_recv)
+        conn_close_after_write(c);
+    else
+        c->state = CONN_CLOSING; /* ws_conn_read finishes the close */
+}
+
+void ws_ping_if_due(struct conn *c, int64_t now_ms, int64_t interval_ms)
+{
+    if (now_ms - c->ws->last_ping_ms < interval_ms)
+        return;
+    struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"", 0};
+    c->ws->last_ping_ms = now_ms;
+    if (wslay_event_queue_msg(c->ws->ctx, &ping) == 0)
+        flush(c);
+}
+
+int ws_wants_close_frame(struct conn *c)
+{
+    wslay_event_context_ptr ctx = c->ws->ctx;
+    return wslay_event_get_close_sent(ctx) && !wslay_event_get_close_received(ctx) &&
+           wslay_event_want_read(ctx);
+}
+
+void ws_conn_free(struct conn *c)
+{
+    if (!c->ws)
+        return;
+    wslay_event_context_free(c->ws->ctx);
+    free(c->ws);
+    c->ws = NULL;
+}

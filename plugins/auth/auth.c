@@ -1,0 +1,371 @@
+/* The auth plugin's handlers: HTTP register/login/logout/unregister and the
+ * WebSocket FETCH_USER_INVITECODE_REQUEST. */
+#include <argon2.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+
+static int64_t conf_int(const json_t *conf, const char *key, int64_t def, int64_t lo, int64_t hi,
+                        int *bad)
+{
+    const json_t *v = json_object_get(conf, key);
+    if (!v)
+        return def;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        *bad = 1;
+        return def;
+    }
+    return json_integer_value(v);
+}
+
+static int username_valid(const struct auth *a, const char *u)
+{
+    size_t n = strlen(u);
+    if ((int64_t)n < a->username_min || (int64_t)n > a->username_max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)u[i]) && u[i] != '_' && u[i] != '.' && u[i] != '-')
+            return 0;
+    return 1;
+}
+
+/* Parse {"username","password"} from the body into a new job; answers 400 itself. */
+static struct user_job *parse_credentials(struct auth *a, chatd_http *req, int strict)
+{
+    const chatd_host *h = a->host;
+    size_t len;
+    const char *body = h->http_body(req, &len);
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *u = json_string_value(json_object_get(o, "username"));
+    json_t *pw = json_object_get(o, "password");
+    const char *problem = NULL;
+    struct user_job *j = NULL;
+    if (!json_is_object(o))
+        problem = "body must be a JSON object";
+    else if (!u || !json_is_string(pw))
+        problem = "username and password are required strings";
+    else if (strict && !username_valid(a, u))
+        problem = "username must be 3 to 32 of A-Z a-z 0-9 _ . -";
+    else if (strict && ((int64_t)json_string_length(pw) < a->password_min ||
+                        (int64_t)json_string_length(pw) > a->password_max))
+        problem = "password must be 8 to 256 bytes";
+    else if (strlen(u) >= sizeof j->username || json_string_length(pw) > 4096 ||
+             strlen(json_string_value(pw)) != json_string_length(pw))
+        problem = "username or password too long, or contains NUL";
+    if (!problem && !(j = user_job_new(a)))
+        problem = "out of memory";
+    if (j) {
+        snprintf(j->username, sizeof j->username, "%s", u);
+        if (!(j->password = strdup(json_string_value(pw)))) {
+            user_job_free(j);
+            j = NULL;
+            problem = "out of memory";
+        }
+    }
+    json_decref(o);
+    if (problem)
+        h->http_error(req, CHATD_ERR_BAD_REQUEST, problem);
+    return j;
+}
+
+static void fail_unavailable(struct user_job *j, int status)
+{
+    const chatd_host *h = j->a->host;
+    if (status == CHATD_EUNAVAIL)
+        h->http_error(j->http, CHATD_ERR_UNAVAILABLE, "storage unavailable, retry later");
+    else
+        h->http_error(j->http, CHATD_ERR_INTERNAL, "internal error");
+    user_job_free(j);
+}
+
+/* ---- register: hash (CPU) -> insert (write) -> 201 ---- */
+
+static void register_inserted(void *arg, int status)
+{
+    struct user_job *j = arg;
+    const chatd_host *h = j->a->host;
+    if (status == CHATD_ECONFLICT) {
+        h->http_error(j->http, CHATD_ERR_CONFLICT, "username taken");
+        user_job_free(j);
+        return;
+    }
+    if (status < 0) {
+        fail_unavailable(j, status);
+        return;
+    }
+    h->count(j->a->p, "users_registered", 1);
+    h->http_reply(j->http, 201,
+                  json_pack("{s:I, s:s, s:s}", "userId", (json_int_t)j->user_id, "username",
+                            j->username, "inviteCode", j->invite_code),
+                  NULL);
+    chatd_event ev = {CHATD_EVENT_USER_REGISTERED, j->user_id, 0, j->username};
+    h->emit(j->a->p, &ev);
+    user_job_free(j);
+}
+
+static void register_hashed(void *arg, int status)
+{
+    struct user_job *j = arg;
+    if (status < 0 ||
+        j->a->host->submit(j->a->p, CHATD_JOB_WRITE, users_run_insert, register_inserted, j) < 0)
+        fail_unavailable(j, status < 0 ? status : CHATD_EINTERNAL);
+}
+
+static int on_register(chatd_http *req, void *state)
+{
+    struct auth *a = state;
+    struct user_job *j = parse_credentials(a, req, 1);
+    if (!j)
+        return CHATD_OK;
+    j->http = req;
+    if (a->host->submit(a->p, CHATD_JOB_CPU, auth_run_hash, register_hashed, j) < 0) {
+        fail_unavailable(j, CHATD_EINTERNAL);
+        return CHATD_OK;
+    }
+    return CHATD_PENDING;
+}
+
+/* ---- login: lookup (read) -> verify (CPU) -> session (write) -> 200 ---- */
+
+static void lower(char *dst, const char *src, size_t len)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < len; i++)
+        dst[i] = (char)tolower((unsigned char)src[i]);
+    dst[i] = '\0';
+}
+
+static void login_session_stored(void *arg, int status)
+{
+    struct user_job *j = arg;
+    const chatd_host *h = j->a->host;
+    if (status < 0) {
+        fail_unavailable(j, status);
+        return;
+    }
+    char cookie[160];
+    snprintf(cookie, sizeof cookie,
+             "Set-Cookie: CHATSESSION=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%lld\r\n",
+             j->token, (long long)h->session_ttl());
+    h->count(j->a->p, "logins", 1);
+    h->http_reply(j->http, 200,
+                  json_pack("{s:s, s:I, s:s, s:I}", "token", j->token, "userId",
+                            (json_int_t)j->user_id, "username", j->username, "expiresIn",
+                            (json_int_t)h->session_ttl()),
+                  cookie);
+    explicit_bzero(cookie, sizeof cookie);
+    user_job_free(j);
+}
+
+static void login_verified(void *arg, int status)
+{
+    struct user_job *j = arg;
+    struct auth *a = j->a;
+    const chatd_host *h = a->host;
+    const char *peer = h->http_peer(j->http);
+    char key[64];
+    lower(key, j->username, sizeof key);
+    int64_t now = h->now_ms();
+    if (status < 0) {
+        fail_unavailable(j, status);
+        return;
+    }
+    if (!j->verified) {
+        ratelimit_fail(a->by_user, key, now);
+        ratelimit_fail(a->by_addr, peer, now);
+        h->count(a->p, "login_failures", 1);
+        h->log(a->p, CHATD_LOG_INFO, "login failed for '%s' from %s", j->username, peer);
+        h->http_error(j->http, CHATD_ERR_UNAUTHORIZED, "bad username or password");
+        user_job_free(j);
+        return;
+    }
+    ratelimit_reset(a->by_user, key);
+    int rc = h->session_create(j->user_id, j->username, j->token, login_session_stored, j);
+    if (rc < 0)
+        fail_unavailable(j, rc);
+}
+
+static void login_looked_up(void *arg, int status)
+{
+    struct user_job *j = arg;
+    if (status < 0 ||
+        j->a->host->submit(j->a->p, CHATD_JOB_CPU, auth_run_verify, login_verified, j) < 0)
+        fail_unavailable(j, status < 0 ? status : CHATD_EINTERNAL);
+}
+
+static int on_login(chatd_http *req, void *state)
+{
+    struct auth *a = state;
+    const chatd_host *h = a->host;
+    struct user_job *j = parse_credentials(a, req, 0);
+    if (!j)
+        return CHATD_OK;
+    j->http = req;
+    char key[64];
+    lower(key, j->username, sizeof key);
+    int64_t now = h->now_ms();
+    if (ratelimit_blocked(a->by_user, key, now) ||
+        ratelimit_blocked(a->by_addr, h->http_peer(req), now)) {
+        h->count(a->p, "login_rate_limited", 1);
+        h->http_error(req, CHATD_ERR_RATE_LIMITED, "too many failed logins, try again later");
+        user_job_free(j);
+        return CHATD_OK;
+    }
+    if (h->submit(a->p, CHATD_JOB_READ, users_run_lookup, login_looked_up, j) < 0) {
+        fail_unavailable(j, CHATD_EINTERNAL);
+        return CHATD_OK;
+    }
+    return CHATD_PENDING;
+}
+
+/* ---- logout ---- */
+
+static int on_logout(chatd_http *req, void *state)
+{
+    struct auth *a = state;
+    a->host->session_end_http(req);
+    a->host->http_reply(req, 204, NULL, NULL);
+    return CHATD_OK;
+}
+
+/* ---- unregister: delete (write) -> end sessions -> 204 ---- */
+
+static void unregister_deleted(void *arg, int status)
+{
+    struct user_job *j = arg;
+    const chatd_host *h = j->a->host;
+    if (status < 0 && status != CHATD_ENOTFOUND) {
+        fail_unavailable(j, status);
+        return;
+    }
+    h->session_end_user(j->user_id);
+    chatd_event ev = {CHATD_EVENT_USER_REMOVED, j->user_id, 0, NULL};
+    h->emit(j->a->p, &ev);
+    h->count(j->a->p, "users_removed", 1);
+    h->http_reply(j->http, 204, NULL, NULL);
+    user_job_free(j);
+}
+
+static int on_unregister(chatd_http *req, void *state)
+{
+    struct auth *a = state;
+    struct user_job *j = user_job_new(a);
+    if (!j) {
+        a->host->http_error(req, CHATD_ERR_INTERNAL, "out of memory");
+        return CHATD_OK;
+    }
+    j->http = req;
+    j->user_id = a->host->http_user_id(req);
+    if (a->host->submit(a->p, CHATD_JOB_WRITE, users_run_delete, unregister_deleted, j) < 0) {
+        fail_unavailable(j, CHATD_EINTERNAL);
+        return CHATD_OK;
+    }
+    return CHATD_PENDING;
+}
+
+/* ---- FETCH_USER_INVITECODE_REQUEST ---- */
+
+static void invite_fetched(void *arg, int status)
+{
+    struct user_job *j = arg;
+    const chatd_host *h = j->a->host;
+    if (status == 0)
+        h->reply(j->req, "FETCH_USER_INVITECODE_RESPONSE",
+                 json_pack("{s:s}", "inviteCode", j->invite_code));
+    else if (status == CHATD_ENOTFOUND)
+        h->error(j->req, CHATD_ERR_NOT_FOUND, "user not found");
+    else if (status == CHATD_EUNAVAIL)
+        h->error(j->req, CHATD_ERR_UNAVAILABLE, "storage unavailable, retry later");
+    else
+        h->error(j->req, CHATD_ERR_INTERNAL, "invite code lookup failed");
+    user_job_free(j);
+}
+
+static int on_fetch_invite(chatd_req *req, const json_t *msg, void *state)
+{
+    struct auth *a = state;
+    (void)msg;
+    struct user_job *j = user_job_new(a);
+    if (!j)
+        return CHATD_EINTERNAL;
+    j->req = req;
+    j->user_id = a->host->req_user_id(req);
+    if (a->host->submit(a->p, CHATD_JOB_READ, users_run_invite, invite_fetched, j) < 0) {
+        user_job_free(j);
+        return CHATD_EINTERNAL;
+    }
+    return CHATD_PENDING;
+}
+
+/* ---- life cycle ---- */
+
+static void auth_cleanup(void *state)
+{
+    struct auth *a = state;
+    if (!a)
+        return;
+    ratelimit_free(a->by_user);
+    ratelimit_free(a->by_addr);
+    free(a->dummy_hash);
+    free(a);
+}
+
+static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf, void **state)
+{
+    struct auth *a = calloc(1, sizeof *a);
+    int bad = 0;
+    if (!a)
+        return CHATD_ENOMEM;
+    *state = a;
+    a->p = p;
+    a->host = host;
+    a->t_cost = (uint32_t)conf_int(conf, "argon2_t_cost", 2, 1, 100, &bad);
+    a->m_cost = (uint32_t)conf_int(conf, "argon2_m_cost", 19456, 8, 4 << 20, &bad);
+    a->parallelism = (uint32_t)conf_int(conf, "argon2_parallelism", 1, 1, 16, &bad);
+    a->username_min = conf_int(conf, "username_min_length", 3, 1, 32, &bad);
+    a->username_max = conf_int(conf, "username_max_length", 32, 1, 32, &bad);
+    a->password_min = conf_int(conf, "password_min_length", 8, 1, 4096, &bad);
+    a->password_max = conf_int(conf, "password_max_length", 256, 1, 4096, &bad);
+    int64_t max_user = conf_int(conf, "login_max_failures", 5, 1, 1000000, &bad);
+    int64_t max_addr = conf_int(conf, "login_max_failures_per_addr", 20, 1, 1000000, &bad);
+    int64_t window = conf_int(conf, "login_window", 300, 1, 86400 * 7, &bad);
+    if (bad) {
+        host->log(p, CHATD_LOG_ERROR, "a setting of plugin auth is not an integer in its range"
+                                      " (see docs/CONFIG.md)");
+        auth_cleanup(a);
+        *state = NULL;
+        return CHATD_EINVAL;
+    }
+    if (a->m_cost < 8 * a->parallelism)
+        a->m_cost = 8 * a->parallelism;
+    a->by_user = ratelimit_new(max_user, window * 1000);
+    a->by_addr = ratelimit_new(max_addr, window * 1000);
+    /* A real hash to verify unknown users against, so they cost a full verify. */
+    struct user_job probe = {.a = a, .password = "no such user: dummy password"};
+    int rc = a->by_user && a->by_addr ? auth_run_hash(NULL, &probe) : CHATD_ENOMEM;
+    a->dummy_hash = probe.hash;
+    if (rc < 0 || host->http_route(p, "POST", "/api/v1/auth/register", 0, on_register) < 0 ||
+        host->http_route(p, "POST", "/api/v1/auth/login", 0, on_login) < 0 ||
+        host->http_route(p, "POST", "/api/v1/auth/logout", CHATD_HTTP_AUTH, on_logout) < 0 ||
+        host->http_route(p, "POST", "/api/v1/auth/unregister", CHATD_HTTP_AUTH, on_unregister) <
+            0 ||
+        host->on_message(p, "FETCH_USER_INVITECODE_REQUEST", on_fetch_invite) < 0) {
+        auth_cleanup(a);
+        *state = NULL;
+        return rc < 0 ? rc : CHATD_EINVAL;
+    }
+    return 0;
+}
+
+static const chatd_plugin_desc auth_desc = {
+    CHATD_PLUGIN_DESC_HEAD,
+    .name = "auth",
+    .version = "1.0",
+    .init = auth_init,
+    .cleanup = auth_cleanup,
+};
+
+CHATD_PLUGIN(auth_desc)

@@ -1,0 +1,168 @@
+/*
+ * A test plugin for the dispatch contract:
+ *   PROBE_PENDING {"delayMs"}  answered later from another thread via post()
+ *   PROBE_DECLINE              declined, so the next handler (or "unknown type") answers
+ *   PROBE_SILENT               answered with nothing (CHATD_OK, no reply)
+ *   PROBE_CPU {"n"}            a CPU job computes the sum 1..n on a worker
+ * and it counts CONN_OPENED / CONN_CLOSED / USER_REGISTERED events, which
+ * PROBE_EVENTS reports.
+ */
+#include <chatd/plugin.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct probe {
+    chatd_plugin *p;
+    const chatd_host *host;
+    long opened, closed, registered;
+};
+
+static struct probe *g;
+
+struct later {
+    chatd_req *req;
+    long delay_ms;
+    int64_t n, sum;
+};
+
+static void answer_later(void *arg)
+{
+    struct later *l = arg;
+    g->host->reply(l->req, "PROBE_PENDING_RESPONSE", json_pack("{s:I}", "delayMs", (json_int_t)l->delay_ms));
+    free(l);
+}
+
+static void *sleeper(void *arg)
+{
+    struct later *l = arg;
+    struct timespec ts = {l->delay_ms / 1000, (l->delay_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    g->host->post(answer_later, l); /* the one call allowed off the loop */
+    return NULL;
+}
+
+static int on_pending(chatd_req *req, const json_t *msg, void *state)
+{
+    (void)state;
+    struct later *l = calloc(1, sizeof *l);
+    pthread_t t;
+    if (!l)
+        return CHATD_ENOMEM;
+    l->req = req;
+    l->delay_ms = (long)json_integer_value(json_object_get(msg, "delayMs"));
+    if (l->delay_ms < 0 || l->delay_ms > 5000)
+        l->delay_ms = 0;
+    if (pthread_create(&t, NULL, sleeper, l) != 0) {
+        free(l);
+        return CHATD_EINTERNAL;
+    }
+    pthread_detach(t);
+    return CHATD_PENDING;
+}
+
+static int on_decline(chatd_req *req, const json_t *msg, void *state)
+{
+    (void)req, (void)msg, (void)state;
+    return CHATD_DECLINED;
+}
+
+static int on_silent(chatd_req *req, const json_t *msg, void *state)
+{
+    (void)req, (void)msg, (void)state;
+    return CHATD_OK;
+}
+
+static int cpu_run(chatd_db *db, void *arg)
+{
+    struct later *l = arg;
+    (void)db;
+    l->sum = 0;
+    for (int64_t i = 1; i <= l->n; i++)
+        l->sum += i;
+    return 0;
+}
+
+static void cpu_done(void *arg, int status)
+{
+    struct later *l = arg;
+    if (status < 0)
+        g->host->error(l->req, CHATD_ERR_INTERNAL, "cpu job failed");
+    else
+        g->host->reply(l->req, "PROBE_CPU_RESPONSE", json_pack("{s:I}", "sum", (json_int_t)l->sum));
+    free(l);
+}
+
+static int on_cpu(chatd_req *req, const json_t *msg, void *state)
+{
+    struct probe *pr = state;
+    struct later *l = calloc(1, sizeof *l);
+    if (!l)
+        return CHATD_ENOMEM;
+    l->req = req;
+    l->n = json_integer_value(json_object_get(msg, "n"));
+    if (pr->host->submit(pr->p, CHATD_JOB_CPU, cpu_run, cpu_done, l) < 0) {
+        free(l);
+        return CHATD_EINTERNAL;
+    }
+    return CHATD_PENDING;
+}
+
+static int on_events(chatd_req *req, const json_t *msg, void *state)
+{
+    struct probe *pr = state;
+    (void)msg;
+    pr->host->reply(req, "PROBE_EVENTS_RESPONSE",
+                    json_pack("{s:i, s:i, s:i}", "opened", (int)pr->opened, "closed",
+                              (int)pr->closed, "registered", (int)pr->registered));
+    return CHATD_OK;
+}
+
+static void on_event(const chatd_event *ev, void *state)
+{
+    struct probe *pr = state;
+    if (ev->type == CHATD_EVENT_CONN_OPENED)
+        pr->opened++;
+    else if (ev->type == CHATD_EVENT_CONN_CLOSED)
+        pr->closed++;
+    else if (ev->type == CHATD_EVENT_USER_REGISTERED)
+        pr->registered++;
+}
+
+static int probe_init(chatd_plugin *p, const chatd_host *host, const json_t *config, void **state)
+{
+    (void)config;
+    struct probe *pr = calloc(1, sizeof *pr);
+    if (!pr)
+        return CHATD_ENOMEM;
+    pr->p = p;
+    pr->host = host;
+    *state = g = pr;
+    if (host->on_message(p, "PROBE_PENDING", on_pending) < 0 ||
+        host->on_message(p, "PROBE_DECLINE", on_decline) < 0 ||
+        host->on_message(p, "PROBE_SILENT", on_silent) < 0 ||
+        host->on_message(p, "PROBE_CPU", on_cpu) < 0 ||
+        host->on_message(p, "PROBE_EVENTS", on_events) < 0 ||
+        host->on_message(p, "ECHO_REQUEST", on_decline) < 0 ||
+        host->on_event(p, CHATD_EVENT_CONN_OPENED, on_event) < 0 ||
+        host->on_event(p, CHATD_EVENT_CONN_CLOSED, on_event) < 0 ||
+        host->on_event(p, CHATD_EVENT_USER_REGISTERED, on_event) < 0)
+        return CHATD_EINVAL;
+    return 0;
+}
+
+static void probe_cleanup(void *state)
+{
+    free(state);
+    g = NULL;
+}
+
+static const chatd_plugin_desc probe_desc = {
+    CHATD_PLUGIN_DESC_HEAD,
+    .name = "probe",
+    .version = "1.0",
+    .init = probe_init,
+    .cleanup = probe_cleanup,
+};
+
+CHATD_PLUGIN(probe_desc)

@@ -1,0 +1,338 @@
+#!/usr/bin/python3
+"""Plugin ABI tests: an out-of-tree plugin built against the installed header
+and chatd-plugin.pc, purpose-built test plugins, refusal of another ABI major
+and of a missing file, and the configuration checks of start-up."""
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+import harness  # noqa: E402
+from harness import run, ws_connect, ws_request, ws_expect_silence  # noqa: E402
+
+BUILD = os.environ.get("CHATD_BUILD_ROOT", os.path.join(harness.REPO_ROOT, "build"))
+SOURCE = harness.REPO_ROOT
+TEST_PLUGINS = os.path.join(BUILD, "tests", "plugins")
+
+
+def sh(cmd, env=None, cwd=None):
+    p = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise AssertionError("%s failed (%d):\n%s" % (" ".join(cmd), p.returncode,
+                                                      p.stdout.decode(errors="replace")))
+    return p.stdout.decode(errors="replace")
+
+
+class ConfServer(harness.Server):
+    """A Server with its own binary and config file."""
+
+    def __init__(self, binary, conf, extra_sets=None):
+        super().__init__(extra_sets)
+        self.binary, self.conf = binary, conf
+
+    def args(self):
+        argv = super().args()
+        argv[0] = self.binary
+        argv[2] = self.conf
+        return argv
+
+
+def write_conf(dirname, plugins):
+    path = os.path.join(dirname, "chatd-%d.conf" % len(os.listdir(dirname)))
+    with open(path, "w") as f:
+        f.write("plugins = (\n%s\n);\n" % ",\n".join(plugins))
+    return path
+
+
+AUTH = '{ name = "auth"; backend = "sqlite"; login_max_failures_per_addr = 1000; }'
+
+
+def start_fails(binary, conf, sets=()):
+    """Start chatd expecting it to stop during start-up; returns (code, output)."""
+    data = tempfile.mkdtemp(prefix="chatd-plug-")
+    argv = [binary, "-c", conf, "--listen", "127.0.0.1:0", "--data-dir", data]
+    for s in sets:
+        argv += ["--set", s]
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
+class InstalledPluginTests(unittest.TestCase):
+    """meson install into a DESTDIR, then build contrib/plugin-example against it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-install-")
+        dest = os.path.join(cls.tmp, "root")
+        sh(["meson", "install", "-C", BUILD, "--destdir", dest, "--no-rebuild", "--quiet"])
+        pcs = glob.glob(os.path.join(dest, "**", "pkgconfig", "chatd-plugin.pc"), recursive=True)
+        auth = glob.glob(os.path.join(dest, "**", "chatd", "auth.so"), recursive=True)
+        bins = glob.glob(os.path.join(dest, "**", "bin", "chatd"), recursive=True)
+        sqls = glob.glob(os.path.join(dest, "**", "chatd", "sql"), recursive=True)
+        headers = glob.glob(os.path.join(dest, "**", "include", "chatd", "plugin.h"),
+                            recursive=True)
+        confs = glob.glob(os.path.join(dest, "**", "chatd", "chatd.conf"), recursive=True)
+        for what, found in (("chatd-plugin.pc", pcs), ("auth.so", auth), ("bin/chatd", bins),
+                            ("sql", sqls), ("plugin.h", headers), ("chatd.conf", confs)):
+            if len(found) != 1:
+                raise AssertionError("install did not put exactly one %s: %r" % (what, found))
+        cls.binary, cls.plugin_dir, cls.sql_dir = bins[0], os.path.dirname(auth[0]), sqls[0]
+        cls.installed_conf = confs[0]
+        src = os.path.join(cls.tmp, "plugin-example")
+        shutil.copytree(os.path.join(SOURCE, "contrib", "plugin-example"), src)
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]))
+        with open(pcs[0]) as f:
+            prefix = [l.split("=", 1)[1].strip() for l in f if l.startswith("prefix=")][0]
+        # The .pc file sits under DESTDIR: point its prefix there.
+        sh(["make", "-s", "PKG_CONFIG=pkg-config --define-variable=prefix=%s%s" % (dest, prefix)],
+           env=env, cwd=src)
+        cls.echo = os.path.join(src, "echo.so")
+        cls.sets = ["server.plugin_dir=" + cls.plugin_dir, "server.sql_dir=" + cls.sql_dir]
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_example_exports_only_its_entry(self):
+        out = sh(["nm", "-D", "--defined-only", self.echo])
+        names = [line.split()[-1] for line in out.splitlines() if line.strip()]
+        self.assertEqual([n for n in names if not n.startswith("_")], ["chatd_plugin_entry"])
+
+    def test_out_of_tree_plugin_answers_its_message_type(self):
+        conf = write_conf(self.tmp, [AUTH, '{ name = "echo"; path = "%s"; prefix = "echo: "; }'
+                                     % self.echo])
+        with ConfServer(self.binary, conf, self.sets) as srv:
+            self.assertIn("echo plugin ready", srv.log_text())
+            user = srv.new_user("oot")
+
+            async def go():
+                ws = await ws_connect(srv, user.token)
+                resp = await ws_request(ws, {"type": "ECHO_REQUEST", "text": "hi",
+                                             "requestId": "e1"})
+                self.assertEqual(resp, {"type": "ECHO_RESPONSE", "text": "echo: hi",
+                                        "from": user.username, "requestId": "e1"})
+                bad = await ws_request(ws, {"type": "ECHO_REQUEST", "text": 5})
+                self.assertEqual((bad["type"], bad["code"]), ("ERROR", "BAD_REQUEST"))
+                # the installed auth plugin serves its WebSocket type too
+                inv = await ws_request(ws, {"type": "FETCH_USER_INVITECODE_REQUEST"})
+                self.assertEqual(inv["inviteCode"], user.invite_code)
+                await ws.close()
+            run(go())
+            status, _, body = srv.request("GET", "/metrics")
+            self.assertIn(b"chatd_echo_messages_total 1", body)
+
+    def test_installed_default_config_is_valid(self):
+        out = sh([self.binary, "--check-config", "-c", self.installed_conf] +
+                 sum([["--set", s] for s in self.sets], []))
+        self.assertIn("configuration is valid", out)
+
+
+class TestPluginTests(unittest.TestCase):
+    """The in-tree probe plugin exercises PENDING, DECLINED, CPU jobs and events."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-probe-")
+        conf = write_conf(cls.tmp, [AUTH, '{ name = "probe"; path = "%s"; }'
+                                    % os.path.join(TEST_PLUGINS, "probe.so")])
+        cls.srv = ConfServer(harness.chatd_bin(), conf).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_pending_reply_from_another_thread(self):
+        user = self.srv.new_user("pend")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            # two pending requests complete out of order, each with its own requestId
+            await harness.ws_send(ws, {"type": "PROBE_PENDING", "delayMs": 400,
+                                       "requestId": "slow"})
+            await harness.ws_send(ws, {"type": "PROBE_PENDING", "delayMs": 10,
+                                       "requestId": "fast"})
+            first = await harness.ws_recv(ws)
+            second = await harness.ws_recv(ws)
+            self.assertEqual([first["requestId"], second["requestId"]], ["fast", "slow"])
+            self.assertEqual(first["type"], "PROBE_PENDING_RESPONSE")
+            await ws.close()
+        run(go())
+
+    def test_pending_reply_after_client_left_goes_nowhere(self):
+        user = self.srv.new_user("gone")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            await harness.ws_send(ws, {"type": "PROBE_PENDING", "delayMs": 300})
+            await ws.close()
+        run(go())
+        import time
+        time.sleep(0.6)
+        self.assertEqual(self.srv.healthz()[0], 200)
+
+    def test_declined_everywhere_is_unknown_type(self):
+        user = self.srv.new_user("decl")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            resp = await ws_request(ws, {"type": "PROBE_DECLINE", "requestId": "d"})
+            self.assertEqual((resp["type"], resp["code"], resp["messageType"]),
+                             ("ERROR", "BAD_REQUEST", "PROBE_DECLINE"))
+            await ws.close()
+        run(go())
+
+    def test_silent_ok_sends_nothing(self):
+        user = self.srv.new_user("sil")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            await harness.ws_send(ws, {"type": "PROBE_SILENT"})
+            await ws_expect_silence(ws, 0.4)
+            await ws.close()
+        run(go())
+
+    def test_cpu_job_runs_off_the_loop(self):
+        user = self.srv.new_user("cpu")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            resp = await ws_request(ws, {"type": "PROBE_CPU", "n": 100000})
+            self.assertEqual(resp, {"type": "PROBE_CPU_RESPONSE", "sum": 100000 * 100001 // 2})
+            await ws.close()
+        run(go())
+
+    def test_events_reach_plugins(self):
+        async def events(user):
+            ws = await ws_connect(self.srv, user.token)
+            resp = await ws_request(ws, {"type": "PROBE_EVENTS"})
+            await ws.close()
+            return resp
+        a = self.srv.new_user("eva")
+        before = run(events(a))
+        self.srv.new_user("evb")
+        import time
+        time.sleep(0.2)  # the previous socket's close reaches the server
+        after = run(events(a))
+        self.assertEqual(after["registered"], before["registered"] + 1)
+        self.assertEqual(after["opened"], before["opened"] + 1)
+        self.assertGreaterEqual(after["closed"], before["closed"] + 1)
+
+
+class StartupRefusalTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-refuse-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_other_abi_major_is_refused(self):
+        path = os.path.join(TEST_PLUGINS, "bad_abi.so")
+        conf = write_conf(self.tmp, [AUTH, '{ name = "bad_abi"; path = "%s"; }' % path])
+        code, out = start_fails(harness.chatd_bin(), conf)
+        self.assertNotEqual(code, 0)
+        self.assertIn(path, out)
+        self.assertRegex(out, r"built for plugin ABI 2\.0; this chatd speaks 1\.\d+")
+        self.assertNotIn("core: ready", out)
+
+    def test_missing_plugin_file_names_the_path(self):
+        conf = write_conf(self.tmp, [AUTH, '{ name = "ghost"; path = "/nonexistent/ghost.so"; }'])
+        code, out = start_fails(harness.chatd_bin(), conf)
+        self.assertNotEqual(code, 0)
+        self.assertIn("/nonexistent/ghost.so", out)
+        self.assertNotIn("core: ready", out)
+
+    def test_plugin_init_failure_stops_startup(self):
+        conf = write_conf(self.tmp, ['{ name = "auth"; backend = "sqlite"; argon2_t_cost = "x"; }'])
+        code, out = start_fails(harness.chatd_bin(), conf)
+        self.assertNotEqual(code, 0)
+        self.assertIn("plugin 'auth': init failed", out)
+
+    def test_unknown_backend_is_named(self):
+        conf = write_conf(self.tmp, ['{ name = "auth"; backend = "oracle"; }'])
+        code, out = start_fails(harness.chatd_bin(), conf)
+        self.assertNotEqual(code, 0)
+        self.assertIn("unknown storage backend 'oracle'", out)
+
+
+class CheckConfigTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-check-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def check(self, text, *sets):
+        path = os.path.join(self.tmp, "c%d.conf" % len(os.listdir(self.tmp)))
+        with open(path, "w") as f:
+            f.write(text)
+        argv = [harness.chatd_bin(), "--check-config", "-c", path]
+        for s in sets:
+            argv += ["--set", s]
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        return p.returncode, p.stdout.decode(errors="replace"), path
+
+    def test_shipped_config_is_valid(self):
+        p = subprocess.run([harness.chatd_bin(), "--check-config", "-c", harness.chatd_conf()],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        self.assertEqual(p.returncode, 0, p.stdout)
+
+    def test_syntax_error_names_file_and_line(self):
+        code, out, path = self.check('server = {\n  listen = "x"\n  oops;\n};\n')
+        self.assertEqual(code, 1)
+        self.assertRegex(out, re_escape(path) + r":3\b")
+
+    def test_unknown_setting_names_file_line_and_setting(self):
+        code, out, path = self.check('http = {\n  max_head_size = 9000;\n  max_hed = 1;\n};\n')
+        self.assertEqual(code, 1)
+        self.assertIn("%s:3" % path, out)
+        self.assertIn("'http.max_hed'", out)
+
+    def test_wrong_type_and_range(self):
+        code, out, path = self.check('ws = { ping_interval = "often"; };\n')
+        self.assertEqual(code, 1)
+        self.assertIn("%s:1" % path, out)
+        self.assertIn("'ws.ping_interval'", out)
+        code, out, _ = self.check('http = { max_head_size = 1; };\n')
+        self.assertEqual(code, 1)
+        self.assertIn("out of range", out)
+
+    def test_bad_override_is_named(self):
+        code, out, _ = self.check("", "ws.max_message_size=oops")
+        self.assertEqual(code, 1)
+        self.assertIn("ws.max_message_size", out)
+        code, out, _ = self.check("", "nonsense")
+        self.assertEqual(code, 1)
+        self.assertIn("PATH=VALUE", out)
+
+    def test_version_and_help(self):
+        p = subprocess.run([harness.chatd_bin(), "--version"], stdout=subprocess.PIPE, timeout=10)
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout.decode(), r"^chatd \d+\.\d+\.\d+ \(plugin ABI 1\.\d+\)")
+        p = subprocess.run([harness.chatd_bin(), "--help"], stdout=subprocess.PIPE, timeout=10)
+        self.assertEqual(p.returncode, 0)
+        self.assertIn(b"--check-config", p.stdout)
+        p = subprocess.run([harness.chatd_bin(), "--bogus"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10)
+        self.assertEqual(p.returncode, 2)
+
+
+def re_escape(s):
+    import re
+    return re.escape(s)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
