@@ -8,7 +8,13 @@ import sys
 
 passed = failed = skipped = 0
 for path in sys.argv[1:]:
-    with open(path) as f:
+    try:
+        f = open(path)
+    except OSError:
+        print("%s: no test log (the build failed)" % path)
+        failed += 1
+        continue
+    with f:
         for line in f:
             t = json.loads(line)
             out = (t.get("stdout") or "") + (t.get("stderr") or "")

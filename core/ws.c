@@ -65,11 +65,11 @@ void ws_accept_key(const char *key, char out[29])
 {
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     unsigned char digest[SHA_DIGEST_LENGTH];
-    SHA_CTX sha;
-    SHA1_Init(&sha);
-    SHA1_Update(&sha, key, strlen(key));
-    SHA1_Update(&sha, guid, sizeof guid - 1);
-    SHA1_Final(digest, &sha);
+    char buf[128];
+    size_t n = strnlen(key, sizeof buf - sizeof guid);
+    memcpy(buf, key, n);
+    memcpy(buf + n, guid, sizeof guid - 1);
+    SHA1((const unsigned char *)buf, n + sizeof guid - 1, digest);
     EVP_EncodeBlock((unsigned char *)out, digest, SHA_DIGEST_LENGTH);
 }
 
