@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
+#include "server.h"
 #include "ws.h"
 
 struct http_conn {
@@ -402,7 +403,7 @@ void http_respond(struct chatd_http *req, int status, const char *content_type, 
         http_request_free(req); /* the client has gone: the reply goes nowhere */
         return;
     }
-    int keep = req->keep_alive && c->state == CONN_HTTP;
+    int keep = req->keep_alive && c->state == CONN_HTTP && !server_draining();
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason(status));
     if (status != 204 && status != 101)

@@ -338,6 +338,11 @@ void server_drain(void)
     }
 }
 
+int server_draining(void)
+{
+    return srv.draining;
+}
+
 long server_connection_count(void)
 {
     return srv.count;

@@ -10,6 +10,8 @@ struct settings;
 int server_start(struct event_base *base, const struct settings *s);
 /* Stop accepting and close every connection (WebSockets with 1001). */
 void server_drain(void);
+/* Whether SIGTERM started draining (no more keep-alive). */
+int server_draining(void);
 /* Connections still open. */
 long server_connection_count(void);
 /* Free everything left; after the loop stopped. */
