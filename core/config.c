@@ -450,9 +450,11 @@ void config_print_schema(void)
         const struct schema *sc = &schema[i];
         if (sc->kind == K_INT)
             printf("  %-28s %-10lld %s\n", sc->path, (long long)sc->def_int, sc->doc);
-        else if (sc->kind == K_STR)
-            printf("  %-28s \"%s\"%*s %s\n", sc->path, sc->def_str,
-                   (int)(8 - strlen(sc->def_str) > 0 ? 8 - strlen(sc->def_str) : 0), "", sc->doc);
+        else if (sc->kind == K_STR) {
+            char quoted[64];
+            snprintf(quoted, sizeof quoted, "\"%s\"", sc->def_str);
+            printf("  %-28s %-10s %s\n", sc->path, quoted, sc->doc);
+        }
         else
             printf("  %-28s %-10s %s\n", sc->path, "[]", sc->doc);
     }

@@ -28,7 +28,7 @@ void *hmap_del_id(hmap *m, uint64_t key);
 void *hmap_del_str(hmap *m, const char *key);
 
 /* Iterate: *pos starts at 0; returns 0 at the end. The map must not change
- * during the walk except. */
+ * during the walk: collect the keys to delete, then delete them after it. */
 int hmap_iter(const hmap *m, size_t *pos, uint64_t *id_key, const char **str_key, void **value);
 
 #endif

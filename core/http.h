@@ -50,7 +50,8 @@ void http_conn_orphan(struct conn *c);
 
 /* Header value by case-insensitive name, or NULL. */
 const char *http_header_get(const struct chatd_http *r, const char *name);
-/* Value of key in an a=b&c=d query string, percent-decoded into buf; NULL if absent. */
+/* Value of key in an a=b&c=d query string, percent-decoded into buf; NULL if
+ * absent, malformed, or if its encoded length does not fit in len. */
 const char *http_query_get(const char *query, const char *key, char *buf, size_t len);
 /* Method name ("GET"). */
 const char *http_method_name(int method);
