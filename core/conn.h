@@ -36,6 +36,8 @@ struct conn {
     struct conn *s_prev, *s_next; /* WebSockets of the same login session */
     struct conn *u_prev, *u_next; /* WebSockets of the same user on this node */
     int64_t user_id;
+    int64_t channel_id;           /* the active (entered) channel, or 0 */
+    struct conn *c_prev, *c_next; /* WebSockets entered in the same channel */
 };
 
 /* The connection with this id, or NULL when gone (or going). */

@@ -1,6 +1,7 @@
 #include "dispatch.h"
 
 #include <openssl/rand.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugins.h"
+#include "presence.h"
 #include "session.h"
 #include "ws.h"
 
@@ -105,27 +107,33 @@ void dispatch_remove_owner(struct chatd_plugin *owner)
     }
 }
 
-/* {"type": type, ...body, "requestId"?} as one shared frame; takes body. */
-static struct wsmsg *encode(const char *type, json_t *body, json_t *request_id)
+/* {"type": type, ...body, "requestId"?} as a new object; takes body. */
+static json_t *build(const char *type, json_t *body, json_t *request_id)
 {
     json_t *o = json_object();
+    if (o) {
+        json_object_set_new(o, "type", json_string(type));
+        if (json_is_object(body))
+            json_object_update(o, body);
+        json_object_set_new(o, "type", json_string(type)); /* the body cannot override it */
+        if (request_id)
+            json_object_set(o, "requestId", request_id);
+    }
+    json_decref(body);
+    return o;
+}
+
+/* The same as one shared frame; takes body. */
+static struct wsmsg *encode(const char *type, json_t *body, json_t *request_id)
+{
+    json_t *o = build(type, body, request_id);
     struct wsmsg *m = NULL;
-    if (!o)
-        goto out;
-    json_object_set_new(o, "type", json_string(type));
-    if (json_is_object(body))
-        json_object_update(o, body);
-    json_object_set_new(o, "type", json_string(type));
-    if (request_id)
-        json_object_set(o, "requestId", request_id);
-    char *text = json_dumps(o, JSON_COMPACT);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (text) {
         m = wsmsg_new(text, strlen(text));
         free(text);
     }
-out:
     json_decref(o);
-    json_decref(body);
     return m;
 }
 
@@ -292,20 +300,65 @@ int dispatch_send_conn(uint64_t conn_id, const char *type, json_t *body)
     return rc;
 }
 
+/* Send m to a list of WebSockets linked through the field at next_off. */
+static int send_list(struct conn *c, size_t next_off, uint64_t except, struct wsmsg *m)
+{
+    int n = 0;
+    while (c && m) {
+        /* read the link first: a slow reader may be closed and unlinked by the send */
+        struct conn *next = *(struct conn **)((char *)c + next_off);
+        if (c->id != except)
+            n += ws_send(c, m) == 0;
+        c = next;
+    }
+    return n;
+}
+
 int dispatch_send_user(int64_t user_id, const char *type, json_t *body)
 {
-    struct conn *c = session_user_conns(user_id);
+    struct conn *c = presence_user_conns(user_id);
     if (!c) {
         json_decref(body);
         return 0;
     }
     struct wsmsg *m = encode(type, body, NULL);
-    int n = 0;
-    while (c && m) {
-        struct conn *next = c->u_next; /* a slow reader may be closed and unlinked */
-        n += ws_send(c, m) == 0;
-        c = next;
-    }
+    int n = send_list(c, offsetof(struct conn, u_next), 0, m);
     wsmsg_unref(m);
     return n;
+}
+
+int dispatch_send_channel(int64_t channel_id, uint64_t except_conn, const char *type,
+                          json_t *body)
+{
+    struct conn *c = presence_channel_conns(channel_id);
+    if (!c || (c->id == except_conn && !c->c_next)) {
+        json_decref(body);
+        return 0;
+    }
+    struct wsmsg *m = encode(type, body, NULL);
+    int n = send_list(c, offsetof(struct conn, c_next), except_conn, m);
+    wsmsg_unref(m);
+    metrics_count("channel_deliveries", (uint64_t)n);
+    return n;
+}
+
+void dispatch_push(int64_t user_id, const char *username, int64_t channel_id, const char *type,
+                   json_t *body)
+{
+    json_t *event = build(type, body, NULL);
+    if (!event)
+        return;
+    chatd_event ev = {.type = CHATD_EVENT_UNDELIVERABLE, .user_id = user_id,
+                      .username = username, .channel_id = channel_id, .body = event};
+    plugins_emit(&ev);
+    metrics_count("push_events", 1);
+    json_decref(event);
+}
+
+int dispatch_notify_user(int64_t user_id, const char *username, const char *type, json_t *body)
+{
+    if (presence_user_conns(user_id))
+        return dispatch_send_user(user_id, type, body);
+    dispatch_push(user_id, username, 0, type, body);
+    return 0;
 }

@@ -37,5 +37,13 @@ const char *dispatch_req_type(const chatd_req *req);
 /* Send {"type": type, ...body} (body taken) to one WebSocket or all of a user's. */
 int dispatch_send_conn(uint64_t conn_id, const char *type, json_t *body);
 int dispatch_send_user(int64_t user_id, const char *type, json_t *body);
+/* Send to every WebSocket entered in the channel but except_conn; body taken. */
+int dispatch_send_channel(int64_t channel_id, uint64_t except_conn, const char *type,
+                          json_t *body);
+/* Send to the user's WebSockets, or push when there are none; body taken. */
+int dispatch_notify_user(int64_t user_id, const char *username, const char *type, json_t *body);
+/* Hand {"type": type, ...body} to the push plugin (UNDELIVERABLE); body taken. */
+void dispatch_push(int64_t user_id, const char *username, int64_t channel_id, const char *type,
+                   json_t *body);
 
 #endif

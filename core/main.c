@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugins.h"
+#include "presence.h"
 #include "router.h"
 #include "server.h"
 #include "session.h"
@@ -191,7 +192,7 @@ int main(int argc, char **argv)
     }
     struct store_backend *sessions_backend = NULL;
     if (store_init(app.base, &app.s, chatd_sql_dir(&app.s)) < 0 || dispatch_init() < 0 ||
-        router_init(&app.s) < 0) {
+        router_init(&app.s) < 0 || presence_init() < 0) {
         log_error("start-up failed: out of memory");
         goto out_base;
     }
@@ -224,6 +225,7 @@ out_store:
     server_free();
     plugins_unload_all();
     session_free_all();
+    presence_free();
     router_free();
     dispatch_free();
     metrics_free();

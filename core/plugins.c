@@ -16,7 +16,9 @@
 #include "dispatch.h"
 #include "http.h"
 #include "log.h"
+#include "conn.h"
 #include "metrics.h"
+#include "presence.h"
 #include "router.h"
 #include "session.h"
 #include "store.h"
@@ -32,6 +34,15 @@
 #endif
 
 static struct chatd_plugin *plugins, *plugins_tail;
+static const struct settings *settings;
+
+/* User-removal hooks, in load order; fixed after start-up, so workers read
+ * the array without a lock. */
+static struct user_hook {
+    struct chatd_plugin *owner;
+    chatd_user_hook fn;
+} *user_hooks;
+static size_t n_user_hooks;
 
 /* ---- where things are ---- */
 
@@ -267,6 +278,57 @@ static int h_random_bytes(void *buf, size_t len)
     return RAND_bytes(buf, (int)len) == 1 ? 0 : CHATD_EINTERNAL;
 }
 
+static int h_db_user_removing(chatd_db *db, int64_t user_id)
+{
+    for (size_t i = 0; i < n_user_hooks; i++) {
+        int rc = user_hooks[i].fn(db, user_id, user_hooks[i].owner->state);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int h_on_user_removing(chatd_plugin *p, chatd_user_hook fn)
+{
+    if (p->initialised)
+        return CHATD_EINVAL; /* workers read the list without a lock: init() only */
+    struct user_hook *n = realloc(user_hooks, (n_user_hooks + 1) * sizeof *n);
+    if (!n)
+        return CHATD_ENOMEM;
+    user_hooks = n;
+    user_hooks[n_user_hooks++] = (struct user_hook){p, fn};
+    return 0;
+}
+
+static int h_conn_enter(uint64_t conn_id, int64_t channel_id)
+{
+    struct conn *c = conn_find(conn_id);
+    if (!c || c->state != CONN_WS || channel_id < 0)
+        return CHATD_ENOTFOUND;
+    return presence_enter(c, channel_id);
+}
+
+static int64_t h_conn_channel(uint64_t conn_id)
+{
+    struct conn *c = conn_find(conn_id);
+    return c ? c->channel_id : 0;
+}
+
+static int h_user_online(int64_t user_id)
+{
+    return presence_user_conns(user_id) != NULL;
+}
+
+static const char *h_data_dir(void)
+{
+    return settings->data_dir;
+}
+
+static const char *h_backend_name(chatd_plugin *p)
+{
+    return p->backend ? store_backend_name(p->backend) : NULL;
+}
+
 static int64_t h_now_ms(void)
 {
     struct timeval tv;
@@ -317,9 +379,21 @@ static const chatd_host host = {
     .db_last_insert_id = h_db_last_insert_id,
     .db_changes = h_db_changes,
     .db_dialect = h_db_dialect,
+    .db_user_removing = h_db_user_removing,
     .post = store_post,
     .random_bytes = h_random_bytes,
     .now_ms = h_now_ms,
+    .conn_enter = h_conn_enter,
+    .conn_channel = h_conn_channel,
+    .user_in_channel = presence_user_in_channel,
+    .user_online = h_user_online,
+    .user_leave_channel = presence_user_leave_channel,
+    .send_channel = dispatch_send_channel,
+    .notify_user = dispatch_notify_user,
+    .push = dispatch_push,
+    .on_user_removing = h_on_user_removing,
+    .data_dir = h_data_dir,
+    .backend_name = h_backend_name,
 };
 
 const chatd_host *plugins_host(void)
@@ -389,7 +463,9 @@ static int load_one(const struct settings *s, json_t *conf, char *err, size_t er
         snprintf(err, errlen, "plugin '%s': %s has no init function", name, path);
         goto fail;
     }
-    if (backend && strcmp(backend, "none") != 0 &&
+    /* A backend that names a SQL driver gets its pools; any other value
+     * (push's "log", say) is the plugin's own to interpret. */
+    if (backend && db_driver_find(backend) &&
         !(p->backend = store_backend_open(backend, err, errlen))) {
         char why[256];
         snprintf(why, sizeof why, "%s", err);
@@ -418,6 +494,7 @@ fail:
 
 int plugins_load_all(const struct settings *s, char *err, size_t errlen)
 {
+    settings = s;
     size_t i;
     json_t *conf;
     json_array_foreach(s->plugins, i, conf)
@@ -447,6 +524,9 @@ void plugins_unload_all(void)
         plugin_free(last);
     }
     plugins_tail = NULL;
+    free(user_hooks);
+    user_hooks = NULL;
+    n_user_hooks = 0;
 }
 
 void plugins_emit(const chatd_event *ev)

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugins.h"
+#include "presence.h"
 #include "store.h"
 #include "ws.h"
 
@@ -30,17 +31,11 @@ struct session {
     struct conn *conns;  /* WebSockets opened with this session */
 };
 
-struct user_conns {
-    struct conn *head;
-};
-
 static struct {
     const struct settings *s;
     struct store_backend *backend;
     hmap *by_key;   /* token hash hex -> session */
-    hmap *by_user;  /* user id -> user_conns (WebSockets on this node) */
     int sweep_ticks;
-    long n_ws;      /* WebSockets attached */
 } ss;
 
 static int64_t now_s(void)
@@ -224,7 +219,7 @@ int session_init(const struct settings *s, struct store_backend *b)
 {
     ss.s = s;
     ss.backend = b;
-    if (!(ss.by_key = hmap_new(1)) || !(ss.by_user = hmap_new(0)))
+    if (!(ss.by_key = hmap_new(1)))
         return CHATD_ENOMEM;
     int rc = store_run_sync(b, run_load, NULL);
     if (rc == 0)
@@ -239,12 +234,7 @@ void session_free_all(void)
     if (ss.by_key)
         while (hmap_iter(ss.by_key, &pos, NULL, NULL, &v))
             session_free(v);
-    pos = 0;
-    if (ss.by_user)
-        while (hmap_iter(ss.by_user, &pos, NULL, NULL, &v))
-            free(v);
     hmap_free(ss.by_key);
-    hmap_free(ss.by_user);
     memset(&ss, 0, sizeof ss);
 }
 
@@ -416,20 +406,11 @@ void session_attach(struct conn *c, struct session *s)
     if (s->conns)
         s->conns->s_prev = c;
     s->conns = c;
-    struct user_conns *u = hmap_get_id(ss.by_user, (uint64_t)s->user_id);
-    if (!u && (u = calloc(1, sizeof *u)) && hmap_put_id(ss.by_user, (uint64_t)s->user_id, u) < 0) {
-        free(u);
-        u = NULL;
-    }
-    if (u) {
-        c->u_prev = NULL;
-        c->u_next = u->head;
-        if (u->head)
-            u->head->u_prev = c;
-        u->head = c;
-    }
-    metrics_gauge("ws_connections", ++ss.n_ws);
-    chatd_event ev = {CHATD_EVENT_CONN_OPENED, s->user_id, c->id, s->username};
+    if (presence_add(c) < 0)
+        log_warn("conn %llu: out of memory indexing the user", (unsigned long long)c->id);
+    metrics_gauge("ws_connections", presence_count());
+    chatd_event ev = {.type = CHATD_EVENT_CONN_OPENED, .user_id = s->user_id, .conn_id = c->id,
+                      .username = s->username};
     plugins_emit(&ev);
 }
 
@@ -444,28 +425,14 @@ void session_detach(struct conn *c)
         s->conns = c->s_next;
     if (c->s_next)
         c->s_next->s_prev = c->s_prev;
-    struct user_conns *u = hmap_get_id(ss.by_user, (uint64_t)c->user_id);
-    if (u) {
-        if (c->u_prev)
-            c->u_prev->u_next = c->u_next;
-        else if (u->head == c)
-            u->head = c->u_next;
-        if (c->u_next)
-            c->u_next->u_prev = c->u_prev;
-        if (!u->head)
-            free(hmap_del_id(ss.by_user, (uint64_t)c->user_id));
-    }
+    int64_t user_id = c->user_id;
+    presence_remove(c);
     c->session = NULL;
-    c->s_prev = c->s_next = c->u_prev = c->u_next = NULL;
-    metrics_gauge("ws_connections", --ss.n_ws);
-    chatd_event ev = {CHATD_EVENT_CONN_CLOSED, c->user_id, c->id, s->username};
+    c->s_prev = c->s_next = NULL;
+    metrics_gauge("ws_connections", presence_count());
+    chatd_event ev = {.type = CHATD_EVENT_CONN_CLOSED, .user_id = user_id, .conn_id = c->id,
+                      .username = s->username};
     plugins_emit(&ev);
-}
-
-struct conn *session_user_conns(int64_t user_id)
-{
-    struct user_conns *u = hmap_get_id(ss.by_user, (uint64_t)user_id);
-    return u ? u->head : NULL;
 }
 
 void session_sweep(void)

@@ -45,8 +45,6 @@ size_t session_count(void);
 void session_attach(struct conn *c, struct session *s);
 /* Untie it (idempotent); emits CONN_CLOSED. */
 void session_detach(struct conn *c);
-/* First WebSocket of a user on this node (then follow c->u_next), or NULL. */
-struct conn *session_user_conns(int64_t user_id);
 
 /* Periodic: end expired sessions, purge them from the store. */
 void session_sweep(void);

@@ -388,6 +388,11 @@ int store_run_sync(struct store_backend *b, chatd_job_run run, void *arg)
     return j.status;
 }
 
+const char *store_backend_name(const struct store_backend *b)
+{
+    return b->drv->name;
+}
+
 long store_in_flight(void)
 {
     return st.in_flight;

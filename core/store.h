@@ -19,6 +19,8 @@ int store_init(struct event_base *base, const struct settings *s, const char *sq
  * Returns NULL with a reason in err. */
 struct store_backend *store_backend_open(const char *name, char *err, size_t errlen);
 
+/* The backend's driver name ("sqlite"). */
+const char *store_backend_name(const struct store_backend *b);
 /* Queue a job (see chatd_job_run). Loop thread. 0 or a negative code. */
 int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_job_done done,
                  void *arg);

@@ -11,9 +11,9 @@
  * host->struct_size (CHATD_HOST_HAS) before calling a newer host function.
  *
  * Threads: every host call is made from the loop thread (the thread that
- * calls init, handlers and job done() callbacks), except host->post() and
- * the host->db_* calls, which are made from the job's worker thread inside
- * run(). Ownership is stated per call: "borrowed" means valid until the call
+ * calls init, handlers and job done() callbacks), except host->post(),
+ * random_bytes() and now_ms(), which any thread may call, and the
+ * host->db_* calls, which are made from a job's worker thread inside run(). Ownership is stated per call: "borrowed" means valid until the call
  * or callback returns; "takes" means the callee owns it afterwards, even when
  * the call fails.
  */
@@ -81,13 +81,17 @@ typedef enum {
     CHATD_EVENT_CONN_CLOSED,     /* a WebSocket closed (any reason) */
     CHATD_EVENT_USER_REGISTERED, /* a user was created */
     CHATD_EVENT_USER_REMOVED,    /* a user was removed (unregister) */
+    CHATD_EVENT_UNDELIVERABLE,   /* a notification found no WebSocket to show it: push it */
+    CHATD_EVENT_CHANNEL_CHANGED, /* a channel's members changed (channel_id) */
 } chatd_event_type;
 
 typedef struct {
     chatd_event_type type;
-    int64_t user_id;          /* the user concerned */
+    int64_t user_id;          /* the user concerned (0 for CHANNEL_CHANGED) */
     uint64_t conn_id;         /* CONN_*: the WebSocket; else 0 */
-    const char *username;     /* borrowed; may be NULL for CONN_CLOSED */
+    const char *username;     /* borrowed; may be NULL */
+    int64_t channel_id;       /* CHANNEL_CHANGED, and UNDELIVERABLE of a channel message */
+    const json_t *body;       /* UNDELIVERABLE: the whole notification, "type" included; borrowed */
 } chatd_event;
 
 /*
@@ -126,6 +130,14 @@ typedef void (*chatd_job_done)(void *arg, int status);
 #define CHATD_JOB_WRITE 0x0 /* may write: serialised and group-committed */
 #define CHATD_JOB_READ 0x1  /* reads only: may run in parallel with others */
 #define CHATD_JOB_CPU 0x2   /* no database at all (e.g. password hashing); db is NULL */
+
+/*
+ * A user-removal hook: runs on a worker thread inside the transaction that
+ * removes the user, so a plugin's rows about the user go with it atomically.
+ * state is the plugin's state (read it only). Returns 0 or a negative CHATD_E*
+ * (which rolls the removal back).
+ */
+typedef int (*chatd_user_hook)(chatd_db *db, int64_t user_id, void *state);
 
 /* Flags of host->http_route(). */
 #define CHATD_HTTP_AUTH 0x1 /* the core rejects the request with 401 unless a valid session */
@@ -239,6 +251,9 @@ typedef struct chatd_host {
     int64_t (*db_changes)(chatd_db *db);
     /* Name of the backend's SQL dialect: "sqlite" or "mariadb". */
     const char *(*db_dialect)(chatd_db *db);
+    /* Run every plugin's user-removal hook inside this job's transaction
+     * (called by the plugin that removes a user, from its run()). */
+    int (*db_user_removing)(chatd_db *db, int64_t user_id);
 
     /* ---- any thread ---- */
 
@@ -247,10 +262,49 @@ typedef struct chatd_host {
 
     /* ---- misc ---- */
 
-    /* Fill buf with len cryptographically random bytes. */
+    /* Fill buf with len cryptographically random bytes (any thread). */
     int (*random_bytes)(void *buf, size_t len);
-    /* Current time in milliseconds since the epoch. */
+    /* Current time in milliseconds since the epoch (any thread). */
     int64_t (*now_ms)(void);
+
+    /* ---- presence: the one active channel of each WebSocket (this node) ---- */
+
+    /* Make channel_id the WebSocket's active channel (0 clears it). */
+    int (*conn_enter)(uint64_t conn_id, int64_t channel_id);
+    /* The WebSocket's active channel, or 0. */
+    int64_t (*conn_channel)(uint64_t conn_id);
+    /* Whether any WebSocket of the user is entered in the channel. */
+    int (*user_in_channel)(int64_t user_id, int64_t channel_id);
+    /* Whether the user has any WebSocket open. */
+    int (*user_online)(int64_t user_id);
+    /* Clear the active channel of every WebSocket of the user entered in it. */
+    void (*user_leave_channel)(int64_t user_id, int64_t channel_id);
+    /* Send to every WebSocket entered in the channel but except_conn (0: none);
+     * body taken, encoded once. Returns how many got it. */
+    int (*send_channel)(int64_t channel_id, uint64_t except_conn, const char *type, json_t *body);
+
+    /* ---- notifications ---- */
+
+    /* Send to every WebSocket of the user; with none, hand it to push
+     * (UNDELIVERABLE). username borrowed, body taken. Returns WebSockets reached. */
+    int (*notify_user)(int64_t user_id, const char *username, const char *type, json_t *body);
+    /* Hand a notification straight to push (for a user who would not see it);
+     * channel_id may be 0. username borrowed, body taken. */
+    void (*push)(int64_t user_id, const char *username, int64_t channel_id, const char *type,
+                 json_t *body);
+
+    /* ---- more registration ---- */
+
+    /* Run fn inside every user-removal transaction (see chatd_user_hook). init() only. */
+    int (*on_user_removing)(chatd_plugin *p, chatd_user_hook fn);
+
+    /* ---- environment ---- */
+
+    /* server.data_dir (borrowed). */
+    const char *(*data_dir)(void);
+    /* The plugin's SQL storage backend ("sqlite", "mariadb"), or NULL when its
+     * `backend` setting names none (then the setting is the plugin's own to read). */
+    const char *(*backend_name)(chatd_plugin *p);
 } chatd_host;
 
 /* True when the host offers the given field (it may be older than this header). */

@@ -101,7 +101,8 @@ static void register_inserted(void *arg, int status)
                   json_pack("{s:I, s:s, s:s}", "userId", (json_int_t)j->user_id, "username",
                             j->username, "inviteCode", j->invite_code),
                   NULL);
-    chatd_event ev = {CHATD_EVENT_USER_REGISTERED, j->user_id, 0, j->username};
+    chatd_event ev = {.type = CHATD_EVENT_USER_REGISTERED, .user_id = j->user_id,
+                      .username = j->username};
     h->emit(j->a->p, &ev);
     user_job_free(j);
 }
@@ -242,7 +243,7 @@ static void unregister_deleted(void *arg, int status)
         return;
     }
     h->session_end_user(j->user_id);
-    chatd_event ev = {CHATD_EVENT_USER_REMOVED, j->user_id, 0, NULL};
+    chatd_event ev = {.type = CHATD_EVENT_USER_REMOVED, .user_id = j->user_id};
     h->emit(j->a->p, &ev);
     h->count(j->a->p, "users_removed", 1);
     h->http_reply(j->http, 204, NULL, NULL);
@@ -315,6 +316,10 @@ static void auth_cleanup(void *state)
 
 static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf, void **state)
 {
+    if (!host->backend_name(p)) {
+        host->log(p, CHATD_LOG_ERROR, "needs a SQL storage backend: set backend = \"sqlite\"");
+        return CHATD_EINVAL;
+    }
     struct auth *a = calloc(1, sizeof *a);
     int bad = 0;
     if (!a)

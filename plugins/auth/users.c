@@ -115,6 +115,10 @@ int users_run_delete(chatd_db *db, void *arg)
 {
     struct user_job *j = arg;
     const chatd_host *h = j->a->host;
+    /* Every plugin's rows about the user go in this same transaction. */
+    int hook = h->db_user_removing(db, j->user_id);
+    if (hook < 0)
+        return hook;
     chatd_stmt *st = h->db_prepare(db, "DELETE FROM message_user WHERE id = ?");
     if (!st)
         return CHATD_EINTERNAL;

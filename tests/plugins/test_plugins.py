@@ -262,7 +262,7 @@ class StartupRefusalTests(unittest.TestCase):
         conf = write_conf(self.tmp, ['{ name = "auth"; backend = "oracle"; }'])
         code, out = start_fails(harness.chatd_bin(), conf)
         self.assertNotEqual(code, 0)
-        self.assertIn("unknown storage backend 'oracle'", out)
+        self.assertIn("needs a SQL storage backend", out)
 
 
 class CheckConfigTests(unittest.TestCase):

@@ -1,0 +1,162 @@
+#include "presence.h"
+
+#include <stdlib.h>
+
+#include "chatd/plugin.h"
+#include "conn.h"
+#include "hmap.h"
+
+/* Heads of intrusive lists: the conns themselves carry the links, so
+ * indexing a WebSocket allocates nothing but, for a new key, its head. */
+struct head {
+    struct conn *first;
+};
+
+static hmap *by_user;    /* user id -> head (c->u_prev/u_next) */
+static hmap *by_channel; /* channel id -> head (c->c_prev/c_next) */
+static long n_conns;
+
+int presence_init(void)
+{
+    by_user = hmap_new(0);
+    by_channel = hmap_new(0);
+    return by_user && by_channel ? 0 : CHATD_ENOMEM;
+}
+
+static void free_heads(hmap *m)
+{
+    size_t pos = 0;
+    void *v;
+    if (!m)
+        return;
+    while (hmap_iter(m, &pos, NULL, NULL, &v))
+        free(v);
+    hmap_free(m);
+}
+
+void presence_free(void)
+{
+    free_heads(by_user);
+    free_heads(by_channel);
+    by_user = by_channel = NULL;
+    n_conns = 0;
+}
+
+static struct head *head_get(hmap *m, int64_t key, int create)
+{
+    struct head *h = hmap_get_id(m, (uint64_t)key);
+    if (h || !create)
+        return h;
+    if (!(h = calloc(1, sizeof *h)))
+        return NULL;
+    if (hmap_put_id(m, (uint64_t)key, h) < 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* The list helpers take the link fields by offset so one pair of functions
+ * serves both lists. */
+#define LINKS(c, prev) ((struct conn **)((char *)(c) + (prev)))
+
+static void list_insert(struct head *h, struct conn *c, size_t prev_off)
+{
+    struct conn **l = LINKS(c, prev_off); /* l[0] = prev, l[1] = next */
+    l[0] = NULL;
+    l[1] = h->first;
+    if (h->first)
+        LINKS(h->first, prev_off)[0] = c;
+    h->first = c;
+}
+
+static void list_remove(hmap *m, int64_t key, struct conn *c, size_t prev_off)
+{
+    struct head *h = hmap_get_id(m, (uint64_t)key);
+    struct conn **l = LINKS(c, prev_off);
+    if (!h)
+        return;
+    if (l[0])
+        LINKS(l[0], prev_off)[1] = l[1];
+    else if (h->first == c)
+        h->first = l[1];
+    if (l[1])
+        LINKS(l[1], prev_off)[0] = l[0];
+    l[0] = l[1] = NULL;
+    if (!h->first)
+        free(hmap_del_id(m, (uint64_t)key));
+}
+
+#define U_OFF offsetof(struct conn, u_prev)
+#define C_OFF offsetof(struct conn, c_prev)
+_Static_assert(offsetof(struct conn, u_next) == U_OFF + sizeof(struct conn *), "u links adjacent");
+_Static_assert(offsetof(struct conn, c_next) == C_OFF + sizeof(struct conn *), "c links adjacent");
+
+int presence_add(struct conn *c)
+{
+    struct head *h = head_get(by_user, c->user_id, 1);
+    if (!h)
+        return CHATD_ENOMEM;
+    list_insert(h, c, U_OFF);
+    n_conns++;
+    return 0;
+}
+
+void presence_remove(struct conn *c)
+{
+    if (!c->user_id)
+        return;
+    presence_enter(c, 0);
+    list_remove(by_user, c->user_id, c, U_OFF);
+    c->user_id = 0;
+    n_conns--;
+}
+
+struct conn *presence_user_conns(int64_t user_id)
+{
+    struct head *h = head_get(by_user, user_id, 0);
+    return h ? h->first : NULL;
+}
+
+int presence_enter(struct conn *c, int64_t channel_id)
+{
+    if (c->channel_id == channel_id)
+        return 0;
+    if (c->channel_id)
+        list_remove(by_channel, c->channel_id, c, C_OFF);
+    c->channel_id = 0;
+    if (!channel_id)
+        return 0;
+    struct head *h = head_get(by_channel, channel_id, 1);
+    if (!h)
+        return CHATD_ENOMEM;
+    list_insert(h, c, C_OFF);
+    c->channel_id = channel_id;
+    return 0;
+}
+
+struct conn *presence_channel_conns(int64_t channel_id)
+{
+    struct head *h = head_get(by_channel, channel_id, 0);
+    return h ? h->first : NULL;
+}
+
+int presence_user_in_channel(int64_t user_id, int64_t channel_id)
+{
+    for (struct conn *c = presence_user_conns(user_id); c; c = c->u_next)
+        if (c->channel_id == channel_id)
+            return 1;
+    return 0;
+}
+
+void presence_user_leave_channel(int64_t user_id, int64_t channel_id)
+{
+    for (struct conn *c = presence_user_conns(user_id); c; c = c->u_next)
+        if (c->channel_id == channel_id)
+            presence_enter(c, 0);
+}
+
+long presence_count(void)
+{
+    return n_conns;
+}
