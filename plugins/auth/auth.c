@@ -7,19 +7,7 @@
 #include <string.h>
 
 #include "auth.h"
-
-static int64_t conf_int(const json_t *conf, const char *key, int64_t def, int64_t lo, int64_t hi,
-                        int *bad)
-{
-    const json_t *v = json_object_get(conf, key);
-    if (!v)
-        return def;
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        *bad = 1;
-        return def;
-    }
-    return json_integer_value(v);
-}
+#include "plugin_util.h"
 
 static int username_valid(const struct auth *a, const char *u)
 {
@@ -316,34 +304,30 @@ static void auth_cleanup(void *state)
 
 static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf, void **state)
 {
-    if (!host->backend_name(p)) {
-        host->log(p, CHATD_LOG_ERROR, "needs a SQL storage backend: set backend = \"sqlite\"");
+    if (util_need_sql(host, p) < 0)
         return CHATD_EINVAL;
-    }
     struct auth *a = calloc(1, sizeof *a);
-    int bad = 0;
     if (!a)
         return CHATD_ENOMEM;
     *state = a;
     a->p = p;
     a->host = host;
-    a->t_cost = (uint32_t)conf_int(conf, "argon2_t_cost", 2, 1, 100, &bad);
-    a->m_cost = (uint32_t)conf_int(conf, "argon2_m_cost", 19456, 8, 4 << 20, &bad);
-    a->parallelism = (uint32_t)conf_int(conf, "argon2_parallelism", 1, 1, 16, &bad);
-    a->username_min = conf_int(conf, "username_min_length", 3, 1, 32, &bad);
-    a->username_max = conf_int(conf, "username_max_length", 32, 1, 32, &bad);
-    a->password_min = conf_int(conf, "password_min_length", 8, 1, 4096, &bad);
-    a->password_max = conf_int(conf, "password_max_length", 256, 1, 4096, &bad);
-    int64_t max_user = conf_int(conf, "login_max_failures", 5, 1, 1000000, &bad);
-    int64_t max_addr = conf_int(conf, "login_max_failures_per_addr", 20, 1, 1000000, &bad);
-    int64_t window = conf_int(conf, "login_window", 300, 1, 86400 * 7, &bad);
-    if (bad) {
-        host->log(p, CHATD_LOG_ERROR, "a setting of plugin auth is not an integer in its range"
-                                      " (see docs/CONFIG.md)");
-        auth_cleanup(a);
-        *state = NULL;
+    int64_t t, m, par, max_user, max_addr, window;
+    if (util_conf_int(host, p, conf, "argon2_t_cost", 2, 1, 100, &t) < 0 ||
+        util_conf_int(host, p, conf, "argon2_m_cost", 19456, 8, 4 << 20, &m) < 0 ||
+        util_conf_int(host, p, conf, "argon2_parallelism", 1, 1, 16, &par) < 0 ||
+        util_conf_int(host, p, conf, "username_min_length", 3, 1, 32, &a->username_min) < 0 ||
+        util_conf_int(host, p, conf, "username_max_length", 32, 1, 32, &a->username_max) < 0 ||
+        util_conf_int(host, p, conf, "password_min_length", 8, 1, 4096, &a->password_min) < 0 ||
+        util_conf_int(host, p, conf, "password_max_length", 256, 1, 4096, &a->password_max) < 0 ||
+        util_conf_int(host, p, conf, "login_max_failures", 5, 1, 1000000, &max_user) < 0 ||
+        util_conf_int(host, p, conf, "login_max_failures_per_addr", 20, 1, 1000000, &max_addr) <
+            0 ||
+        util_conf_int(host, p, conf, "login_window", 300, 1, 86400 * 7, &window) < 0)
         return CHATD_EINVAL;
-    }
+    a->t_cost = (uint32_t)t;
+    a->m_cost = (uint32_t)m;
+    a->parallelism = (uint32_t)par;
     if (a->m_cost < 8 * a->parallelism)
         a->m_cost = 8 * a->parallelism;
     a->by_user = ratelimit_new(max_user, window * 1000);
@@ -357,11 +341,8 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
         host->http_route(p, "POST", "/api/v1/auth/logout", CHATD_HTTP_AUTH, on_logout) < 0 ||
         host->http_route(p, "POST", "/api/v1/auth/unregister", CHATD_HTTP_AUTH, on_unregister) <
             0 ||
-        host->on_message(p, "FETCH_USER_INVITECODE_REQUEST", on_fetch_invite) < 0) {
-        auth_cleanup(a);
-        *state = NULL;
+        host->on_message(p, "FETCH_USER_INVITECODE_REQUEST", on_fetch_invite) < 0)
         return rc < 0 ? rc : CHATD_EINVAL;
-    }
     return 0;
 }
 

@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "auth.h"
+#include "plugin_util.h"
 
 #define SALT_LEN 16
 #define HASH_LEN 32
-#define INVITE_LEN 10
 
 struct user_job *user_job_new(struct auth *a)
 {
@@ -41,17 +41,6 @@ static int exec_stmt(const chatd_host *h, chatd_stmt *st)
     return rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
 }
 
-static void make_invite_code(const chatd_host *h, char out[INVITE_LEN + 1])
-{
-    /* No 0/O or 1/I/L: codes are read aloud and typed by people. */
-    static const char alphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
-    unsigned char r[INVITE_LEN];
-    h->random_bytes(r, sizeof r);
-    for (int i = 0; i < INVITE_LEN; i++)
-        out[i] = alphabet[r[i] % (sizeof alphabet - 1)];
-    out[INVITE_LEN] = '\0';
-}
-
 int users_run_insert(chatd_db *db, void *arg)
 {
     struct user_job *j = arg;
@@ -68,7 +57,7 @@ int users_run_insert(chatd_db *db, void *arg)
         return rc;
     /* The username is free; an invite code clash is the only conflict left. */
     for (int attempt = 0; attempt < 5; attempt++) {
-        make_invite_code(h, j->invite_code);
+        util_invite_code(h, j->invite_code);
         st = h->db_prepare(db, "INSERT INTO message_user (username, password_hash, invite_code,"
                                " connection_count, created_at) VALUES (?, ?, ?, 0, ?)");
         if (!st)

@@ -1,0 +1,43 @@
+/* The channel plugin: direct and group channels, membership, the active
+ * channel of each WebSocket. Shared state of its files. */
+#ifndef CHATD_CHANNEL_H
+#define CHATD_CHANNEL_H
+
+#include "plugin_util.h"
+
+struct chplug {
+    chatd_plugin *p;
+    const chatd_host *host;
+    int64_t max_members;
+    int64_t max_title;
+};
+
+enum chop { OP_CREATE, OP_FETCH_CODE, OP_JOIN, OP_LIST, OP_ENTER, OP_QUIT };
+
+struct person {
+    int64_t id;
+    char name[UTIL_NAME_MAX];
+};
+
+struct chjob {
+    struct chplug *cp;
+    chatd_req *req;
+    enum chop op;
+    int64_t me;
+    uint64_t conn;
+    int64_t channel_id;          /* input or result */
+    char code[UTIL_NAME_MAX];    /* join input, fetch-code result */
+    char *title;                 /* create input; result of the others */
+    int direct;                  /* create: participantUsername was used */
+    struct person *people;       /* create: participants (names in, ids out) */
+    size_t n_people;
+    char bad_name[UTIL_NAME_MAX]; /* create: the participant that failed */
+    int existing;                /* create: an existing direct channel was returned */
+    struct util_member info;     /* enter */
+    json_t *list;                /* list result */
+};
+
+int chstore_run(chatd_db *db, void *arg);
+int chstore_remove_user(chatd_db *db, int64_t user_id, void *state);
+
+#endif

@@ -1,0 +1,194 @@
+#include "plugin_util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static chatd_stmt *vbind(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt,
+                         va_list ap)
+{
+    chatd_stmt *st = h->db_prepare(db, sql);
+    if (!st)
+        return NULL;
+    for (int i = 0; fmt[i]; i++) {
+        int rc;
+        if (fmt[i] == 'i') {
+            rc = h->db_bind_int(st, i + 1, va_arg(ap, int64_t));
+        } else {
+            const char *s = va_arg(ap, const char *);
+            rc = s ? h->db_bind_text(st, i + 1, s, strlen(s)) : h->db_bind_null(st, i + 1);
+        }
+        if (rc < 0) {
+            h->db_reset(st);
+            return NULL;
+        }
+    }
+    return st;
+}
+
+chatd_stmt *util_bind(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    chatd_stmt *st = vbind(h, db, sql, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+int util_exec(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    chatd_stmt *st = vbind(h, db, sql, fmt, ap);
+    va_end(ap);
+    if (!st)
+        return CHATD_EINTERNAL;
+    int rc = h->db_step(st);
+    h->db_reset(st);
+    return rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
+}
+
+int util_int(const chatd_host *h, chatd_db *db, int64_t *out, const char *sql, const char *fmt,
+             ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    chatd_stmt *st = vbind(h, db, sql, fmt, ap);
+    va_end(ap);
+    if (!st)
+        return CHATD_EINTERNAL;
+    int rc = h->db_step(st);
+    if (rc == CHATD_ROW)
+        *out = h->db_column_int(st, 0);
+    h->db_reset(st);
+    return rc == CHATD_ROW ? 0 : rc == CHATD_DONE ? CHATD_ENOTFOUND : rc;
+}
+
+const char *util_for_update(const chatd_host *h, chatd_db *db)
+{
+    return strcmp(h->db_dialect(db), "sqlite") == 0 ? "" : " FOR UPDATE";
+}
+
+int util_channel_member(const chatd_host *h, chatd_db *db, int64_t channel_id, int64_t user_id,
+                        int for_update, struct util_member *info)
+{
+    char sql[320];
+    snprintf(sql, sizeof sql,
+             "SELECT c.title, c.head_count, c.last_msg_seq, cu.last_read_msg_seq, cu.user_id"
+             " FROM channel c LEFT JOIN channel_user cu"
+             "   ON cu.channel_id = c.id AND cu.user_id = ?"
+             " WHERE c.id = ?%s",
+             for_update ? util_for_update(h, db) : "");
+    chatd_stmt *st = util_bind(h, db, sql, "ii", user_id, channel_id);
+    if (!st)
+        return CHATD_EINTERNAL;
+    int rc = h->db_step(st);
+    if (rc == CHATD_ROW) {
+        if (info) {
+            snprintf(info->title, sizeof info->title, "%s", h->db_column_text(st, 0, NULL));
+            info->head_count = h->db_column_int(st, 1);
+            info->last_seq = h->db_column_int(st, 2);
+            info->last_read = h->db_column_int(st, 3);
+        }
+        rc = h->db_column_is_null(st, 4) ? CHATD_EFORBIDDEN : 0;
+    } else if (rc == CHATD_DONE) {
+        rc = CHATD_ENOTFOUND;
+    }
+    h->db_reset(st);
+    return rc;
+}
+
+int util_conf_int(const chatd_host *h, chatd_plugin *p, const json_t *conf, const char *key,
+                  int64_t def, int64_t lo, int64_t hi, int64_t *out)
+{
+    const json_t *v = json_object_get(conf, key);
+    *out = def;
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        h->log(p, CHATD_LOG_ERROR, "setting '%s' must be an integer from %lld to %lld", key,
+               (long long)lo, (long long)hi);
+        return CHATD_EINVAL;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+int util_need_sql(const chatd_host *h, chatd_plugin *p)
+{
+    if (h->backend_name(p))
+        return 0;
+    h->log(p, CHATD_LOG_ERROR, "needs a SQL storage backend: set backend = \"sqlite\"");
+    return CHATD_EINVAL;
+}
+
+int util_channel_id(const json_t *v, int64_t *out)
+{
+    if (json_is_object(v))
+        v = json_object_get(v, "id");
+    if (!json_is_integer(v) || json_integer_value(v) <= 0)
+        return CHATD_EINVAL;
+    *out = json_integer_value(v);
+    return 0;
+}
+
+json_t *util_channel_json(int64_t id)
+{
+    return json_pack("{s:I}", "id", (json_int_t)id);
+}
+
+void util_invite_code(const chatd_host *h, char out[UTIL_INVITE_LEN + 1])
+{
+    /* No 0/O or 1/I/L: codes are read aloud and typed by people. */
+    static const char alphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    unsigned char r[UTIL_INVITE_LEN];
+    h->random_bytes(r, sizeof r);
+    for (int i = 0; i < UTIL_INVITE_LEN; i++)
+        out[i] = alphabet[r[i] % (sizeof alphabet - 1)];
+    out[UTIL_INVITE_LEN] = '\0';
+}
+
+void util_time_rfc3339(int64_t ms, char *out, size_t len)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+size_t util_utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+void util_error_status(const chatd_host *h, chatd_req *req, int status, const char *message)
+{
+    switch (status) {
+    case CHATD_EINVAL:
+        h->error(req, CHATD_ERR_BAD_REQUEST, message);
+        break;
+    case CHATD_ENOTFOUND:
+        h->error(req, CHATD_ERR_NOT_FOUND, message);
+        break;
+    case CHATD_ECONFLICT:
+        h->error(req, CHATD_ERR_CONFLICT, message);
+        break;
+    case CHATD_EFORBIDDEN:
+        h->error(req, CHATD_ERR_FORBIDDEN, message);
+        break;
+    case CHATD_ELIMIT:
+        h->error(req, CHATD_ERR_LIMIT_EXCEEDED, message);
+        break;
+    case CHATD_EUNAVAIL:
+    case CHATD_EBUSY:
+        h->error(req, CHATD_ERR_UNAVAILABLE, "storage unavailable, retry later");
+        break;
+    default:
+        h->error(req, CHATD_ERR_INTERNAL, "storage job failed");
+    }
+}
