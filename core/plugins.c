@@ -479,11 +479,11 @@ static int load_one(const struct settings *s, json_t *conf, char *err, size_t er
         plugins = p;
     plugins_tail = p;
     int rc = p->desc.init(p, &host, conf, &p->state);
+    p->initialised = 1; /* cleanup runs even after a failed init, with the state it set */
     if (rc < 0) {
         snprintf(err, errlen, "plugin '%s': init failed (%d)", name, rc);
         return rc; /* unloaded with the others by plugins_unload_all */
     }
-    p->initialised = 1;
     log_info("loaded plugin %s %s from %s", name, p->desc.version ? p->desc.version : "?", path);
     return 0;
 fail:
@@ -519,7 +519,7 @@ void plugins_unload_all(void)
             prev->next = NULL;
         else
             plugins = NULL;
-        if (last->initialised && last->desc.cleanup)
+        if (last->initialised && last->desc.cleanup && last->state)
             last->desc.cleanup(last->state);
         plugin_free(last);
     }

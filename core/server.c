@@ -113,6 +113,10 @@ void conn_close_after_write(struct conn *c)
     if (c->state == CONN_DEAD)
         return;
     if (c->state != CONN_CLOSING) {
+        /* A closing WebSocket takes no more deliveries and counts as gone
+         * for push decisions. */
+        if (c->ws)
+            session_detach(c);
         c->state = CONN_CLOSING;
         /* Bound how long a client that does not read can hold the socket. */
         struct timeval tv = {5, 0};

@@ -320,7 +320,8 @@ typedef struct chatd_host {
  *           (borrowed, valid until init returns; copy what you keep),
  * and sets *state to anything it wants handed back to its callbacks. A
  * negative return stops chatd's start-up. cleanup(state) is called once at
- * shutdown, after the last job of the plugin completed.
+ * shutdown, after the last job of the plugin completed — and also after a
+ * failed init, when init had set a non-NULL *state.
  */
 typedef struct chatd_plugin_desc {
     size_t struct_size;

@@ -114,11 +114,15 @@ def decode_body(data):
 class Server:
     """One chatd process on 127.0.0.1 with an ephemeral port and its own data dir."""
 
-    def __init__(self, extra_sets=None):
+    def __init__(self, extra_sets=None, data_dir=None):
+        """``data_dir``: run on this (possibly existing) directory instead of a fresh
+        temporary one. A given directory belongs to the caller: it is never deleted,
+        and each start writes its log to a new ``chatd.N.log`` in it."""
         self.extra_sets = list(extra_sets or [])
         self.proc = None
         self.port = None
-        self.data_dir = None
+        self.data_dir = data_dir
+        self.owns_data_dir = data_dir is None
         self.log_path = None
         self.tokens = []  # every token handed out through login(), for log checks
         self._log_file = None
@@ -146,8 +150,15 @@ class Server:
                                "(set CHATD_BIN)" % binary)
         if not os.path.exists(chatd_conf()):
             raise RuntimeError("chatd config not found: %s (set CHATD_CONF)" % chatd_conf())
-        self.data_dir = tempfile.mkdtemp(prefix="chatd-e2e-")
-        self.log_path = os.path.join(self.data_dir, "chatd.log")
+        if self.owns_data_dir:
+            self.data_dir = tempfile.mkdtemp(prefix="chatd-e2e-")
+            self.log_path = os.path.join(self.data_dir, "chatd.log")
+        else:
+            os.makedirs(self.data_dir, exist_ok=True)
+            n = 1
+            while os.path.exists(os.path.join(self.data_dir, "chatd.%d.log" % n)):
+                n += 1
+            self.log_path = os.path.join(self.data_dir, "chatd.%d.log" % n)
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             self.args(),
@@ -199,8 +210,25 @@ class Server:
             raise AssertionError("chatd exited with %s after SIGTERM (expected 0); "
                                  "data dir kept at %s; log:\n%s"
                                  % (code, self.data_dir, self.log_tail()))
-        if not os.environ.get("CHATD_E2E_KEEP"):
+        if self.owns_data_dir and not os.environ.get("CHATD_E2E_KEEP"):
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill9(self):
+        """SIGKILL the process (a crash: no shutdown code runs) and reap it.
+
+        The data directory is left as the crash left it, for a restart on it.
+        """
+        if self.proc is None or self._stopped:
+            raise AssertionError("kill9(): chatd is not running")
+        if self.proc.poll() is not None:
+            self._stopped = True
+            self._close_log()
+            raise AssertionError("chatd had already exited with %s before kill9(); log:\n%s"
+                                 % (self.proc.returncode, self.log_tail()))
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._stopped = True
+        self._close_log()
 
     def _kill(self):
         if self.proc is not None and self.proc.poll() is None:
