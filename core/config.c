@@ -29,6 +29,7 @@ static const struct schema schema[] = {
     S_STR("server.listen", listen, "127.0.0.1:8080", "address and port to listen on (port 0: any free port)"),
     S_STR("server.data_dir", data_dir, "chatd-data", "directory for the embedded store; created if missing"),
     S_INT("server.max_connections", max_connections, 100000, 1, 10000000, "open sockets at most"),
+    S_INT("server.max_connections_per_addr", max_connections_per_addr, 1024, 1, 10000000, "open sockets per client address"),
     S_INT("server.shutdown_timeout", shutdown_timeout, 10, 0, 3600, "seconds SIGTERM waits for queued work"),
     S_STR("server.plugin_dir", plugin_dir, "", "where plugins are looked up by name (\"\": built-in)"),
     S_STR("server.sql_dir", sql_dir, "", "where schema migrations are read from (\"\": built-in)"),

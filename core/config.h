@@ -16,6 +16,7 @@ struct settings {
     char *listen;            /* "host:port" */
     char *data_dir;
     int64_t max_connections;
+    int64_t max_connections_per_addr;
     int64_t shutdown_timeout;
     char *plugin_dir;        /* "" = built-in default */
     char *sql_dir;

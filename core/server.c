@@ -11,6 +11,7 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@ static struct {
     struct conn *graveyard; /* dead connections to free at a safe point */
     struct event *reaper;
     struct event *sweep;
+    struct event *accept_resume;
+    hmap *per_addr;         /* client address -> open connections (as an integer) */
     int draining;
 } srv;
 
@@ -63,6 +66,24 @@ int conn_write(struct conn *c, const void *data, size_t len)
     if (c->state == CONN_DEAD)
         return -1;
     return bufferevent_write(c->bev, data, len);
+}
+
+/* Connections per client address, for server.max_connections_per_addr. */
+static int addr_take(const char *peer)
+{
+    intptr_t n = (intptr_t)hmap_get_str(srv.per_addr, peer);
+    if (n >= srv.s->max_connections_per_addr)
+        return CHATD_ELIMIT;
+    return hmap_put_str(srv.per_addr, peer, (void *)(n + 1));
+}
+
+static void addr_release(const char *peer)
+{
+    intptr_t n = (intptr_t)hmap_get_str(srv.per_addr, peer);
+    if (n <= 1)
+        hmap_del_str(srv.per_addr, peer);
+    else
+        hmap_put_str(srv.per_addr, peer, (void *)(n - 1));
 }
 
 static void conn_unlink(struct conn *c)
@@ -99,6 +120,7 @@ void conn_abort(struct conn *c)
     http_conn_orphan(c);
     c->state = CONN_DEAD;
     hmap_del_id(srv.by_id, c->id);
+    addr_release(c->peer);
     conn_unlink(c);
     srv.count--;
     metrics_gauge("connections", srv.count);
@@ -177,36 +199,22 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         conn_abort(c);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int socklen, void *arg)
+int server_adopt(struct bufferevent *bev, const char *peer)
 {
-    (void)l, (void)socklen, (void)arg;
-    if (srv.draining || srv.count >= srv.s->max_connections) {
-        evutil_closesocket(fd);
+    if (srv.draining || srv.count >= srv.s->max_connections || addr_take(peer) < 0) {
         metrics_count("connections_refused", 1);
-        return;
+        bufferevent_free(bev);
+        return CHATD_ELIMIT;
     }
     struct conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        evutil_closesocket(fd);
-        return;
-    }
-    c->id = ++srv.next_id;
-    c->bev = bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev || hmap_put_id(srv.by_id, c->id, c) < 0) {
-        if (c->bev)
-            bufferevent_free(c->bev);
-        else
-            evutil_closesocket(fd);
+    if (!c || (c->id = ++srv.next_id, hmap_put_id(srv.by_id, c->id, c) < 0)) {
         free(c);
-        return;
+        addr_release(peer);
+        bufferevent_free(bev);
+        return CHATD_ENOMEM;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
+    c->bev = bev;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->last_rx_ms = conn_now_ms();
     c->next = srv.all;
     if (srv.all)
@@ -220,13 +228,46 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = CONN_HTTP;
+    return 0;
 }
 
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    (void)l, (void)socklen, (void)arg;
+    char peer[48] = "?";
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, peer, sizeof peer);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof peer);
+    struct bufferevent *bev = bufferevent_socket_new(srv.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    server_adopt(bev, peer);
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (srv.listener && !srv.draining)
+        evconnlistener_enable(srv.listener);
+}
+
+/* Out of file descriptors (or similar): stop accepting for a moment rather
+ * than spin on a listener that stays readable. */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    (void)l, (void)arg;
+    (void)arg;
     int err = EVUTIL_SOCKET_ERROR();
-    log_warn("accept: %s", evutil_socket_error_to_string(err));
+    metrics_count("accept_errors", 1);
+    log_warn("accept: %s; pausing accepts for a second", evutil_socket_error_to_string(err));
+    evconnlistener_disable(l);
+    struct timeval one_second = {1, 0};
+    event_add(srv.accept_resume, &one_second);
 }
 
 /* Once a second: ping quiet WebSockets, close dead ones, end expired sessions. */
@@ -295,8 +336,10 @@ int server_start(struct event_base *base, const struct settings *s)
         log_error("server.listen: '%s' is not HOST:PORT with a numeric address", s->listen);
         return CHATD_EINVAL;
     }
-    if (!(srv.by_id = hmap_new(0)) || !(srv.reaper = event_new(base, -1, 0, reap, NULL)) ||
-        !(srv.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL)))
+    if (!(srv.by_id = hmap_new(0)) || !(srv.per_addr = hmap_new(1)) ||
+        !(srv.reaper = event_new(base, -1, 0, reap, NULL)) ||
+        !(srv.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL)) ||
+        !(srv.accept_resume = event_new(base, -1, 0, on_accept_resume, NULL)))
         return CHATD_ENOMEM;
     srv.listener = evconnlistener_new_bind(
         base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
@@ -366,6 +409,9 @@ void server_free(void)
         event_free(srv.sweep);
     if (srv.reaper)
         event_free(srv.reaper);
+    if (srv.accept_resume)
+        event_free(srv.accept_resume);
     hmap_free(srv.by_id);
+    hmap_free(srv.per_addr);
     memset(&srv, 0, sizeof srv);
 }

@@ -2,8 +2,9 @@
 
 Everything here talks to a real chatd process over real sockets:
 
-* ``Server`` starts chatd on an ephemeral port with a fresh data directory and
-  stops it with SIGTERM, checking that it exits 0.
+* ``Server`` starts chatd on an ephemeral port with a fresh data directory (or
+  one given with ``data_dir``, kept across restarts) and stops it with SIGTERM,
+  checking that it exits 0; ``kill9()`` crashes it instead.
 * ``Server.request`` and friends speak HTTP/1.1 through ``http.client``.
 * ``raw_exchange`` sends arbitrary bytes for malformed-request tests.
 * ``ws_connect`` and friends wrap the ``websockets`` (10.x, asyncio) client.
