@@ -32,6 +32,9 @@ struct settings {
     int64_t ws_idle_timeout;
     int64_t ws_handshake_timeout;
     int64_t ws_max_outbuf;
+    int64_t ws_rate;             /* messages per second per WebSocket */
+    int64_t ws_burst;
+    int64_t ws_max_per_user;     /* WebSockets per user on this node */
     /* session */
     int64_t session_ttl;
     char *session_backend;

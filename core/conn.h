@@ -26,6 +26,8 @@ struct conn {
     enum conn_state state;
     char peer[48];          /* client address as text */
     int64_t last_rx_ms;     /* monotonic time of the last bytes received */
+    double tokens;          /* WebSocket messages the client may still send now */
+    int64_t tokens_ms;      /* when tokens was last refilled */
     struct conn *prev, *next; /* every connection, for sweeps and shutdown */
 
     struct http_conn *http; /* HTTP parser state, while CONN_HTTP */

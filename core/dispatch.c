@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "conn.h"
 #include "hmap.h"
 #include "http.h"
@@ -13,6 +14,7 @@
 #include "metrics.h"
 #include "plugins.h"
 #include "presence.h"
+#include "router.h"
 #include "session.h"
 #include "ws.h"
 
@@ -223,6 +225,25 @@ const char *dispatch_req_type(const chatd_req *req)
     return req->type;
 }
 
+/* Token bucket per WebSocket: ws.rate_limit per second, ws.rate_burst at once. */
+static int rate_allow(struct conn *c)
+{
+    const struct settings *s = router_settings();
+    int64_t now = conn_now_ms();
+    if (!c->tokens_ms) {
+        c->tokens = (double)s->ws_burst;
+    } else {
+        c->tokens += (double)(now - c->tokens_ms) * (double)s->ws_rate / 1000.0;
+        if (c->tokens > (double)s->ws_burst)
+            c->tokens = (double)s->ws_burst;
+    }
+    c->tokens_ms = now;
+    if (c->tokens < 1.0)
+        return 0;
+    c->tokens -= 1.0;
+    return 1;
+}
+
 void dispatch_text(struct conn *c, const char *data, size_t len)
 {
     metrics_count("ws_messages_in", 1);
@@ -249,6 +270,13 @@ void dispatch_text(struct conn *c, const char *data, size_t len)
     }
     if (!type_s || !*type_s) {
         send_error(c->id, NULL, rid, CHATD_ERR_BAD_REQUEST, "missing string field 'type'");
+        json_decref(msg);
+        return;
+    }
+    if (!rate_allow(c)) {
+        metrics_count("ws_rate_limited", 1);
+        send_error(c->id, type_s, rid, CHATD_ERR_RATE_LIMITED,
+                   "too many messages; slow down (ws.rate_limit)");
         json_decref(msg);
         return;
     }

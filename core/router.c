@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "plugins.h"
+#include "presence.h"
 #include "session.h"
 #include "store.h"
 #include "ws.h"
@@ -195,6 +196,14 @@ static int route_ws(chatd_http *req, void *state)
     struct session *s = session_find(router_token(req, 1, tok, sizeof tok));
     if (!s) {
         http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "no valid session");
+        return CHATD_OK;
+    }
+    int open = 0;
+    for (struct conn *c = presence_user_conns(session_user_id(s)); c; c = c->u_next)
+        open++;
+    if (open >= rt.s->ws_max_per_user) {
+        http_respond_error(req, CHATD_ERR_LIMIT_EXCEEDED, 429,
+                           "too many WebSockets for this user (ws.max_connections_per_user)");
         return CHATD_OK;
     }
     ws_upgrade(req, s);

@@ -1,5 +1,9 @@
 #include "plugin_util.h"
 
+#include <stdlib.h>
+
+#include "hmap.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -191,4 +195,82 @@ void util_error_status(const chatd_host *h, chatd_req *req, int status, const ch
     default:
         h->error(req, CHATD_ERR_INTERNAL, "storage job failed");
     }
+}
+
+struct bucket {
+    double tokens;
+    int64_t ms;
+};
+
+struct util_buckets {
+    hmap *keys;
+    double rate, burst;
+    int64_t last_sweep_ms;
+};
+
+struct util_buckets *util_buckets_new(int64_t rate, int64_t burst)
+{
+    struct util_buckets *b = calloc(1, sizeof *b);
+    if (!b || !(b->keys = hmap_new(0))) {
+        free(b);
+        return NULL;
+    }
+    b->rate = (double)rate;
+    b->burst = (double)burst;
+    return b;
+}
+
+void util_buckets_free(struct util_buckets *b)
+{
+    if (!b)
+        return;
+    size_t pos = 0;
+    void *v;
+    while (hmap_iter(b->keys, &pos, NULL, NULL, &v))
+        free(v);
+    hmap_free(b->keys);
+    free(b);
+}
+
+/* A bucket refilled to full holds no information: drop it. */
+static void buckets_sweep(struct util_buckets *b, int64_t now)
+{
+    int64_t full_after = (int64_t)(1000.0 * b->burst / b->rate) + 1000;
+    if (now - b->last_sweep_ms < full_after)
+        return;
+    b->last_sweep_ms = now;
+    uint64_t *old = malloc(hmap_count(b->keys) * sizeof *old + 1);
+    size_t n = 0, pos = 0;
+    uint64_t key;
+    void *v;
+    if (!old)
+        return;
+    while (hmap_iter(b->keys, &pos, &key, NULL, &v))
+        if (now - ((struct bucket *)v)->ms >= full_after)
+            old[n++] = key;
+    for (size_t i = 0; i < n; i++)
+        free(hmap_del_id(b->keys, old[i]));
+    free(old);
+}
+
+int util_buckets_take(struct util_buckets *b, int64_t key, int64_t now_ms)
+{
+    buckets_sweep(b, now_ms);
+    struct bucket *k = hmap_get_id(b->keys, (uint64_t)key);
+    if (!k) {
+        if (!(k = calloc(1, sizeof *k)) || hmap_put_id(b->keys, (uint64_t)key, k) < 0) {
+            free(k);
+            return 1; /* out of memory is no reason to refuse a user */
+        }
+        k->tokens = b->burst;
+    } else {
+        k->tokens += (double)(now_ms - k->ms) * b->rate / 1000.0;
+        if (k->tokens > b->burst)
+            k->tokens = b->burst;
+    }
+    k->ms = now_ms;
+    if (k->tokens < 1.0)
+        return 0;
+    k->tokens -= 1.0;
+    return 1;
 }

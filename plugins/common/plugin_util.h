@@ -57,6 +57,15 @@ struct util_member {
 int util_channel_member(const chatd_host *h, chatd_db *db, int64_t channel_id, int64_t user_id,
                         int for_update, struct util_member *info);
 
+/* Token buckets keyed by id (a user, say): `rate` per second, `burst` at
+ * once. Loop thread only. Idle keys are dropped, so memory follows the keys
+ * active within the last few seconds. */
+struct util_buckets;
+struct util_buckets *util_buckets_new(int64_t rate, int64_t burst);
+void util_buckets_free(struct util_buckets *b);
+/* Take one token for key at now_ms: 1 allowed, 0 over the limit. */
+int util_buckets_take(struct util_buckets *b, int64_t key, int64_t now_ms);
+
 /* Answer req with the ERROR that a job status means (CHATD_ENOTFOUND ->
  * NOT_FOUND, ...); message borrowed, used for every code but UNAVAILABLE and
  * INTERNAL. Completes req. */

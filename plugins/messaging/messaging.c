@@ -143,6 +143,12 @@ static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, enum mop 
     snprintf(j->me_name, sizeof j->me_name, "%s", h->req_username(req));
     int limit = 0;
     const char *bad = parse(j, msg, &limit);
+    if (!bad && op == OP_WRITE && !util_buckets_take(mp->writes, j->me, h->now_ms())) {
+        h->count(mp->p, "writes_rate_limited", 1);
+        h->error(req, CHATD_ERR_RATE_LIMITED, "too many messages; slow down (max_writes_per_second)");
+        job_free(j);
+        return CHATD_OK;
+    }
     if (bad) {
         h->error(req, limit ? CHATD_ERR_LIMIT_EXCEEDED : CHATD_ERR_BAD_REQUEST, bad);
         job_free(j);
@@ -167,7 +173,9 @@ HANDLER(on_read_ack, OP_READ_ACK)
 
 static void messaging_cleanup(void *state)
 {
-    free(state);
+    struct mplug *mp = state;
+    util_buckets_free(mp->writes);
+    free(mp);
 }
 
 static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t *conf,
@@ -181,9 +189,14 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
     *state = mp;
     mp->p = p;
     mp->host = host;
+    int64_t rate, burst;
     if (util_conf_int(host, p, conf, "max_content_bytes", 4096, 1, 1 << 24, &mp->max_content) <
-        0)
+            0 ||
+        util_conf_int(host, p, conf, "max_writes_per_second", 500, 1, 10000000, &rate) < 0 ||
+        util_conf_int(host, p, conf, "write_burst", 5000, 1, 10000000, &burst) < 0)
         return CHATD_EINVAL;
+    if (!(mp->writes = util_buckets_new(rate, burst)))
+        return CHATD_ENOMEM;
     if (host->on_message(p, "WRITE_MESSAGE", on_write) < 0 ||
         host->on_message(p, "FETCH_MESSAGES_REQUEST", on_fetch) < 0 ||
         host->on_message(p, "READ_ACK", on_read_ack) < 0 ||

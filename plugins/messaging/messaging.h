@@ -11,6 +11,7 @@ struct mplug {
     chatd_plugin *p;
     const chatd_host *host;
     int64_t max_content;
+    struct util_buckets *writes; /* per-user write rate */
 };
 
 enum mop { OP_WRITE, OP_FETCH, OP_READ_ACK };

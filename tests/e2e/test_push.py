@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""End-to-end tests of push notifications (docs/PROTOCOL.md section 3), log backend.
+
+The push plugin writes one JSON line per notification to <data_dir>/push.log:
+{"userId", "username", "event": <the message a WebSocket would have carried>}.
+"""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from domain import (  # noqa: E402
+    DomainTestCase,
+    async_test,
+    chan,
+)
+
+
+def in_channel(cid):
+    return lambda line: line["event"].get("channelId") == chan(cid)
+
+
+class PushCase(DomainTestCase):
+    # plugins.push.backend defaults to "log", file push.log in the data dir
+
+    def assertPushLine(self, line, user, event):
+        self.assertEqual(line, {"userId": user.user_id, "username": user.username,
+                                "event": event})
+
+
+class MessagePushTests(PushCase):
+
+    @async_test
+    async def test_offline_member_gets_one_push_per_message_entered_member_and_writer_none(self):
+        w, e, o = self.user("w"), self.user("e"), self.user("o")
+        cid = await self.channel_with(w, e, o)
+        cw = await self.connect(w)   # the writer is not entered: still no push for them
+        ce = await self.connect(e)
+        await self.enter(ce, cid)
+        notified = {}
+        for i in range(1, 4):
+            ack = await self.write(cw, cid, "push %d" % i)
+            msg = await ce.expect("NOTIFY_MESSAGE")
+            self.assertEqual(msg["messageSequence"], ack["messageSequence"])
+            notified[ack["messageSequence"]] = msg
+        lines = await self.assertPushCount(o, "NOTIFY_MESSAGE", 3, in_channel(cid))
+        lines.sort(key=lambda line: line["event"].get("messageSequence", 0))
+        for line, seq in zip(lines, sorted(notified)):
+            with self.subTest(sequence=seq):
+                self.assertPushLine(line, o, notified[seq])
+        await self.assertPushCount(e, "NOTIFY_MESSAGE", 0, in_channel(cid))
+        await self.assertPushCount(w, "NOTIFY_MESSAGE", 0, in_channel(cid))
+
+    @async_test
+    async def test_member_online_but_not_entered_in_the_channel_gets_push(self):
+        w, idle, elsewhere, split = self.users(4, "m")
+        cid = await self.channel_with(w, idle, elsewhere, split)
+        cw = await self.connect(w)
+        c_idle = await self.connect(idle)                 # connected, never entered
+        c_else = await self.connect(elsewhere)
+        other = await self.create_group(c_else, [w])       # entered in another channel
+        await self.enter(c_else, other)
+        s1, s2 = await self.connect(split), await self.connect(split)
+        await self.enter(s1, cid)                          # one of two devices entered
+        ack = await self.write(cw, cid, "who is here?")
+        for user in (idle, elsewhere):
+            with self.subTest(member=user.username):
+                (line,) = await self.assertPushCount(user, "NOTIFY_MESSAGE", 1, in_channel(cid))
+                self.assertPushLine(line, user, {
+                    "type": "NOTIFY_MESSAGE", "channelId": chan(cid),
+                    "messageSequence": ack["messageSequence"], "username": w.username,
+                    "content": "who is here?", "createdAt": ack["createdAt"]})
+        await self.assertPushCount(split, "NOTIFY_MESSAGE", 0, in_channel(cid))
+        await c_idle.expect_none("NOTIFY_MESSAGE", 0.0)
+        await c_else.expect_none("NOTIFY_MESSAGE", 0.0)
+        await s2.expect_none("NOTIFY_MESSAGE", 0.0)
+        self.assertEqual((await s1.expect("NOTIFY_MESSAGE"))["content"], "who is here?")
+
+    @async_test
+    async def test_member_leaving_the_channel_gets_push_again(self):
+        w, r = self.user("w"), self.user("r")
+        cid = await self.channel_with(w, r)
+        cw, cr = await self.connect(w), await self.connect(r)
+        await self.enter(cr, cid)
+        await self.write(cw, cid, "seen live")
+        await self.assertPushCount(r, "NOTIFY_MESSAGE", 0, in_channel(cid))
+        self.assertOk(await cr.request("LEAVE_REQUEST", {}), "LEAVE_RESPONSE")
+        await self.write(cw, cid, "pushed")
+        (line,) = await self.assertPushCount(r, "NOTIFY_MESSAGE", 1, in_channel(cid))
+        self.assertEqual(line["event"]["content"], "pushed")
+
+
+class SocialPushTests(PushCase):
+
+    @async_test
+    async def test_ask_invite_push_when_invitee_offline_none_when_online(self):
+        inviter, offline, online = self.user("i"), self.user("off"), self.user("on")
+        ci = await self.connect(inviter)
+        c_on = await self.connect(online)
+        await self.invite(ci, offline)
+        await self.invite(ci, online)
+        (line,) = await self.assertPushCount(offline, "ASK_INVITE", 1)
+        self.assertPushLine(line, offline, {"type": "ASK_INVITE", "username": inviter.username})
+        await c_on.expect("ASK_INVITE")
+        await self.assertPushCount(online, "ASK_INVITE", 0)
+        await self.assertPushCount(inviter, "ASK_INVITE", 0)
+
+    @async_test
+    async def test_notify_accept_push_when_inviter_offline_none_when_online(self):
+        gone, here, accepter = self.user("gone"), self.user("here"), self.user("acc")
+        c_gone, c_here = await self.connect(gone), await self.connect(here)
+        ca = await self.connect(accepter)
+        await self.invite(c_gone, accepter)
+        await self.invite(c_here, accepter)
+        await self.disconnect(c_gone)  # the inviter's only socket goes away
+        await self.accept(ca, gone)
+        await self.accept(ca, here)
+        (line,) = await self.assertPushCount(gone, "NOTIFY_ACCEPT", 1)
+        self.assertPushLine(line, gone, {"type": "NOTIFY_ACCEPT", "username": accepter.username})
+        await c_here.expect("NOTIFY_ACCEPT")
+        await self.assertPushCount(here, "NOTIFY_ACCEPT", 0)
+        await self.assertPushCount(accepter, "NOTIFY_ACCEPT", 0)
+
+    @async_test
+    async def test_notify_join_push_for_offline_participants_only(self):
+        creator, on, off1, off2 = self.user("cr"), self.user("on"), self.user("of"), \
+            self.user("of")
+        await self.befriend(creator, on, off1, off2)
+        cc, c_on = await self.connect(creator), await self.connect(on)
+        resp = await cc.request("CREATE_REQUEST", {
+            "title": "pushed join",
+            "participantUsernames": [on.username, off1.username, off2.username]})
+        self.assertOk(resp, "CREATE_RESPONSE")
+        cid = self.cid_of(resp)
+        want = {"type": "NOTIFY_JOIN", "channelId": chan(cid), "title": "pushed join"}
+        for user in (off1, off2):
+            with self.subTest(offline=user.username):
+                (line,) = await self.assertPushCount(user, "NOTIFY_JOIN", 1, in_channel(cid))
+                self.assertPushLine(line, user, want)
+        self.assertEqual(await c_on.expect("NOTIFY_JOIN"), want)
+        await self.assertPushCount(on, "NOTIFY_JOIN", 0, in_channel(cid))
+        await self.assertPushCount(creator, "NOTIFY_JOIN", 0, in_channel(cid))
+
+    @async_test
+    async def test_push_line_shape_is_user_id_username_event_with_type(self):
+        inviter, target = self.user("i"), self.user("t")
+        ci = await self.connect(inviter)
+        await self.invite(ci, target)
+        (line,) = await self.assertPushCount(target, "ASK_INVITE", 1)
+        self.assertEqual(set(line), {"userId", "username", "event"}, line)
+        self.assertEqual(line["userId"], target.user_id)
+        self.assertEqual(line["username"], target.username)
+        self.assertIsInstance(line["event"], dict, line)
+        self.assertIsInstance(line["event"].get("type"), str, line)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
