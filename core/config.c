@@ -57,6 +57,15 @@ static const struct schema schema[] = {
     S_STR("storage.sqlite.path", sqlite_path, "chatd.db", "SQLite file, relative to server.data_dir"),
     S_STR("storage.sqlite.synchronous", sqlite_synchronous, "full", "SQLite synchronous mode: full or normal"),
     S_INT("storage.sqlite.busy_timeout", sqlite_busy_timeout, 5000, 0, 600000, "milliseconds to wait on a locked database"),
+    S_STR("mariadb.host", mariadb_host, "127.0.0.1", "MariaDB server address"),
+    S_INT("mariadb.port", mariadb_port, 3306, 1, 65535, "MariaDB server port"),
+    S_STR("mariadb.user", mariadb_user, "chatd", "MariaDB user"),
+    S_STR("mariadb.password", mariadb_password, "", "MariaDB password"),
+    S_STR("mariadb.database", mariadb_database, "chatd", "MariaDB database"),
+    S_STR("mariadb.socket", mariadb_socket, "", "MariaDB Unix socket (\"\": connect by host and port)"),
+    S_INT("mariadb.connect_timeout", mariadb_connect_timeout, 3, 1, 600, "seconds to connect to MariaDB"),
+    S_INT("mariadb.io_timeout", mariadb_io_timeout, 10, 1, 3600, "seconds a MariaDB read or write may take"),
+    S_INT("mariadb.writers", mariadb_writers, 4, 1, 64, "worker threads that write to MariaDB at once"),
     S_STR("log.level", log_level, "info", "error, warn, info or debug"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
 };
@@ -64,7 +73,7 @@ static const struct schema schema[] = {
 #define N_SCHEMA (sizeof schema / sizeof schema[0])
 
 static const char *const top_groups[] = {"server", "http", "ws", "session", "storage", "log",
-                                         "plugins", NULL};
+                                         "mariadb", "plugins", NULL};
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

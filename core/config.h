@@ -47,6 +47,16 @@ struct settings {
     char *sqlite_path;
     char *sqlite_synchronous;
     int64_t sqlite_busy_timeout;
+    /* mariadb */
+    char *mariadb_host;
+    int64_t mariadb_port;
+    char *mariadb_user;
+    char *mariadb_password;
+    char *mariadb_database;
+    char *mariadb_socket;
+    int64_t mariadb_connect_timeout;
+    int64_t mariadb_io_timeout;
+    int64_t mariadb_writers;
     /* log */
     char *log_level;
     char *log_file;

@@ -36,7 +36,7 @@ struct db_driver {
     void (*reset)(chatd_stmt *st);
     int64_t (*last_insert_id)(chatd_db *db);
     int64_t (*changes)(chatd_db *db);
-    /* Number of threads that may write at once with this driver. */
+    /* Number of threads that may write at once with this driver (0: as configured). */
     int max_writers;
 };
 
@@ -51,6 +51,7 @@ struct chatd_stmt {
 };
 
 extern const struct db_driver db_sqlite;
+extern const struct db_driver db_mariadb;
 
 /* The driver of that name, or NULL. */
 const struct db_driver *db_driver_find(const char *name);

@@ -282,7 +282,7 @@ static void pool_stop(struct pool *p)
 
 const struct db_driver *db_driver_find(const char *name)
 {
-    static const struct db_driver *const drivers[] = {&db_sqlite, NULL};
+    static const struct db_driver *const drivers[] = {&db_sqlite, &db_mariadb, NULL};
     for (int i = 0; drivers[i]; i++)
         if (strcmp(drivers[i]->name, name) == 0)
             return drivers[i];
@@ -316,7 +316,7 @@ struct store_backend *store_backend_open(const char *name, char *err, size_t err
     if (!b)
         return NULL;
     b->drv = drv;
-    int writers = drv->max_writers;
+    int writers = drv->max_writers ? drv->max_writers : (int)st.s->mariadb_writers;
     if (pool_start(&b->write, POOL_WRITE, b, writers) < 0 ||
         pool_start(&b->read, POOL_READ, b, (int)st.s->storage_readers) < 0) {
         snprintf(err, errlen, "cannot start storage threads");

@@ -14,6 +14,7 @@ Everything here talks to a real chatd process over real sockets:
 Environment:
   CHATD_BIN   path to the chatd executable (default: <repo>/build/core/chatd)
   CHATD_CONF  path to the config file      (default: <repo>/etc/chatd.conf)
+  CHATD_E2E_SETS    a JSON list of extra PATH=VALUE settings for every server
   CHATD_E2E_KEEP=1  keep data directories (and logs) even when a server stops cleanly
 """
 
@@ -140,7 +141,10 @@ class Server:
             "--set", "plugins.auth.argon2_t_cost=1",
             "--set", "plugins.auth.argon2_m_cost=256",
         ]
-        for item in self.extra_sets:
+        # CHATD_E2E_SETS (a JSON list of PATH=VALUE) runs the same suites on
+        # another deployment, e.g. every plugin on MariaDB; the test's own
+        # settings come last and win.
+        for item in json.loads(os.environ.get("CHATD_E2E_SETS", "[]")) + self.extra_sets:
             argv += ["--set", item]
         return argv
 
