@@ -66,6 +66,11 @@ static const struct schema schema[] = {
     S_INT("mariadb.connect_timeout", mariadb_connect_timeout, 3, 1, 600, "seconds to connect to MariaDB"),
     S_INT("mariadb.io_timeout", mariadb_io_timeout, 10, 1, 3600, "seconds a MariaDB read or write may take"),
     S_INT("mariadb.writers", mariadb_writers, 4, 1, 64, "worker threads that write to MariaDB at once"),
+    S_STR("redis.host", redis_host, "", "Redis address shared by the nodes (\"\": a single node, no Redis)"),
+    S_INT("redis.port", redis_port, 6379, 1, 65535, "Redis port"),
+    S_STR("redis.prefix", redis_prefix, "chatd:", "prefix of every Redis key and topic"),
+    S_INT("redis.reconnect_max_ms", redis_reconnect_max_ms, 5000, 100, 600000, "longest wait between Redis reconnection attempts"),
+    S_INT("redis.presence_ttl", redis_presence_ttl, 30, 3, 3600, "seconds a node's presence entries live without its heartbeat"),
     S_STR("log.level", log_level, "info", "error, warn, info or debug"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
 };
@@ -73,7 +78,7 @@ static const struct schema schema[] = {
 #define N_SCHEMA (sizeof schema / sizeof schema[0])
 
 static const char *const top_groups[] = {"server", "http", "ws", "session", "storage", "log",
-                                         "mariadb", "plugins", NULL};
+                                         "mariadb", "redis", "plugins", NULL};
 
 static void errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

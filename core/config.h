@@ -57,6 +57,12 @@ struct settings {
     int64_t mariadb_connect_timeout;
     int64_t mariadb_io_timeout;
     int64_t mariadb_writers;
+    /* redis */
+    char *redis_host;
+    int64_t redis_port;
+    char *redis_prefix;
+    int64_t redis_reconnect_max_ms;
+    int64_t redis_presence_ttl;
     /* log */
     char *log_level;
     char *log_file;

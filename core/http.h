@@ -36,6 +36,7 @@ struct chatd_http {
     int upgrade;
     char peer[48];
     char session_key[65];       /* authenticated routes: the session's key */
+    int route;                  /* the route matched, while its session is looked up */
     int64_t user_id;
     int64_t started_ms;
 };

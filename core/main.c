@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "plugins.h"
 #include "presence.h"
+#include "redis.h"
 #include "router.h"
 #include "server.h"
 #include "session.h"
@@ -196,7 +197,12 @@ int main(int argc, char **argv)
         log_error("start-up failed: out of memory");
         goto out_base;
     }
-    if (!(sessions_backend = store_backend_open(app.s.session_backend, err, sizeof err)) ||
+    if (redis_init(app.base, &app.s) < 0) {
+        log_error("start-up failed: out of memory");
+        goto out_store;
+    }
+    if ((strcmp(app.s.session_backend, "redis") != 0 &&
+         !(sessions_backend = store_backend_open(app.s.session_backend, err, sizeof err))) ||
         session_init(&app.s, sessions_backend) < 0) {
         log_error("session store: %s", err[0] ? err : "cannot load sessions");
         goto out_store;
@@ -224,6 +230,7 @@ out_store:
     store_shutdown();
     server_free();
     plugins_unload_all();
+    redis_free();
     session_free_all();
     presence_free();
     router_free();

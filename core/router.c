@@ -166,6 +166,28 @@ static int has_token(const char *list, const char *token)
     return 0;
 }
 
+/* The handshake's session is known (or not): upgrade, or say why not. */
+static void ws_authed(struct session *s, int status, void *arg)
+{
+    chatd_http *req = arg;
+    if (!s) {
+        if (status == CHATD_EUNAVAIL)
+            http_respond_error(req, CHATD_ERR_UNAVAILABLE, 503, "session store unavailable");
+        else
+            http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "no valid session");
+        return;
+    }
+    int open = 0;
+    for (struct conn *c = presence_user_conns(session_user_id(s)); c; c = c->u_next)
+        open++;
+    if (open >= rt.s->ws_max_per_user) {
+        http_respond_error(req, CHATD_ERR_LIMIT_EXCEEDED, 429,
+                           "too many WebSockets for this user (ws.max_connections_per_user)");
+        return;
+    }
+    ws_upgrade(req, s);
+}
+
 static int route_ws(chatd_http *req, void *state)
 {
     (void)state;
@@ -193,21 +215,8 @@ static int route_ws(chatd_http *req, void *state)
         }
     }
     char tok[128];
-    struct session *s = session_find(router_token(req, 1, tok, sizeof tok));
-    if (!s) {
-        http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "no valid session");
-        return CHATD_OK;
-    }
-    int open = 0;
-    for (struct conn *c = presence_user_conns(session_user_id(s)); c; c = c->u_next)
-        open++;
-    if (open >= rt.s->ws_max_per_user) {
-        http_respond_error(req, CHATD_ERR_LIMIT_EXCEEDED, 429,
-                           "too many WebSockets for this user (ws.max_connections_per_user)");
-        return CHATD_OK;
-    }
-    ws_upgrade(req, s);
-    return CHATD_OK;
+    session_lookup(router_token(req, 1, tok, sizeof tok), ws_authed, req);
+    return CHATD_PENDING;
 }
 
 static const char *content_type_for(const char *path)
@@ -266,8 +275,43 @@ int router_init(const struct settings *s)
     return 0;
 }
 
+/* Call a route's handler; answer for it if it returned without answering. */
+static void run_route(struct route *r, struct chatd_http *req)
+{
+    uint64_t id = req->conn_id;
+    int rc = r->fn(req, r->owner ? plugin_state(r->owner) : NULL);
+    if (rc == CHATD_PENDING)
+        return;
+    struct conn *still = conn_find(id);
+    if (still && still->pending == req) {
+        if (rc == CHATD_DECLINED) {
+            http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "not found");
+        } else {
+            log_error("route %s %s returned without a reply", http_method_name(req->method),
+                      req->path);
+            http_respond_error(req, CHATD_ERR_INTERNAL, 500, "handler gave no reply");
+        }
+    }
+}
+
+static void route_authed(struct session *s, int status, void *arg)
+{
+    struct chatd_http *req = arg;
+    if (!s) {
+        if (status == CHATD_EUNAVAIL)
+            http_respond_error(req, CHATD_ERR_UNAVAILABLE, 503, "session store unavailable");
+        else
+            http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "no valid session");
+        return;
+    }
+    snprintf(req->session_key, sizeof req->session_key, "%s", session_key(s));
+    req->user_id = session_user_id(s);
+    run_route(&rt.routes[req->route], req);
+}
+
 void router_handle(struct conn *c, struct chatd_http *req)
 {
+    (void)c;
     struct route *match = NULL;
     int path_known = 0;
     for (size_t i = 0; i < rt.n && !match; i++) {
@@ -292,29 +336,11 @@ void router_handle(struct conn *c, struct chatd_http *req)
     }
     if (match->flags & CHATD_HTTP_AUTH) {
         char tok[128];
-        struct session *s = session_find(router_token(req, 0, tok, sizeof tok));
-        if (!s) {
-            http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "no valid session");
-            return;
-        }
-        snprintf(req->session_key, sizeof req->session_key, "%s", session_key(s));
-        req->user_id = session_user_id(s);
-    }
-    uint64_t id = c->id;
-    int rc = match->fn(req, match->owner ? plugin_state(match->owner) : NULL);
-    struct conn *still = conn_find(id);
-    if (rc == CHATD_PENDING)
+        req->route = (int)(match - rt.routes);
+        session_lookup(router_token(req, 0, tok, sizeof tok), route_authed, req);
         return;
-    if (still && still->pending == req) {
-        /* The handler returned without answering: a bug in it, not the client. */
-        if (rc == CHATD_DECLINED) {
-            http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "not found");
-        } else {
-            log_error("route %s %s returned without a reply", http_method_name(req->method),
-                      req->path);
-            http_respond_error(req, CHATD_ERR_INTERNAL, 500, "handler gave no reply");
-        }
     }
+    run_route(match, req);
 }
 
 void router_free(void)

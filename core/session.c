@@ -11,19 +11,20 @@
 
 #include "config.h"
 #include "conn.h"
-#include "db.h"
 #include "hmap.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugins.h"
 #include "presence.h"
+#include "session_store.h"
 #include "store.h"
 #include "ws.h"
 
 #define CLOSE_SESSION_ENDED 4001
+#define KEY_LEN (2 * SHA256_DIGEST_LENGTH)
 
 struct session {
-    char key[2 * SHA256_DIGEST_LENGTH + 1]; /* hex of the token's SHA-256 */
+    char key[KEY_LEN + 1]; /* hex of the token's SHA-256 */
     int64_t user_id;
     char *username;
     int64_t expires_s;   /* wall clock */
@@ -33,7 +34,7 @@ struct session {
 
 static struct {
     const struct settings *s;
-    struct store_backend *backend;
+    const struct session_store *store;
     hmap *by_key;   /* token hash hex -> session */
     int sweep_ticks;
 } ss;
@@ -43,7 +44,7 @@ static int64_t now_s(void)
     return (int64_t)time(NULL);
 }
 
-static void hash_key(const char *token, char out[2 * SHA256_DIGEST_LENGTH + 1])
+static void hash_key(const char *token, char out[KEY_LEN + 1])
 {
     unsigned char d[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)token, strlen(token), d);
@@ -71,8 +72,13 @@ static void session_free(struct session *s)
 
 static struct session *session_add(const char *key, int64_t uid, const char *name, int64_t exp)
 {
-    struct session *s = calloc(1, sizeof *s);
-    if (!s || !(s->username = strdup(name))) {
+    struct session *s = hmap_get_str(ss.by_key, key);
+    if (s) { /* known already (a lookup raced another): keep the later expiry */
+        if (exp > s->expires_s)
+            s->expires_s = s->persisted_s = exp;
+        return s;
+    }
+    if (!(s = calloc(1, sizeof *s)) || !(s->username = strdup(name))) {
         free(s);
         return NULL;
     }
@@ -86,144 +92,27 @@ static struct session *session_add(const char *key, int64_t uid, const char *nam
     return s;
 }
 
-/* ---- store jobs ---- */
-
-struct sjob {
-    char key[2 * SHA256_DIGEST_LENGTH + 1];
-    int64_t user_id;
-    char *username;
-    int64_t expires_s;
-    void (*done)(void *arg, int status);
-    void *arg;
-};
-
-static void sjob_free(struct sjob *j)
+static void add_loaded(const char *key, int64_t uid, const char *name, int64_t exp)
 {
-    free(j->username);
-    free(j);
-}
-
-static int step_done(chatd_db *db, chatd_stmt *st)
-{
-    (void)db;
-    int rc = st->db->drv->step(st);
-    return rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
-}
-
-static int run_insert(chatd_db *db, void *arg)
-{
-    struct sjob *j = arg;
-    const struct db_driver *d = db->drv;
-    chatd_stmt *st = d->prepare(db, "INSERT INTO user_session (token_hash, user_id, username,"
-                                    " created_at, expires_at) VALUES (?, ?, ?, ?, ?)");
-    if (!st)
-        return CHATD_EINTERNAL;
-    d->bind_text(st, 1, j->key, strlen(j->key));
-    d->bind_int(st, 2, j->user_id);
-    d->bind_text(st, 3, j->username, strlen(j->username));
-    d->bind_int(st, 4, now_s());
-    d->bind_int(st, 5, j->expires_s);
-    return step_done(db, st);
-}
-
-static int run_delete(chatd_db *db, void *arg)
-{
-    struct sjob *j = arg;
-    const struct db_driver *d = db->drv;
-    chatd_stmt *st = d->prepare(db, j->user_id ? "DELETE FROM user_session WHERE user_id = ?"
-                                               : "DELETE FROM user_session WHERE token_hash = ?");
-    if (!st)
-        return CHATD_EINTERNAL;
-    if (j->user_id)
-        d->bind_int(st, 1, j->user_id);
-    else
-        d->bind_text(st, 1, j->key, strlen(j->key));
-    return step_done(db, st);
-}
-
-static int run_touch(chatd_db *db, void *arg)
-{
-    struct sjob *j = arg;
-    const struct db_driver *d = db->drv;
-    chatd_stmt *st = d->prepare(db, "UPDATE user_session SET expires_at = ? WHERE token_hash = ?");
-    if (!st)
-        return CHATD_EINTERNAL;
-    d->bind_int(st, 1, j->expires_s);
-    d->bind_text(st, 2, j->key, strlen(j->key));
-    return step_done(db, st);
-}
-
-static int run_purge(chatd_db *db, void *arg)
-{
-    struct sjob *j = arg;
-    const struct db_driver *d = db->drv;
-    chatd_stmt *st = d->prepare(db, "DELETE FROM user_session WHERE expires_at <= ?");
-    if (!st)
-        return CHATD_EINTERNAL;
-    d->bind_int(st, 1, j->expires_s);
-    return step_done(db, st);
-}
-
-static void job_done(void *arg, int status)
-{
-    struct sjob *j = arg;
-    if (status < 0)
-        log_warn("session store write failed (%d)", status);
-    if (j->done)
-        j->done(j->arg, status);
-    sjob_free(j);
-}
-
-static int submit(chatd_job_run run, const char *key, int64_t uid, int64_t exp,
-                  void (*done)(void *, int), void *arg)
-{
-    struct sjob *j = calloc(1, sizeof *j);
-    if (!j)
-        return CHATD_ENOMEM;
-    if (key)
-        memcpy(j->key, key, sizeof j->key);
-    j->user_id = uid;
-    j->expires_s = exp;
-    j->done = done;
-    j->arg = arg;
-    int rc = store_submit(ss.backend, CHATD_JOB_WRITE, run, job_done, j);
-    if (rc < 0)
-        sjob_free(j);
-    return rc;
-}
-
-/* ---- start-up load ---- */
-
-static int run_load(chatd_db *db, void *arg)
-{
-    (void)arg;
-    const struct db_driver *d = db->drv;
-    chatd_stmt *st = d->prepare(db, "SELECT token_hash, user_id, username, expires_at"
-                                    " FROM user_session WHERE expires_at > ?");
-    if (!st)
-        return CHATD_EINTERNAL;
-    d->bind_int(st, 1, now_s());
-    int rc;
-    while ((rc = d->step(st)) == CHATD_ROW) {
-        const char *key = d->column_text(st, 0, NULL);
-        if (!key || strlen(key) != 2 * SHA256_DIGEST_LENGTH)
-            continue;
-        if (!session_add(key, d->column_int(st, 1), d->column_text(st, 2, NULL),
-                         d->column_int(st, 3)))
-            return CHATD_ENOMEM;
-    }
-    return rc == CHATD_DONE ? 0 : rc;
+    if (!session_add(key, uid, name, exp))
+        log_warn("out of memory loading sessions");
 }
 
 int session_init(const struct settings *s, struct store_backend *b)
 {
     ss.s = s;
-    ss.backend = b;
     if (!(ss.by_key = hmap_new(1)))
         return CHATD_ENOMEM;
-    int rc = store_run_sync(b, run_load, NULL);
-    if (rc == 0)
-        log_info("loaded %zu live sessions", hmap_count(ss.by_key));
+    int rc;
+    if (strcmp(s->session_backend, "redis") == 0) {
+        ss.store = &session_redis;
+        rc = session_redis_init(s);
+    } else {
+        ss.store = &session_sql;
+        rc = session_sql_init(s, b, add_loaded);
+        if (rc == 0)
+            log_info("loaded %zu live sessions", hmap_count(ss.by_key));
+    }
     return rc;
 }
 
@@ -245,31 +134,61 @@ int session_expired(const struct session *s)
     return now_s() >= s->expires_s;
 }
 
-struct session *session_find(const char *token)
+struct session *session_find_key(const char *key)
+{
+    struct session *s = hmap_get_str(ss.by_key, key);
+    return s && !session_expired(s) ? s : NULL;
+}
+
+struct lookup {
+    char key[KEY_LEN + 1];
+    session_lookup_fn cb;
+    void *arg;
+};
+
+static void found(void *arg, int status, int64_t uid, const char *name, int64_t exp)
+{
+    struct lookup *l = arg;
+    struct session *s = NULL;
+    if (status == 0 && uid > 0 && exp > now_s())
+        s = session_add(l->key, uid, name, exp);
+    l->cb(s, status, l->arg);
+    free(l);
+}
+
+int session_lookup(const char *token, session_lookup_fn cb, void *arg)
 {
     if (!token || !token_well_formed(token))
-        return NULL;
-    char key[2 * SHA256_DIGEST_LENGTH + 1];
+        return cb(NULL, 0, arg), 0;
+    char key[KEY_LEN + 1];
     hash_key(token, key);
+    /* Keyed by the token's hash: a lookup never compares the secret itself,
+     * so its timing tells nothing about a valid token. */
     struct session *s = hmap_get_str(ss.by_key, key);
-    /* The map is keyed by the token's hash: a lookup never compares the secret
-     * itself, so its timing tells nothing about a valid token. */
     if (s && session_expired(s)) {
         session_end(s);
-        return NULL;
+        s = NULL;
     }
-    return s;
+    if (s || !ss.store->lookup)
+        return cb(s, 0, arg), 0;
+    /* Another node's session, perhaps: ask the shared store. */
+    struct lookup *l = malloc(sizeof *l);
+    if (!l)
+        return cb(NULL, CHATD_ENOMEM, arg), 0;
+    memcpy(l->key, key, sizeof key);
+    l->cb = cb;
+    l->arg = arg;
+    int rc = ss.store->lookup(key, found, l);
+    if (rc < 0) {
+        free(l);
+        cb(NULL, rc, arg);
+    }
+    return 0;
 }
 
 const char *session_key(const struct session *s)
 {
     return s->key;
-}
-
-struct session *session_find_key(const char *key)
-{
-    struct session *s = hmap_get_str(ss.by_key, key);
-    return s && !session_expired(s) ? s : NULL;
 }
 
 int64_t session_user_id(const struct session *s)
@@ -308,37 +227,21 @@ int session_create(int64_t user_id, const char *username, char *out,
         b64[n] = b64[n] == '+' ? '-' : b64[n] == '/' ? '_' : b64[n];
     b64[n] = '\0';
     OPENSSL_cleanse(raw, sizeof raw);
-    char key[2 * SHA256_DIGEST_LENGTH + 1];
+    char key[KEY_LEN + 1];
     hash_key(b64, key);
-    struct session *s = session_add(key, user_id, username, now_s() + ss.s->session_ttl);
-    if (!s)
-        return CHATD_ENOMEM;
-    struct sjob *j = calloc(1, sizeof *j);
-    if (!j || !(j->username = strdup(username))) {
-        free(j);
-        hmap_del_str(ss.by_key, key);
-        session_free(s);
-        return CHATD_ENOMEM;
+    int64_t exp = now_s() + ss.s->session_ttl;
+    int rc = ss.store->create(key, user_id, username, exp, done, arg);
+    if (rc == 0 && !session_add(key, user_id, username, exp))
+        rc = CHATD_ENOMEM; /* stored, but unknown here: a later lookup finds it */
+    if (rc == 0) {
+        memcpy(out, b64, n + 1);
+        metrics_count("sessions_created", 1);
     }
-    memcpy(j->key, key, sizeof key);
-    j->user_id = user_id;
-    j->expires_s = s->expires_s;
-    j->done = done;
-    j->arg = arg;
-    int rc = store_submit(ss.backend, CHATD_JOB_WRITE, run_insert, job_done, j);
-    if (rc < 0) {
-        sjob_free(j);
-        hmap_del_str(ss.by_key, key);
-        session_free(s);
-        return rc;
-    }
-    memcpy(out, b64, n + 1);
     OPENSSL_cleanse(b64, sizeof b64);
-    metrics_count("sessions_created", 1);
-    return 0;
+    return rc;
 }
 
-/* Close the session's sockets and forget it; the caller deletes the row. */
+/* Close the session's sockets here and forget it; the store is told apart. */
 static void forget(struct session *s)
 {
     while (s->conns) {
@@ -353,14 +256,15 @@ static void forget(struct session *s)
 
 void session_end(struct session *s)
 {
-    char key[sizeof s->key];
+    char key[KEY_LEN + 1];
+    int64_t uid = s->user_id;
     memcpy(key, s->key, sizeof key);
     forget(s);
-    if (submit(run_delete, key, 0, 0, NULL, NULL) < 0)
-        log_warn("cannot queue a session delete");
+    ss.store->end(key, uid);
 }
 
-void session_end_user(int64_t user_id)
+/* The sessions of a user held here (collected first: forget changes the map). */
+static void forget_user(int64_t user_id)
 {
     struct session **victims = NULL;
     size_t n = 0, pos = 0;
@@ -378,24 +282,50 @@ void session_end_user(int64_t user_id)
     for (size_t i = 0; i < n; i++)
         forget(victims[i]);
     free(victims);
-    if (submit(run_delete, NULL, user_id, 0, NULL, NULL) < 0)
-        log_warn("cannot queue a session delete");
+}
+
+void session_end_user(int64_t user_id)
+{
+    forget_user(user_id);
+    ss.store->end_user(user_id);
 }
 
 void session_touch(struct session *s)
 {
     s->expires_s = now_s() + ss.s->session_ttl;
     /* Write the new expiry only when it moved a tenth of the TTL (at most a
-     * minute): a busy client's KEEP_ALIVEs cost memory updates, not commits. */
+     * minute): a busy client's KEEP_ALIVEs cost memory updates, not writes. */
     int64_t slack = ss.s->session_ttl / 10;
     if (slack > 60)
         slack = 60;
-    if (s->expires_s - s->persisted_s >= slack &&
-        submit(run_touch, s->key, 0, s->expires_s, NULL, NULL) == 0)
+    if (s->expires_s - s->persisted_s >= slack) {
+        ss.store->touch(s->key, s->expires_s);
         s->persisted_s = s->expires_s;
+    }
 }
 
-/* ---- WebSockets of sessions and users ---- */
+/* ---- events of other nodes (through the shared store) ---- */
+
+void session_remote_end(const char *key)
+{
+    struct session *s = hmap_get_str(ss.by_key, key);
+    if (s)
+        forget(s);
+}
+
+void session_remote_end_user(int64_t user_id)
+{
+    forget_user(user_id);
+}
+
+void session_remote_touch(const char *key, int64_t expires_s)
+{
+    struct session *s = hmap_get_str(ss.by_key, key);
+    if (s && expires_s > s->expires_s)
+        s->expires_s = s->persisted_s = expires_s;
+}
+
+/* ---- WebSockets of sessions ---- */
 
 void session_attach(struct conn *c, struct session *s)
 {
@@ -435,6 +365,7 @@ void session_detach(struct conn *c)
     plugins_emit(&ev);
 }
 
+/* Once a minute: end expired sessions here, purge them from the store. */
 void session_sweep(void)
 {
     if (++ss.sweep_ticks < 60)
@@ -457,5 +388,5 @@ void session_sweep(void)
     for (size_t i = 0; i < n; i++)
         forget(expired[i]);
     free(expired);
-    submit(run_purge, NULL, 0, now, NULL, NULL);
+    ss.store->purge(now);
 }

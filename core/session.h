@@ -15,12 +15,16 @@ struct session;
 
 #define SESSION_TOKEN_LEN 43 /* base64url of 32 bytes, no padding */
 
-/* Load the live sessions of the store. Start-up, before the loop runs. */
+/* Load the live sessions of the SQL store, or subscribe to the other nodes'
+ * session events when session.backend is "redis". Start-up. */
 int session_init(const struct settings *s, struct store_backend *b);
 void session_free_all(void);
 
-/* The live session of a token (borrowed), or NULL (unknown, expired, malformed, NULL). */
-struct session *session_find(const char *token);
+/* Find the live session of a token: cb(session or NULL, status, arg), where
+ * status is CHATD_EUNAVAIL when the shared store could not be asked. cb may
+ * run before session_lookup returns (the session is known here) or later. */
+typedef void (*session_lookup_fn)(struct session *s, int status, void *arg);
+int session_lookup(const char *token, session_lookup_fn cb, void *arg);
 /* The session's key (hash of its token, hex; borrowed) and the live session of a key. */
 const char *session_key(const struct session *s);
 struct session *session_find_key(const char *key);
