@@ -270,7 +270,10 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     event_add(srv.accept_resume, &one_second);
 }
 
-/* Once a second: ping quiet WebSockets, close dead ones, end expired sessions. */
+/* Every sweep period: ping quiet WebSockets, close dead ones, end expired
+ * sessions. The period is a quarter of the shorter of ws.ping_interval and
+ * ws.idle_timeout (100 ms to 1 s), so a client that answers pings is never
+ * taken for idle because a tick came late. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
@@ -363,8 +366,12 @@ int server_start(struct event_base *base, const struct settings *s)
         port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
         log_info("listening on [%s]:%d", addr, port);
     }
-    struct timeval one_second = {1, 0};
-    event_add(srv.sweep, &one_second);
+    int64_t shorter = s->ws_ping_interval < s->ws_idle_timeout ? s->ws_ping_interval
+                                                                : s->ws_idle_timeout;
+    int64_t period_ms = shorter * 1000 / 4;
+    period_ms = period_ms < 100 ? 100 : period_ms > 1000 ? 1000 : period_ms;
+    struct timeval period = {period_ms / 1000, (period_ms % 1000) * 1000};
+    event_add(srv.sweep, &period);
     return 0;
 }
 

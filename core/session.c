@@ -36,7 +36,7 @@ static struct {
     const struct settings *s;
     const struct session_store *store;
     hmap *by_key;   /* token hash hex -> session */
-    int sweep_ticks;
+    int64_t last_sweep_s;
 } ss;
 
 static int64_t now_s(void)
@@ -101,6 +101,7 @@ static void add_loaded(const char *key, int64_t uid, const char *name, int64_t e
 int session_init(const struct settings *s, struct store_backend *b)
 {
     ss.s = s;
+    ss.last_sweep_s = now_s();
     if (!(ss.by_key = hmap_new(1)))
         return CHATD_ENOMEM;
     int rc;
@@ -368,13 +369,13 @@ void session_detach(struct conn *c)
 /* Once a minute: end expired sessions here, purge them from the store. */
 void session_sweep(void)
 {
-    if (++ss.sweep_ticks < 60)
+    int64_t now = now_s();
+    if (now - ss.last_sweep_s < 60)
         return;
-    ss.sweep_ticks = 0;
+    ss.last_sweep_s = now;
     struct session **expired = NULL;
     size_t n = 0, pos = 0;
     void *v;
-    int64_t now = now_s();
     while (hmap_iter(ss.by_key, &pos, NULL, NULL, &v)) {
         struct session *s = v;
         if (now < s->expires_s)

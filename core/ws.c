@@ -20,7 +20,9 @@
 struct ws_conn {
     wslay_event_context_ptr ctx;
     int64_t last_ping_ms;
-    int in_recv; /* inside wslay_event_recv: queue, do not send */
+    int in_recv;       /* inside wslay_event_recv: queue, do not send */
+    int recv_failed;   /* our recv callback reported a real error */
+    int frame_error;   /* wslay rejected a frame: its close must say 1002 */
 };
 
 int utf8_valid(const unsigned char *s, size_t len)
@@ -117,8 +119,10 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     struct conn *c = user;
     (void)flags;
     int n = evbuffer_remove(conn_input(c), buf, len);
+    if (n < 0)
+        c->ws->recv_failed = 1;
     if (n <= 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        wslay_event_set_error(ctx, n < 0 ? WSLAY_ERR_CALLBACK_FAILURE : WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
     return n;
@@ -129,6 +133,15 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 {
     struct conn *c = user;
     (void)flags;
+    static const uint8_t empty_close[2] = {0x88, 0x00};
+    static const uint8_t close_1002[4] = {0x88, 0x02, 0x03, 0xea};
+    if (c->ws->frame_error && len == 2 && memcmp(data, empty_close, 2) == 0) {
+        /* wslay closes after a malformed frame without a status code; RFC
+         * 6455 7.4.1 asks for 1002, so that is what goes out. */
+        c->ws->frame_error = 0;
+        if (c->state != CONN_DEAD && bufferevent_write(c->bev, close_1002, 4) == 0)
+            return (ssize_t)len;
+    }
     if (c->state == CONN_DEAD || bufferevent_write(c->bev, data, len) < 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
@@ -147,6 +160,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 {
     struct conn *c = user;
     (void)ctx;
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1)
+        c->ws->frame_error = 1; /* a status code is two bytes: answer 1002 */
     if (c->state != CONN_WS || wslay_is_ctrl_frame(arg->opcode))
         return; /* pings, pongs and close are answered by wslay */
     if (arg->opcode != WSLAY_TEXT_FRAME) {
@@ -206,6 +221,11 @@ void ws_conn_read(struct conn *c)
     ws->in_recv = 0;
     if (c->state == CONN_DEAD)
         return;
+    /* wslay's frame layer rejects some malformed frames (non-minimal lengths,
+     * oversized or fragmented control frames) with a callback failure we did
+     * not cause, and queues a close without a status code. */
+    if (rc == WSLAY_ERR_CALLBACK_FAILURE && !ws->recv_failed)
+        ws->frame_error = 1;
     flush(c);
     /* Peer closed, protocol error, message too big, or we closed while reading. */
     if (rc != 0 || !wslay_event_want_read(ws->ctx) || c->state == CONN_CLOSING)
