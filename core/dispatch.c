@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "bus.h"
 #include "conn.h"
 #include "hmap.h"
 #include "http.h"
@@ -14,6 +15,7 @@
 #include "metrics.h"
 #include "plugins.h"
 #include "presence.h"
+#include "redis.h"
 #include "router.h"
 #include "session.h"
 #include "ws.h"
@@ -345,12 +347,14 @@ static int send_list(struct conn *c, size_t next_off, uint64_t except, struct ws
 int dispatch_send_user(int64_t user_id, const char *type, json_t *body)
 {
     struct conn *c = presence_user_conns(user_id);
-    if (!c) {
+    if (!c && !redis_enabled()) {
         json_decref(body);
         return 0;
     }
     struct wsmsg *m = encode(type, body, NULL);
     int n = send_list(c, offsetof(struct conn, u_next), 0, m);
+    if (m)
+        bus_publish_user(user_id, m, NULL, NULL);
     wsmsg_unref(m);
     return n;
 }
@@ -359,34 +363,134 @@ int dispatch_send_channel(int64_t channel_id, uint64_t except_conn, const char *
                           json_t *body)
 {
     struct conn *c = presence_channel_conns(channel_id);
-    if (!c || (c->id == except_conn && !c->c_next)) {
+    if (!redis_enabled() && (!c || (c->id == except_conn && !c->c_next))) {
         json_decref(body);
         return 0;
     }
     struct wsmsg *m = encode(type, body, NULL);
     int n = send_list(c, offsetof(struct conn, c_next), except_conn, m);
+    if (m)
+        bus_publish_channel(channel_id, m);
     wsmsg_unref(m);
     metrics_count("channel_deliveries", (uint64_t)n);
     return n;
+}
+
+/* Hand an event (borrowed) to the push plugin. */
+static void push_event(int64_t user_id, const char *username, int64_t channel_id,
+                       const json_t *event)
+{
+    chatd_event ev = {.type = CHATD_EVENT_UNDELIVERABLE, .user_id = user_id,
+                      .username = username, .channel_id = channel_id, .body = event};
+    plugins_emit(&ev);
+    metrics_count("push_events", 1);
 }
 
 void dispatch_push(int64_t user_id, const char *username, int64_t channel_id, const char *type,
                    json_t *body)
 {
     json_t *event = build(type, body, NULL);
-    if (!event)
-        return;
-    chatd_event ev = {.type = CHATD_EVENT_UNDELIVERABLE, .user_id = user_id,
-                      .username = username, .channel_id = channel_id, .body = event};
-    plugins_emit(&ev);
-    metrics_count("push_events", 1);
+    if (event)
+        push_event(user_id, username, channel_id, event);
     json_decref(event);
+}
+
+struct notify_op {
+    int64_t user_id;
+    char username[64];
+    json_t *event;
+};
+
+/* How many other nodes hold a WebSocket of the user: none (or unknown) means push. */
+static void notify_counted(long receivers, void *arg)
+{
+    struct notify_op *op = arg;
+    if (receivers <= 0)
+        push_event(op->user_id, op->username, 0, op->event);
+    json_decref(op->event);
+    free(op);
 }
 
 int dispatch_notify_user(int64_t user_id, const char *username, const char *type, json_t *body)
 {
-    if (presence_user_conns(user_id))
-        return dispatch_send_user(user_id, type, body);
-    dispatch_push(user_id, username, 0, type, body);
-    return 0;
+    struct conn *c = presence_user_conns(user_id);
+    if (!redis_enabled()) {
+        if (c)
+            return dispatch_send_user(user_id, type, body);
+        dispatch_push(user_id, username, 0, type, body);
+        return 0;
+    }
+    /* Several nodes: deliver here, publish for the others, and push only when
+     * no node at all holds a WebSocket of the user. */
+    json_t *event = build(type, body, NULL);
+    char *text = event ? json_dumps(event, JSON_COMPACT) : NULL;
+    struct wsmsg *m = text ? wsmsg_new(text, strlen(text)) : NULL;
+    free(text);
+    struct notify_op *op = c ? NULL : calloc(1, sizeof *op);
+    int n = send_list(c, offsetof(struct conn, u_next), 0, m);
+    if (op) {
+        op->user_id = user_id;
+        snprintf(op->username, sizeof op->username, "%s", username ? username : "");
+        op->event = json_incref(event);
+    }
+    if (m)
+        bus_publish_user(user_id, m, op ? notify_counted : NULL, op);
+    else if (op)
+        notify_counted(-1, op);
+    wsmsg_unref(m);
+    json_decref(event);
+    return n;
+}
+
+struct absent_op {
+    int64_t channel_id;
+    int64_t *ids;
+    char (*names)[64];
+    size_t n;
+    json_t *event;
+};
+
+static void absent_op_free(struct absent_op *op)
+{
+    json_decref(op->event);
+    free(op->ids);
+    free(op->names);
+    free(op);
+}
+
+/* Members entered nowhere get the push (set NULL: Redis could not say, push all). */
+static void absent_known(const char *set, size_t n, void *arg)
+{
+    struct absent_op *op = arg;
+    for (size_t i = 0; i < n; i++)
+        if (!set || !set[i])
+            push_event(op->ids[i], op->names[i], op->channel_id, op->event);
+    absent_op_free(op);
+}
+
+void dispatch_push_absent(int64_t channel_id, const int64_t *user_ids,
+                          const char *const *usernames, size_t n, const char *type,
+                          json_t *body)
+{
+    struct absent_op *op = calloc(1, sizeof *op);
+    if (!op || !(op->event = build(type, body, NULL)) ||
+        !(op->ids = malloc(n * sizeof *op->ids + 1)) ||
+        !(op->names = malloc(n * sizeof *op->names + 1))) {
+        if (op)
+            absent_op_free(op);
+        else
+            json_decref(body);
+        return;
+    }
+    op->channel_id = channel_id;
+    for (size_t i = 0; i < n; i++) {
+        if (presence_user_in_channel(user_ids[i], channel_id))
+            continue; /* entered here: it was delivered */
+        op->ids[op->n] = user_ids[i];
+        snprintf(op->names[op->n++], 64, "%s", usernames[i] ? usernames[i] : "");
+    }
+    if (op->n == 0 || !redis_enabled())
+        absent_known(NULL, op->n, op);
+    else
+        bus_who_entered(channel_id, op->ids, op->n, absent_known, op);
 }

@@ -42,6 +42,11 @@ int dispatch_send_channel(int64_t channel_id, uint64_t except_conn, const char *
                           json_t *body);
 /* Send to the user's WebSockets, or push when there are none; body taken. */
 int dispatch_notify_user(int64_t user_id, const char *username, const char *type, json_t *body);
+/* Push to those of the users who have no WebSocket entered in the channel on
+ * any node; body taken. */
+void dispatch_push_absent(int64_t channel_id, const int64_t *user_ids,
+                          const char *const *usernames, size_t n, const char *type,
+                          json_t *body);
 /* Hand {"type": type, ...body} to the push plugin (UNDELIVERABLE); body taken. */
 void dispatch_push(int64_t user_id, const char *username, int64_t channel_id, const char *type,
                    json_t *body);

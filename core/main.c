@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "bus.h"
 #include "dispatch.h"
 #include "log.h"
 #include "metrics.h"
@@ -197,7 +198,7 @@ int main(int argc, char **argv)
         log_error("start-up failed: out of memory");
         goto out_base;
     }
-    if (redis_init(app.base, &app.s) < 0) {
+    if (redis_init(app.base, &app.s) < 0 || bus_init(app.base, &app.s) < 0) {
         log_error("start-up failed: out of memory");
         goto out_store;
     }
@@ -230,6 +231,7 @@ out_store:
     store_shutdown();
     server_free();
     plugins_unload_all();
+    bus_free();
     redis_free();
     session_free_all();
     presence_free();

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "metrics.h"
 #include "presence.h"
+#include "redis.h"
 #include "router.h"
 #include "session.h"
 #include "store.h"
@@ -329,6 +330,34 @@ static const char *h_backend_name(chatd_plugin *p)
     return p->backend ? store_backend_name(p->backend) : NULL;
 }
 
+struct redis_done {
+    void (*done)(void *arg, int status);
+    void *arg;
+};
+
+static void h_redis_replied(struct redisReply *r, void *arg)
+{
+    struct redis_done *d = arg;
+    if (d->done)
+        d->done(d->arg, r ? 0 : CHATD_EUNAVAIL);
+    free(d);
+}
+
+static int h_redis_command(int argc, const char *const *argv, const size_t *argvlen,
+                           void (*done)(void *arg, int status), void *arg)
+{
+    struct redis_done *d = malloc(sizeof *d);
+    if (!d)
+        return CHATD_ENOMEM;
+    d->done = done;
+    d->arg = arg;
+    int rc = redis_enabled() ? redis_cmdv(h_redis_replied, d, argc, (const char **)argv, argvlen)
+                             : CHATD_EUNAVAIL;
+    if (rc < 0)
+        free(d);
+    return rc;
+}
+
 static int64_t h_now_ms(void)
 {
     struct timeval tv;
@@ -394,6 +423,8 @@ static const chatd_host host = {
     .on_user_removing = h_on_user_removing,
     .data_dir = h_data_dir,
     .backend_name = h_backend_name,
+    .push_absent = dispatch_push_absent,
+    .redis_command = h_redis_command,
 };
 
 const chatd_host *plugins_host(void)

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "bus.h"
 #include "chatd/plugin.h"
 #include "conn.h"
 #include "hmap.h"
@@ -42,6 +43,16 @@ void presence_free(void)
     n_conns = 0;
 }
 
+/* Other nodes deliver to this one while it holds a WebSocket of the user or
+ * entered in the channel: a key's first and last WebSocket tell the bus. */
+static void interest(hmap *m, int64_t key, int on)
+{
+    if (m == by_user)
+        bus_user_interest(key, on);
+    else
+        bus_channel_interest(key, on);
+}
+
 static struct head *head_get(hmap *m, int64_t key, int create)
 {
     struct head *h = hmap_get_id(m, (uint64_t)key);
@@ -53,6 +64,7 @@ static struct head *head_get(hmap *m, int64_t key, int create)
         free(h);
         return NULL;
     }
+    interest(m, key, 1);
     return h;
 }
 
@@ -83,8 +95,10 @@ static void list_remove(hmap *m, int64_t key, struct conn *c, size_t prev_off)
     if (l[1])
         LINKS(l[1], prev_off)[0] = l[0];
     l[0] = l[1] = NULL;
-    if (!h->first)
+    if (!h->first) {
         free(hmap_del_id(m, (uint64_t)key));
+        interest(m, key, 0);
+    }
 }
 
 #define U_OFF offsetof(struct conn, u_prev)
@@ -122,17 +136,34 @@ int presence_enter(struct conn *c, int64_t channel_id)
 {
     if (c->channel_id == channel_id)
         return 0;
-    if (c->channel_id)
-        list_remove(by_channel, c->channel_id, c, C_OFF);
-    c->channel_id = 0;
+    int64_t old = c->channel_id;
+    if (old) {
+        list_remove(by_channel, old, c, C_OFF);
+        c->channel_id = 0;
+        if (!presence_user_in_channel(c->user_id, old))
+            bus_entered(old, c->user_id, 0);
+    }
     if (!channel_id)
         return 0;
+    int first = !presence_user_in_channel(c->user_id, channel_id);
     struct head *h = head_get(by_channel, channel_id, 1);
     if (!h)
         return CHATD_ENOMEM;
     list_insert(h, c, C_OFF);
     c->channel_id = channel_id;
+    if (first)
+        bus_entered(channel_id, c->user_id, 1);
     return 0;
+}
+
+void presence_each_entered(void (*fn)(int64_t channel_id, int64_t user_id, void *arg), void *arg)
+{
+    size_t pos = 0;
+    uint64_t cid;
+    void *v;
+    while (hmap_iter(by_channel, &pos, &cid, NULL, &v))
+        for (struct conn *c = ((struct head *)v)->first; c; c = c->c_next)
+            fn((int64_t)cid, c->user_id, arg);
 }
 
 struct conn *presence_channel_conns(int64_t channel_id)

@@ -26,6 +26,9 @@ struct conn *presence_channel_conns(int64_t channel_id);
 int presence_user_in_channel(int64_t user_id, int64_t channel_id);
 /* Leave the channel on every WebSocket of the user entered in it. */
 void presence_user_leave_channel(int64_t user_id, int64_t channel_id);
+/* fn(channel, user, arg) for every WebSocket entered in a channel (a user may
+ * come more than once). The indexes must not change meanwhile. */
+void presence_each_entered(void (*fn)(int64_t channel_id, int64_t user_id, void *arg), void *arg);
 /* WebSockets indexed. */
 long presence_count(void);
 

@@ -229,6 +229,23 @@ int redis_cmd(redis_reply_fn fn, void *arg, const char *fmt, ...)
     return 0;
 }
 
+int redis_cmdv(redis_reply_fn fn, void *arg, int argc, const char **argv, const size_t *argvlen)
+{
+    if (!rd.cmd.up || !rd.cmd.ac)
+        return CHATD_EUNAVAIL;
+    struct pending *p = malloc(sizeof *p);
+    if (!p)
+        return CHATD_ENOMEM;
+    p->fn = fn;
+    p->arg = arg;
+    if (redisAsyncCommandArgv(rd.cmd.ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
+        free(p);
+        return CHATD_EUNAVAIL;
+    }
+    metrics_count("redis_commands", 1);
+    return 0;
+}
+
 int redis_on_message(const char *prefix,
                      void (*handler)(const char *topic, const char *data, size_t len))
 {

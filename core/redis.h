@@ -29,6 +29,9 @@ typedef void (*redis_reply_fn)(struct redisReply *r, void *arg);
  * CHATD_EUNAVAIL, with fn not called, when not connected. fn may be NULL. */
 int redis_cmd(redis_reply_fn fn, void *arg, const char *fmt, ...);
 
+/* The same with an argument vector (argv[i] of argvlen[i] bytes, copied). */
+int redis_cmdv(redis_reply_fn fn, void *arg, int argc, const char **argv, const size_t *argvlen);
+
 /* Messages on topics starting with prefix (after redis.prefix) go to
  * handler(topic, payload, len), both borrowed. Start-up only. */
 int redis_on_message(const char *prefix,

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "plugins.h"
 #include "presence.h"
+#include "redis.h"
 #include "session.h"
 #include "store.h"
 #include "ws.h"
@@ -121,6 +122,8 @@ const char *router_token(const struct chatd_http *req, int allow_query, char *bu
 static void healthz_done(void *arg, int ok)
 {
     struct chatd_http *req = arg;
+    if (redis_enabled() && !redis_ready())
+        ok = 0;
     if (ok)
         http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"), NULL);
     else

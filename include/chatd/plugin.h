@@ -305,6 +305,19 @@ typedef struct chatd_host {
     /* The plugin's SQL storage backend ("sqlite", "mariadb"), or NULL when its
      * `backend` setting names none (then the setting is the plugin's own to read). */
     const char *(*backend_name)(chatd_plugin *p);
+
+    /* Push a channel's notification to those of the users (arrays of n,
+     * borrowed) with no WebSocket entered in the channel on any node; on many
+     * nodes the answer comes from Redis, so the pushes may follow later.
+     * body taken. */
+    void (*push_absent)(int64_t channel_id, const int64_t *user_ids,
+                        const char *const *usernames, size_t n, const char *type, json_t *body);
+
+    /* Send one command to the nodes' shared Redis (argv[i] of argvlen[i]
+     * bytes, copied); done(arg, status) on the loop when it answered (0) or
+     * failed (CHATD_EUNAVAIL, also when no redis.host is set). done may be NULL. */
+    int (*redis_command)(int argc, const char *const *argv, const size_t *argvlen,
+                         void (*done)(void *arg, int status), void *arg);
 } chatd_host;
 
 /* True when the host offers the given field (it may be older than this header). */

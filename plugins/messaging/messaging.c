@@ -47,10 +47,19 @@ static void deliver(struct mjob *j)
                              "createdAt", at);
     if (!note)
         return;
-    for (size_t i = 0; i < j->n_members; i++)
-        if (!h->user_in_channel(j->members[i].id, j->channel_id))
-            h->push(j->members[i].id, j->members[i].name, j->channel_id, "NOTIFY_MESSAGE",
-                    json_incref(note));
+    if (j->n_members) {
+        int64_t *ids = malloc(j->n_members * sizeof *ids);
+        const char **names = malloc(j->n_members * sizeof *names);
+        for (size_t i = 0; ids && names && i < j->n_members; i++) {
+            ids[i] = j->members[i].id;
+            names[i] = j->members[i].name;
+        }
+        if (ids && names)
+            h->push_absent(j->channel_id, ids, names, j->n_members, "NOTIFY_MESSAGE",
+                           json_incref(note));
+        free(ids);
+        free(names);
+    }
     h->send_channel(j->channel_id, j->conn, "NOTIFY_MESSAGE", note);
     h->count(j->mp->p, "messages_written", 1);
 }

@@ -12,9 +12,9 @@ struct pplug {
     void *backend_state;
 };
 
-static const struct push_backend *const backends[] = {&push_log, NULL};
+static const struct push_backend *const backends[] = {&push_log, &push_redis, NULL};
 /* Planned backends, named so that configuring one gives a clear refusal. */
-static const char *const planned[] = {"redis", "webhook", NULL};
+static const char *const planned[] = {"webhook", NULL};
 
 static void on_undeliverable(const chatd_event *ev, void *state)
 {
@@ -55,7 +55,7 @@ static int push_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
         int known = 0;
         for (int i = 0; planned[i]; i++)
             known |= strcmp(planned[i], name) == 0;
-        host->log(p, CHATD_LOG_ERROR, "push backend '%s' %s; available: log", name,
+        host->log(p, CHATD_LOG_ERROR, "push backend '%s' %s; available: log, redis", name,
                   known ? "is not available in this version" : "is unknown");
         return CHATD_EINVAL;
     }

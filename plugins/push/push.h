@@ -16,5 +16,6 @@ struct push_backend {
 };
 
 extern const struct push_backend push_log;
+extern const struct push_backend push_redis;
 
 #endif
