@@ -26,6 +26,8 @@ struct conn {
     enum conn_state state;
     char peer[48];          /* client address as text */
     int64_t last_rx_ms;     /* monotonic time of the last bytes received */
+    int64_t deadline_ms;    /* HTTP: the request (or handshake) must be complete by then; 0 none */
+    int output_blocked;     /* HTTP: reading stopped until queued answers drain */
     double tokens;          /* WebSocket messages the client may still send now */
     int64_t tokens_ms;      /* when tokens was last refilled */
     struct conn *prev, *next; /* every connection, for sweeps and shutdown */

@@ -253,8 +253,20 @@ void dispatch_text(struct conn *c, const char *data, size_t len)
         ws_close(c, CLOSE_SESSION_ENDED, "session expired");
         return;
     }
+    /* Every message counts against the rate, malformed ones too. */
+    int allowed = rate_allow(c);
     json_error_t jerr;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!allowed) {
+        const json_t *rid = json_object_get(msg, "requestId");
+        if (rid && (!json_is_string(rid) || json_string_length(rid) > REQUEST_ID_MAX))
+            rid = NULL;
+        metrics_count("ws_rate_limited", 1);
+        send_error(c->id, json_string_value(json_object_get(msg, "type")), (json_t *)rid,
+                   CHATD_ERR_RATE_LIMITED, "too many messages; slow down (ws.rate_limit)");
+        json_decref(msg);
+        return;
+    }
     if (!json_is_object(msg)) {
         send_error(c->id, NULL, NULL, CHATD_ERR_BAD_REQUEST,
                    msg ? "a message must be a JSON object" : "malformed JSON");
@@ -272,13 +284,6 @@ void dispatch_text(struct conn *c, const char *data, size_t len)
     }
     if (!type_s || !*type_s) {
         send_error(c->id, NULL, rid, CHATD_ERR_BAD_REQUEST, "missing string field 'type'");
-        json_decref(msg);
-        return;
-    }
-    if (!rate_allow(c)) {
-        metrics_count("ws_rate_limited", 1);
-        send_error(c->id, type_s, rid, CHATD_ERR_RATE_LIMITED,
-                   "too many messages; slow down (ws.rate_limit)");
         json_decref(msg);
         return;
     }

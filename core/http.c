@@ -85,6 +85,8 @@ static int on_message_begin(http_parser *p)
         return -1;
     h->req->conn_id = c->id;
     h->req->started_ms = conn_now_ms();
+    /* The whole request, not each byte, must arrive within the timeout. */
+    c->deadline_ms = h->req->started_ms + cfg()->ws_handshake_timeout * 1000;
     memcpy(h->req->peer, c->peer, sizeof h->req->peer);
     struct timeval tv = {cfg()->ws_handshake_timeout, 0};
     bufferevent_set_timeouts(c->bev, &tv, NULL);
@@ -424,6 +426,13 @@ void http_respond(struct chatd_http *req, int status, const char *content_type, 
     }
     struct timeval tv = {cfg()->http_keepalive_timeout, 0};
     bufferevent_set_timeouts(c->bev, &tv, NULL);
+    c->deadline_ms = 0; /* idle between requests: the keep-alive timeout applies */
+    if (evbuffer_get_length(out) > (size_t)cfg()->ws_max_outbuf) {
+        /* A pipelining client that does not read its answers: stop reading
+         * its requests until they drain (on_write resumes). */
+        c->output_blocked = 1;
+        return;
+    }
     conn_pause_read(c, 0);
     if (c->http && !c->http->in_read && evbuffer_get_length(conn_input(c)) > 0)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);

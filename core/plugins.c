@@ -281,6 +281,17 @@ static int h_random_bytes(void *buf, size_t len)
 
 static int h_db_user_removing(chatd_db *db, int64_t user_id)
 {
+    /* Sessions kept in this same database go in the same transaction. */
+    if (strcmp(settings->session_backend, db->drv->name) == 0) {
+        chatd_stmt *st = db->drv->prepare(db, "DELETE FROM user_session WHERE user_id = ?");
+        int rc = st ? db->drv->bind_int(st, 1, user_id) : CHATD_EINTERNAL;
+        if (rc == 0)
+            rc = db->drv->step(st);
+        if (st)
+            db->drv->reset(st);
+        if (rc < 0)
+            return rc;
+    }
     for (size_t i = 0; i < n_user_hooks; i++) {
         int rc = user_hooks[i].fn(db, user_id, user_hooks[i].owner->state);
         if (rc < 0)

@@ -182,8 +182,14 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
-    if (c->state == CONN_CLOSING)
+    if (c->state == CONN_CLOSING) {
         conn_close_after_write(c);
+    } else if (c->output_blocked) {
+        /* The client read our answers: take its next requests. */
+        c->output_blocked = 0;
+        conn_pause_read(c, 0);
+        conn_process_input(c);
+    }
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -216,6 +222,7 @@ int server_adopt(struct bufferevent *bev, const char *peer)
     c->bev = bev;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->last_rx_ms = conn_now_ms();
+    c->deadline_ms = c->last_rx_ms + srv.s->ws_handshake_timeout * 1000;
     c->next = srv.all;
     if (srv.all)
         srv.all->prev = c;
@@ -282,6 +289,12 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     struct conn *next;
     for (struct conn *c = srv.all; c; c = next) {
         next = c->next;
+        if (c->state == CONN_HTTP && c->deadline_ms && now > c->deadline_ms && !c->pending) {
+            /* A request trickled in slower than ws.handshake_timeout allows. */
+            metrics_count("http_request_timeouts", 1);
+            conn_abort(c);
+            continue;
+        }
         if (c->state != CONN_WS)
             continue;
         int64_t quiet = now - c->last_rx_ms;

@@ -204,6 +204,7 @@ void ws_upgrade(struct chatd_http *req, struct session *s)
     c->pending = NULL;
     c->ws = ws;
     c->state = CONN_WS;
+    c->deadline_ms = 0;
     ws->last_ping_ms = conn_now_ms();
     bufferevent_set_timeouts(c->bev, NULL, NULL);
     conn_pause_read(c, 0);
@@ -211,6 +212,20 @@ void ws_upgrade(struct chatd_http *req, struct session *s)
     session_attach(c, s);
 done:
     http_request_free(req);
+}
+
+/* A client whose unread output passed ws.max_outbuf is closed (1008), so one
+ * slow reader never holds memory or others up. */
+static int check_outbuf(struct conn *c)
+{
+    if (c->state != CONN_WS ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) <=
+            (size_t)router_settings()->ws_max_outbuf)
+        return 0;
+    metrics_count("ws_slow_reader_closed", 1);
+    log_info("conn %llu: closed, outgoing buffer over ws.max_outbuf", (unsigned long long)c->id);
+    ws_close(c, WSLAY_CODE_POLICY_VIOLATION, "client too slow");
+    return -1;
 }
 
 void ws_conn_read(struct conn *c)
@@ -227,6 +242,8 @@ void ws_conn_read(struct conn *c)
     if (rc == WSLAY_ERR_CALLBACK_FAILURE && !ws->recv_failed)
         ws->frame_error = 1;
     flush(c);
+    if (check_outbuf(c) < 0) /* pongs to a client that pings and never reads */
+        return;
     /* Peer closed, protocol error, message too big, or we closed while reading. */
     if (rc != 0 || !wslay_event_want_read(ws->ctx) || c->state == CONN_CLOSING)
         conn_close_after_write(c);
@@ -243,12 +260,7 @@ int ws_send(struct conn *c, struct wsmsg *m)
         return -1;
     }
     metrics_count("ws_messages_out", 1);
-    if (evbuffer_get_length(out) > (size_t)router_settings()->ws_max_outbuf) {
-        metrics_count("ws_slow_reader_closed", 1);
-        log_info("conn %llu: closed, outgoing buffer over ws.max_outbuf",
-                 (unsigned long long)c->id);
-        ws_close(c, WSLAY_CODE_POLICY_VIOLATION, "client too slow");
-    }
+    check_outbuf(c);
     return 0;
 }
 

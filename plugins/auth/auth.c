@@ -230,7 +230,6 @@ static void unregister_deleted(void *arg, int status)
         fail_unavailable(j, status);
         return;
     }
-    h->session_end_user(j->user_id);
     chatd_event ev = {.type = CHATD_EVENT_USER_REMOVED, .user_id = j->user_id};
     h->emit(j->a->p, &ev);
     h->count(j->a->p, "users_removed", 1);
@@ -248,6 +247,9 @@ static int on_unregister(chatd_http *req, void *state)
     }
     j->http = req;
     j->user_id = a->host->http_user_id(req);
+    /* Sessions end first: whatever happens to the removal after this, no
+     * token of the user works any more (at worst the user logs in again). */
+    a->host->session_end_user(j->user_id);
     if (a->host->submit(a->p, CHATD_JOB_WRITE, users_run_delete, unregister_deleted, j) < 0) {
         fail_unavailable(j, CHATD_EINTERNAL);
         return CHATD_OK;
