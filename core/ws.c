@@ -18,7 +18,12 @@
 #include "session.h"
 
 struct ws_conn {
-    wslay_event_context_ptr ctx;
+    wslay_event_context_ptr ctx; /* NULL between messages: see ws_release_ctx */
+    int frame_open;    /* a frame's header came, its end not yet */
+    int msg_open;      /* a fragmented data message is in progress */
+    uint64_t given;    /* bytes handed to wslay since the context was made */
+    uint64_t framed;   /* bytes of the frames it finished */
+    uint64_t frame_bytes; /* size of the frame being received, header included */
     int64_t last_ping_ms;
     int in_recv;       /* inside wslay_event_recv: queue, do not send */
     int recv_failed;   /* our recv callback reported a real error */
@@ -121,6 +126,8 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     int n = evbuffer_remove(conn_input(c), buf, len);
     if (n < 0)
         c->ws->recv_failed = 1;
+    else
+        c->ws->given += (uint64_t)n;
     if (n <= 0) {
         wslay_event_set_error(ctx, n < 0 ? WSLAY_ERR_CALLBACK_FAILURE : WSLAY_ERR_WOULDBLOCK);
         return -1;
@@ -151,7 +158,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 
 static void flush(struct conn *c)
 {
-    if (c->ws && !c->ws->in_recv && c->state != CONN_DEAD)
+    if (c->ws && c->ws->ctx && !c->ws->in_recv && c->state != CONN_DEAD)
         wslay_event_send(c->ws->ctx);
 }
 
@@ -176,26 +183,82 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     dispatch_text(c, (const char *)arg->msg, arg->msg_length);
 }
 
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    struct conn *c = user;
+    (void)ctx;
+    /* Client frames are masked (4 bytes) with a minimal length encoding:
+     * wslay refuses the others. */
+    uint64_t len = arg->payload_length;
+    c->ws->frame_bytes = 2 + 4 + (len < 126 ? 0 : len < 65536 ? 2 : 8) + len;
+    c->ws->frame_open = 1;
+    if (!wslay_is_ctrl_frame(arg->opcode))
+        c->ws->msg_open = !arg->fin;
+}
+
+static void on_frame_end(wslay_event_context_ptr ctx, void *user)
+{
+    struct conn *c = user;
+    (void)ctx;
+    c->ws->frame_open = 0;
+    c->ws->framed += c->ws->frame_bytes;
+}
+
 static const struct wslay_event_callbacks callbacks = {
     .recv_callback = recv_cb,
     .send_callback = send_cb,
+    .on_frame_recv_start_callback = on_frame_start,
+    .on_frame_recv_end_callback = on_frame_end,
     .on_msg_recv_callback = on_msg,
 };
+
+/* The wslay context of a WebSocket, created when needed. */
+static int ws_ctx(struct conn *c)
+{
+    struct ws_conn *ws = c->ws;
+    if (ws->ctx)
+        return 0;
+    if (wslay_event_context_server_init(&ws->ctx, &callbacks, c) != 0) {
+        ws->ctx = NULL;
+        return CHATD_ENOMEM;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx,
+                                               (uint64_t)router_settings()->ws_max_message);
+    return 0;
+}
+
+/*
+ * A wslay context carries some 8 KiB of frame buffers. Between messages it
+ * holds no state we need (no frame or fragmented message open, nothing
+ * queued, no byte of a frame held inside it, no close under way), so an idle
+ * WebSocket gives it back and the
+ * next bytes make a new one: idle connections then cost a few hundred bytes.
+ */
+static void ws_release_ctx(struct conn *c)
+{
+    struct ws_conn *ws = c->ws;
+    if (!ws->ctx || c->state != CONN_WS || ws->frame_open || ws->msg_open ||
+        ws->given != ws->framed || /* part of a frame header waits inside wslay */
+        wslay_event_want_write(ws->ctx) || !wslay_event_want_read(ws->ctx) ||
+        wslay_event_get_close_sent(ws->ctx) || wslay_event_get_close_received(ws->ctx))
+        return;
+    wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+    ws->given = ws->framed = 0;
+}
 
 void ws_upgrade(struct chatd_http *req, struct session *s)
 {
     struct conn *c = conn_find(req->conn_id);
-    const struct settings *cfg = router_settings();
     char accept[29];
     if (!c)
         goto done;
     struct ws_conn *ws = calloc(1, sizeof *ws);
-    if (!ws || wslay_event_context_server_init(&ws->ctx, &callbacks, c) != 0) {
-        free(ws);
+    if (!ws) {
         http_respond_error(req, CHATD_ERR_INTERNAL, 500, "out of memory");
         return;
     }
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)cfg->ws_max_message);
     ws_accept_key(http_header_get(req, "Sec-WebSocket-Key"), accept);
     evbuffer_add_printf(bufferevent_get_output(c->bev),
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -231,6 +294,10 @@ static int check_outbuf(struct conn *c)
 void ws_conn_read(struct conn *c)
 {
     struct ws_conn *ws = c->ws;
+    if (ws_ctx(c) < 0) {
+        conn_abort(c);
+        return;
+    }
     ws->in_recv = 1;
     int rc = wslay_event_recv(ws->ctx);
     ws->in_recv = 0;
@@ -247,6 +314,8 @@ void ws_conn_read(struct conn *c)
     /* Peer closed, protocol error, message too big, or we closed while reading. */
     if (rc != 0 || !wslay_event_want_read(ws->ctx) || c->state == CONN_CLOSING)
         conn_close_after_write(c);
+    else
+        ws_release_ctx(c);
 }
 
 int ws_send(struct conn *c, struct wsmsg *m)
@@ -268,6 +337,10 @@ void ws_close(struct conn *c, uint16_t code, const char *reason)
 {
     if (!c->ws || (c->state != CONN_WS && c->state != CONN_CLOSING))
         return;
+    if (ws_ctx(c) < 0) {
+        conn_abort(c);
+        return;
+    }
     if (!wslay_event_get_close_sent(c->ws->ctx))
         wslay_event_queue_close(c->ws->ctx, code, (const uint8_t *)reason,
                                 reason ? strlen(reason) : 0);
@@ -286,14 +359,16 @@ void ws_ping_if_due(struct conn *c, int64_t now_ms, int64_t interval_ms)
         return;
     struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"", 0};
     c->ws->last_ping_ms = now_ms;
-    if (wslay_event_queue_msg(c->ws->ctx, &ping) == 0)
+    if (ws_ctx(c) == 0 && wslay_event_queue_msg(c->ws->ctx, &ping) == 0) {
         flush(c);
+        ws_release_ctx(c);
+    }
 }
 
 int ws_wants_close_frame(struct conn *c)
 {
     wslay_event_context_ptr ctx = c->ws->ctx;
-    return wslay_event_get_close_sent(ctx) && !wslay_event_get_close_received(ctx) &&
+    return ctx && wslay_event_get_close_sent(ctx) && !wslay_event_get_close_received(ctx) &&
            wslay_event_want_read(ctx);
 }
 
@@ -301,7 +376,8 @@ void ws_conn_free(struct conn *c)
 {
     if (!c->ws)
         return;
-    wslay_event_context_free(c->ws->ctx);
+    if (c->ws->ctx)
+        wslay_event_context_free(c->ws->ctx);
     free(c->ws);
     c->ws = NULL;
 }
