@@ -248,7 +248,7 @@ static int rate_allow(struct conn *c)
 
 void dispatch_text(struct conn *c, const char *data, size_t len)
 {
-    metrics_count("ws_messages_in", 1);
+    METRICS_ADD("ws_messages_in", 1);
     if (!c->session || session_expired(c->session)) {
         ws_close(c, CLOSE_SESSION_ENDED, "session expired");
         return;
@@ -377,7 +377,7 @@ int dispatch_send_channel(int64_t channel_id, uint64_t except_conn, const char *
     if (m)
         bus_publish_channel(channel_id, m);
     wsmsg_unref(m);
-    metrics_count("channel_deliveries", (uint64_t)n);
+    METRICS_ADD("channel_deliveries", n);
     return n;
 }
 

@@ -62,6 +62,12 @@ void metrics_count(const char *name, uint64_t delta)
         m->value += (int64_t)delta;
 }
 
+int64_t *metrics_counter_ref(const char *name)
+{
+    struct metric *m = get(name, M_COUNTER);
+    return m ? &m->value : NULL;
+}
+
 void metrics_gauge(const char *name, int64_t value)
 {
     struct metric *m = get(name, M_GAUGE);
@@ -134,6 +140,7 @@ void metrics_render(struct evbuffer *out)
     pthread_mutex_unlock(&batch_lock);
 }
 
+/* Cached cells (METRICS_ADD) point into the metrics: freed only at exit. */
 void metrics_free(void)
 {
     size_t pos = 0;

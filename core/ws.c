@@ -328,7 +328,7 @@ int ws_send(struct conn *c, struct wsmsg *m)
         m->refs--;
         return -1;
     }
-    metrics_count("ws_messages_out", 1);
+    METRICS_ADD("ws_messages_out", 1);
     check_outbuf(c);
     return 0;
 }
