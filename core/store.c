@@ -124,35 +124,63 @@ static int is_transient(int rc)
     return rc == CHATD_EBUSY;
 }
 
+/* One attempt at a batch in one transaction: each job in its own savepoint,
+ * so one job's failure rolls back only its own work, and one commit (one
+ * fsync) makes the whole batch durable. 0, or why it failed. */
+static int batch_once(chatd_db *db, struct job_list *batch)
+{
+    const struct db_driver *drv = db->drv;
+    int rc = drv->begin(db, 1);
+    for (struct job *j = batch->head; rc == 0 && j; j = j->next) {
+        if ((rc = drv->exec(db, "SAVEPOINT job")) < 0)
+            break;
+        j->status = j->run(db, j->arg);
+        if (is_transient(j->status)) {
+            rc = j->status;
+            break;
+        }
+        if (j->status < 0)
+            rc = drv->exec(db, "ROLLBACK TO SAVEPOINT job");
+        if (rc == 0)
+            rc = drv->exec(db, "RELEASE SAVEPOINT job");
+    }
+    if (rc == 0)
+        rc = drv->commit(db);
+    if (rc < 0)
+        drv->rollback(db);
+    return rc;
+}
+
+static void backoff(int attempt)
+{
+    struct timespec ts = {0, (long)(1000000L << (attempt < 6 ? attempt : 6))};
+    nanosleep(&ts, NULL);
+}
+
 /*
- * Run a batch of write jobs in one transaction: each job in its own
- * savepoint, so one job's failure rolls back only its own work, and one
- * commit (one fsync) makes the whole batch durable.
+ * Run a batch of write jobs, retrying lock conflicts. With several writers
+ * (MariaDB) two batches can lock rows in opposite orders and deadlock again
+ * and again: after two conflicts the batch is split and each job commits
+ * on its own, which one conflict cannot block for long.
  */
 static void run_write_batch(chatd_db *db, struct job_list *batch)
 {
-    const struct db_driver *drv = db->drv;
     int retries = (int)st.s->storage_retries;
     for (int attempt = 0;; attempt++) {
-        int rc = drv->begin(db, 1);
-        for (struct job *j = batch->head; rc == 0 && j; j = j->next) {
-            if ((rc = drv->exec(db, "SAVEPOINT job")) < 0)
-                break;
-            j->status = j->run(db, j->arg);
-            if (is_transient(j->status)) {
-                rc = j->status;
-                break;
-            }
-            if (j->status < 0)
-                rc = drv->exec(db, "ROLLBACK TO SAVEPOINT job");
-            if (rc == 0)
-                rc = drv->exec(db, "RELEASE SAVEPOINT job");
-        }
-        if (rc == 0)
-            rc = drv->commit(db);
+        int rc = batch_once(db, batch);
         if (rc == 0)
             return;
-        drv->rollback(db);
+        if (is_transient(rc) && batch->len > 1 && attempt >= 1) {
+            for (struct job *j = batch->head; j;) {
+                struct job *next = j->next;
+                struct job_list one = {j, j, 1};
+                j->next = NULL;
+                run_write_batch(db, &one);
+                j->next = next;
+                j = next;
+            }
+            return;
+        }
         if (!is_transient(rc) || attempt >= retries) {
             /* Nothing of the batch was written: say so to every job. */
             for (struct job *j = batch->head; j; j = j->next)
@@ -160,8 +188,7 @@ static void run_write_batch(chatd_db *db, struct job_list *batch)
             log_warn("storage: a batch of %zu jobs failed (%d)", batch->len, rc);
             return;
         }
-        struct timespec ts = {0, (long)(1000000L << (attempt < 6 ? attempt : 6))};
-        nanosleep(&ts, NULL);
+        backoff(attempt);
     }
 }
 
@@ -184,8 +211,7 @@ static void run_read(chatd_db *db, struct job *j)
                 j->status = CHATD_EUNAVAIL;
             return;
         }
-        struct timespec ts = {0, (long)(1000000L << (attempt < 6 ? attempt : 6))};
-        nanosleep(&ts, NULL);
+        backoff(attempt);
     }
 }
 
