@@ -188,7 +188,15 @@ int main(int argc, char **argv)
     log_info("chatd %s starting (config %s, data %s)", CHATD_VERSION, conf ? conf : "(defaults)",
              app.s.data_dir);
     evthread_use_pthreads();
-    if (!(app.base = event_base_new())) {
+    /* The changelist folds the enable/disable of write interest that every
+     * bufferevent write makes into one epoll_ctl per loop turn, or none. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    app.base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+    if (ecfg)
+        event_config_free(ecfg);
+    if (!app.base) {
         log_error("cannot create the event loop");
         goto out_log;
     }

@@ -46,11 +46,21 @@ static int log_open(const chatd_host *h, chatd_plugin *p, const json_t *conf, vo
 static int log_deliver(void *state, const json_t *notification)
 {
     struct log_state *ls = state;
-    /* One line per notification, flushed, so a reader never sees half a line. */
-    if (json_dumpf(notification, ls->f, JSON_COMPACT) < 0 || fputc('\n', ls->f) == EOF ||
-        fflush(ls->f) == EOF)
-        return CHATD_EUNAVAIL;
-    return 0;
+    /* Encoded once and written with one call: a reader never sees half a
+     * line, and a notification costs one write, not one per JSON token. */
+    size_t len = json_dumpb(notification, NULL, 0, JSON_COMPACT);
+    char stackbuf[2048];
+    char *line = len + 1 <= sizeof stackbuf ? stackbuf : malloc(len + 1);
+    if (!line || json_dumpb(notification, line, len, JSON_COMPACT) != len) {
+        if (line != stackbuf)
+            free(line);
+        return CHATD_ENOMEM;
+    }
+    line[len] = '\n';
+    int rc = fwrite(line, 1, len + 1, ls->f) == len + 1 && fflush(ls->f) == 0 ? 0 : CHATD_EUNAVAIL;
+    if (line != stackbuf)
+        free(line);
+    return rc;
 }
 
 static void log_close(void *state)
