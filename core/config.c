@@ -337,6 +337,8 @@ static int read_value(const config_t *cfg, const struct schema *sc, struct setti
     return CHATD_EINVAL;
 }
 
+/* The setting as JSON, or NULL when some string in it is not valid UTF-8
+ * (JSON cannot carry it) or memory ran out. */
 static json_t *to_json(const config_setting_t *s)
 {
     switch (config_setting_type(s)) {
@@ -353,14 +355,23 @@ static json_t *to_json(const config_setting_t *s)
         json_t *o = json_object();
         for (int i = 0; o && i < config_setting_length(s); i++) {
             const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-            json_object_set_new(o, config_setting_name(e), to_json(e));
+            json_t *v = to_json(e);
+            if (!v || json_object_set_new(o, config_setting_name(e), v) < 0) {
+                json_decref(o);
+                return NULL;
+            }
         }
         return o;
     }
     default: {
         json_t *a = json_array();
-        for (int i = 0; a && i < config_setting_length(s); i++)
-            json_array_append_new(a, to_json(config_setting_get_elem(s, (unsigned)i)));
+        for (int i = 0; a && i < config_setting_length(s); i++) {
+            json_t *v = to_json(config_setting_get_elem(s, (unsigned)i));
+            if (!v || json_array_append_new(a, v) < 0) {
+                json_decref(a);
+                return NULL;
+            }
+        }
         return a;
     }
     }
@@ -390,10 +401,16 @@ static int read_plugins(const config_t *cfg, struct settings *out, const char *f
             errf(err, errlen, "%s: setting 'plugins.[%d]': needs name = \"...\"", at, i);
             return CHATD_EINVAL;
         }
+        json_t *name_json = json_string(name);
+        if (!name_json) {
+            errf(err, errlen, "%s: setting 'plugins.[%d].name': not valid UTF-8", at, i);
+            return CHATD_EINVAL;
+        }
+        json_decref(name_json);
         for (size_t j = 0; j < json_array_size(out->plugins); j++) {
             const char *other = json_string_value(
                 json_object_get(json_array_get(out->plugins, j), "name"));
-            if (strcmp(other, name) == 0) {
+            if (other && strcmp(other, name) == 0) {
                 errf(err, errlen, "%s: setting 'plugins.%s': plugin listed twice", at, name);
                 return CHATD_EINVAL;
             }
@@ -408,7 +425,13 @@ static int read_plugins(const config_t *cfg, struct settings *out, const char *f
                 return CHATD_EINVAL;
             }
         }
-        json_array_append_new(out->plugins, to_json(p));
+        json_t *entry = to_json(p);
+        if (!entry) {
+            errf(err, errlen, "%s: setting 'plugins.[%d]': a string in it is not valid UTF-8", at,
+                 i);
+            return CHATD_EINVAL;
+        }
+        json_array_append_new(out->plugins, entry);
     }
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "dispatch.h"
 #include "http.h"
 #include "log.h"
+#include "bus.h"
 #include "conn.h"
 #include "metrics.h"
 #include "presence.h"
@@ -91,8 +92,10 @@ static void plugin_path(const struct settings *s, const char *name, const char *
                         size_t len)
 {
     /* Paths past PATH_MAX fail at stat() with the path named: truncation is harmless. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
     const char *dir = chatd_plugin_dir(s);
     if (given && *given) {
         if (strchr(given, '/') || !dir)
@@ -104,7 +107,9 @@ static void plugin_path(const struct settings *s, const char *name, const char *
     } else {
         snprintf(out, len, "%s/plugins/%s/%s.so", build_root(), name, name);
     }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 }
 
 /* ---- host table ---- */
@@ -331,6 +336,12 @@ static int h_user_online(int64_t user_id)
     return presence_user_conns(user_id) != NULL;
 }
 
+static void h_user_leave_channel(int64_t user_id, int64_t channel_id)
+{
+    presence_user_leave_channel(user_id, channel_id);
+    bus_user_leave_channel(user_id, channel_id); /* and on every other node */
+}
+
 static const char *h_data_dir(void)
 {
     return settings->data_dir;
@@ -427,7 +438,7 @@ static const chatd_host host = {
     .conn_channel = h_conn_channel,
     .user_in_channel = presence_user_in_channel,
     .user_online = h_user_online,
-    .user_leave_channel = presence_user_leave_channel,
+    .user_leave_channel = h_user_leave_channel,
     .send_channel = dispatch_send_channel,
     .notify_user = dispatch_notify_user,
     .push = dispatch_push,

@@ -485,6 +485,19 @@ static void test_err_duplicate_plugin(void **state)
     assert_contains(err, "auth");
 }
 
+/* A plugin entry JSON cannot carry (found by fuzzing: it crashed the loader). */
+static void test_err_plugin_not_utf8(void **state)
+{
+    (void)state;
+    char err[512];
+    load_fail(write_conf("plugins = ( { name = \"a\x84\"; }, { name = \"b\"; } );\n"), NULL, 0,
+              err, sizeof err);
+    assert_non_null(strstr(err, "'plugins.[0].name': not valid UTF-8"));
+    load_fail(write_conf("plugins = ( { name = \"x\"; note = \"\x84\"; } );\n"), NULL, 0, err,
+              sizeof err);
+    assert_non_null(strstr(err, "not valid UTF-8"));
+}
+
 static void test_err_plugin_path_type(void **state)
 {
     (void)state;
@@ -518,6 +531,7 @@ int main(void)
         cmocka_unit_test_teardown(test_plugin_override_by_index, teardown),
         cmocka_unit_test_teardown(test_err_missing_file, teardown),
         cmocka_unit_test_teardown(test_err_syntax, teardown),
+        cmocka_unit_test_teardown(test_err_plugin_not_utf8, teardown),
         cmocka_unit_test_teardown(test_err_unknown_setting, teardown),
         cmocka_unit_test_teardown(test_err_unknown_top_level, teardown),
         cmocka_unit_test_teardown(test_err_unknown_group, teardown),
