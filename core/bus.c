@@ -71,9 +71,30 @@ static void on_channel(const char *topic, const char *data, size_t len)
     deliver(data, len, presence_channel_conns(id_of(topic)), offsetof(struct conn, c_next));
 }
 
+/* A user topic carries frames ("<node> {...}") and commands ("<node> !..."). */
 static void on_user(const char *topic, const char *data, size_t len)
 {
-    deliver(data, len, presence_user_conns(id_of(topic)), offsetof(struct conn, u_next));
+    int64_t user_id = id_of(topic);
+    if (len > NODE_LEN + 7 && memcmp(data, bus.node, NODE_LEN) != 0 &&
+        memcmp(data + NODE_LEN + 1, "!leave:", 7) == 0) {
+        char num[24];
+        size_t n = len - NODE_LEN - 8 < sizeof num - 1 ? len - NODE_LEN - 8 : sizeof num - 1;
+        memcpy(num, data + NODE_LEN + 8, n);
+        num[n] = '\0';
+        presence_user_leave_channel(user_id, strtoll(num, NULL, 10));
+        return;
+    }
+    deliver(data, len, presence_user_conns(user_id), offsetof(struct conn, u_next));
+}
+
+void bus_user_leave_channel(int64_t user_id, int64_t channel_id)
+{
+    if (!enabled())
+        return;
+    char topic[96], payload[NODE_LEN + 32];
+    topic_of(topic, sizeof topic, "u", user_id);
+    int n = snprintf(payload, sizeof payload, "%s !leave:%lld", bus.node, (long long)channel_id);
+    redis_cmd(NULL, NULL, "PUBLISH %s %b", topic, payload, (size_t)n);
 }
 
 /* ---- sending ---- */

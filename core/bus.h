@@ -24,6 +24,8 @@ void bus_channel_interest(int64_t channel_id, int on);
 /* A user's first WebSocket here entered the channel (on = 1), or the last left. */
 void bus_entered(int64_t channel_id, int64_t user_id, int on);
 
+/* Tell the other nodes to clear the user's WebSockets entered in the channel. */
+void bus_user_leave_channel(int64_t user_id, int64_t channel_id);
 /* Hand a frame to the other nodes' WebSockets of the channel / the user. */
 void bus_publish_channel(int64_t channel_id, const struct wsmsg *m);
 /* receivers(n, arg) gets how many other nodes hold a WebSocket of the user

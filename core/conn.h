@@ -28,6 +28,7 @@ struct conn {
     int64_t last_rx_ms;     /* monotonic time of the last bytes received */
     int64_t deadline_ms;    /* HTTP: the request (or handshake) must be complete by then; 0 none */
     int output_blocked;     /* HTTP: reading stopped until queued answers drain */
+    int lingering;          /* HTTP: answered and shut for writing; draining input */
     double tokens;          /* WebSocket messages the client may still send now */
     int64_t tokens_ms;      /* when tokens was last refilled */
     struct conn *prev, *next; /* every connection, for sweeps and shutdown */

@@ -144,9 +144,22 @@ void conn_close_after_write(struct conn *c)
         struct timeval tv = {5, 0};
         bufferevent_set_timeouts(c->bev, &tv, &tv);
     }
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
-        !(c->ws && ws_wants_close_frame(c)))
-        conn_abort(c);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0 ||
+        (c->ws && ws_wants_close_frame(c)) || c->lingering)
+        return;
+    if (!c->ws) {
+        /* Lingering close: a client (or balancer) still sending a body we
+         * refused would get a reset that can swallow our answer. Shut our
+         * side, read and drop what it sends, and close at its EOF or after
+         * two seconds. */
+        c->lingering = 1;
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+        struct timeval tv = {2, 0};
+        bufferevent_set_timeouts(c->bev, &tv, NULL);
+        bufferevent_enable(c->bev, EV_READ);
+        return;
+    }
+    conn_abort(c);
 }
 
 void conn_pause_read(struct conn *c, int pause)

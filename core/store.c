@@ -198,6 +198,7 @@ static void run_read(chatd_db *db, struct job *j)
     int retries = (int)st.s->storage_retries;
     for (int attempt = 0;; attempt++) {
         int rc = drv->begin(db, 0);
+        j->status = rc; /* a backend that cannot begin fails the job, never passes it */
         if (rc == 0) {
             j->status = rc = j->run(db, j->arg);
             int c = drv->commit(db);

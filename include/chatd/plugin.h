@@ -277,7 +277,7 @@ typedef struct chatd_host {
     int (*user_in_channel)(int64_t user_id, int64_t channel_id);
     /* Whether the user has any WebSocket open. */
     int (*user_online)(int64_t user_id);
-    /* Clear the active channel of every WebSocket of the user entered in it. */
+    /* Clear the active channel of every WebSocket of the user entered in it, on every node. */
     void (*user_leave_channel)(int64_t user_id, int64_t channel_id);
     /* Send to every WebSocket entered in the channel but except_conn (0: none);
      * body taken, encoded once. Returns how many got it. */

@@ -1,16 +1,42 @@
 """Real backend servers for the multi-node tests, from Debian's packages,
 started in a temporary directory on loopback and stopped afterwards:
-MariaDB (mariadb-server) and Redis (redis-server)."""
+MariaDB (mariadb-server) and Redis (redis-server).
 
+Every process started here gets PR_SET_PDEATHSIG, so it dies with the test
+process that started it even when that one is killed (meson's timeout, ^C):
+nothing outlives a run. Start them from the main thread (the signal is tied to
+the thread that forks)."""
+
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 HOST = "127.0.0.1"
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _libc = None
+
+
+def child_kwargs(sig=signal.SIGKILL):
+    """Popen keyword arguments making the child get ``sig`` when this process dies."""
+    if _libc is None or threading.current_thread() is not threading.main_thread():
+        return {}
+    prctl = _libc.prctl
+    number = int(sig)
+
+    def die_with_parent():
+        prctl(_PR_SET_PDEATHSIG, number, 0, 0, 0)
+
+    return {"preexec_fn": die_with_parent}
 
 
 def free_port():
@@ -36,46 +62,102 @@ def port_open(port):
         return False
 
 
+def _terminate(proc, timeout):
+    """SIGTERM (after SIGCONT, in case it was paused), wait, SIGKILL if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class MariaDB:
-    """A private mariadbd: its own datadir, socket and loopback port."""
+    """A private mariadbd: its own datadir, socket and loopback port.
+
+    ``stop()`` shuts it down cleanly and keeps the datadir; ``restart()`` (or
+    ``start()`` again) brings it back on the same datadir and port.
+    """
 
     USER, PASSWORD = "chatd", "chatd-test-password"
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="chatd-mariadb-")
+        self.data = os.path.join(self.dir, "data")
+        self.socket = os.path.join(self.dir, "mysqld.sock")
         self.port = None
         self.proc = None
+        self.log = None
+        self.owned = True
+        self.installed = False
+
+    @classmethod
+    def attach(cls, port, socket_path):
+        """A handle on a server another process started (no start, stop or cleanup)."""
+        self = cls.__new__(cls)
+        self.dir = None
+        self.data = None
+        self.socket = socket_path
+        self.port = port
+        self.proc = None
+        self.log = None
+        self.owned = False
+        self.installed = True
+        return self
+
+    def describe(self):
+        """What ``attach`` needs, for another process."""
+        return {"port": self.port, "socket": self.socket}
 
     def start(self):
-        data = os.path.join(self.dir, "data")
-        self.socket = os.path.join(self.dir, "mysqld.sock")
-        self.port = free_port()
+        if not self.owned:
+            raise RuntimeError("start(): this MariaDB belongs to another process")
+        if self.alive():
+            return self
         root = ["--user=root"] if os.geteuid() == 0 else []
-        subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + data,
-                        "--auth-root-authentication-method=normal", "--skip-test-db"] + root,
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        self.log = open(os.path.join(self.dir, "mariadb.log"), "wb")
+        if not self.installed:
+            self.port = free_port()
+            subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.data,
+                            "--auth-root-authentication-method=normal", "--skip-test-db"] + root,
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        if self.log is None:
+            self.log = open(os.path.join(self.dir, "mariadb.log"), "ab")
         self.proc = subprocess.Popen(
-            ["mariadbd", "--no-defaults", "--datadir=" + data, "--socket=" + self.socket,
+            ["mariadbd", "--no-defaults", "--datadir=" + self.data, "--socket=" + self.socket,
              "--port=%d" % self.port, "--bind-address=" + HOST, "--skip-name-resolve",
              "--pid-file=" + os.path.join(self.dir, "mariadbd.pid"),
              "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=48M",
              "--max-connections=500", "--skip-log-bin"] + root,
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, **child_kwargs())
         wait_for(lambda: port_open(self.port) or self.proc.poll() is not None, 60, "mariadbd")
         if self.proc.poll() is not None:
             raise RuntimeError("mariadbd exited: see %s/mariadb.log" % self.dir)
-        self.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'; GRANT ALL ON *.* TO '%s'@'%s';"
-                 % (self.USER, HOST, self.PASSWORD, self.USER, HOST))
+        if not self.installed:
+            self.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'; GRANT ALL ON *.* TO '%s'@'%s';"
+                     % (self.USER, HOST, self.PASSWORD, self.USER, HOST))
+            self.installed = True
         return self
 
-    def sql(self, text):
-        subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-uroot", "-e", text],
-                       check=True)
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def sql(self, text, capture=False):
+        """Run SQL as root over the socket; with ``capture``, return the output
+        (tab-separated, no column names)."""
+        res = subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-uroot",
+                              "--batch", "--skip-column-names", "-e", text],
+                             check=True, stdout=subprocess.PIPE if capture else None)
+        return res.stdout.decode("utf-8", "replace") if capture else None
 
     def create_database(self, name):
         self.sql("DROP DATABASE IF EXISTS `%s`; CREATE DATABASE `%s` CHARACTER SET utf8mb4;"
                  % (name, name))
+
+    def drop_database(self, name):
+        self.sql("DROP DATABASE IF EXISTS `%s`;" % name)
 
     def chatd_sets(self, database):
         """--set values that put the sessions and every SQL plugin on this server."""
@@ -93,17 +175,23 @@ class MariaDB:
         self.proc.send_signal(signal.SIGCONT)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """Clean shutdown; the datadir (and the port) stay for a restart."""
+        if self.proc is not None:
+            _terminate(self.proc, 30)
         self.proc = None
 
-    def cleanup(self):
+    def restart(self):
+        """Stop (if running) and start again on the same datadir and port."""
         self.stop()
+        return self.start()
+
+    def cleanup(self):
+        if not self.owned:
+            return
+        self.stop()
+        if self.log is not None:
+            self.log.close()
+            self.log = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -114,22 +202,47 @@ class Redis:
         self.dir = tempfile.mkdtemp(prefix="chatd-redis-")
         self.port = None
         self.proc = None
+        self.owned = True
+
+    @classmethod
+    def attach(cls, port):
+        """A handle on a server another process started (no start, stop or cleanup)."""
+        self = cls.__new__(cls)
+        self.dir = None
+        self.port = port
+        self.proc = None
+        self.owned = False
+        return self
+
+    def describe(self):
+        return {"port": self.port}
 
     def start(self, port=None):
+        if not self.owned:
+            raise RuntimeError("start(): this Redis belongs to another process")
         self.port = port or self.port or free_port()
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", HOST, "--port", str(self.port), "--save", "",
              "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **child_kwargs())
         wait_for(lambda: port_open(self.port), 20, "redis-server")
         return self
 
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        if self.proc is not None:
+            _terminate(self.proc, 10)
         self.proc = None
 
+    def restart(self):
+        """Stop and start again on the same port (empty: no persistence)."""
+        self.stop()
+        return self.start(self.port)
+
     def cleanup(self):
+        if not self.owned:
+            return
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -16,9 +16,31 @@ Environment:
   CHATD_CONF  path to the config file      (default: <repo>/etc/chatd.conf)
   CHATD_E2E_SETS    a JSON list of extra PATH=VALUE settings for every server
   CHATD_E2E_KEEP=1  keep data directories (and logs) even when a server stops cleanly
+  CHATD_E2E_CLUSTER=N  cluster mode: every ``Server`` is N chatd nodes behind nginx,
+                    sharing MariaDB and Redis (tests/cluster/cluster.py); see below.
+
+Cluster mode (CHATD_E2E_CLUSTER set to a number > 0) keeps the ``Server``
+interface, so the suites run unchanged on several nodes:
+
+* ``port`` is nginx's port: requests and WebSocket handshakes alternate
+  between the nodes (round robin).
+* ``data_dir`` is the cluster's directory; its ``push.log`` is the push file
+  every node writes. Each node's own data dir and logs are in ``nodeN/``.
+* ``log_text()``/``log_tail()`` cover every node's logs (each headed by the
+  node's name); ``log_path`` is the first node's current log.
+* ``proc`` is the first node's process only (``cluster.nodes`` has them all).
+* ``stop()`` sends SIGTERM to every node and asserts that each exits 0;
+  ``kill9()`` SIGKILLs every node; a new ``Server`` on the same ``data_dir``
+  reuses the same database and Redis keys (sessions survive).
+* ``extra_sets`` (and CHATD_E2E_SETS) go to every node, after the cluster's own
+  settings (etc/chatd-cluster.conf, or CHATD_CLUSTER_CONF).
+* MariaDB and Redis are started once per test process (each ``Server`` gets a
+  fresh database and Redis key prefix on them), or shared with the process
+  named by CHATD_CLUSTER_BACKENDS.
 """
 
 import asyncio
+import atexit
 import base64
 import hashlib
 import http.client
@@ -32,6 +54,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -90,6 +113,28 @@ def chatd_conf():
     return _default_path("CHATD_CONF", "etc", "chatd.conf")
 
 
+def cluster_size():
+    """Nodes per Server in cluster mode (CHATD_E2E_CLUSTER), 0 for one plain process."""
+    value = os.environ.get("CHATD_E2E_CLUSTER", "").strip()
+    if not value:
+        return 0
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return 2
+
+
+_cluster_servers = set()  # cluster-mode Servers not stopped yet, crashed at exit
+
+
+def _kill_leftover_clusters():
+    for srv in list(_cluster_servers):
+        srv._kill()
+
+
+atexit.register(_kill_leftover_clusters)
+
+
 def encode_body(body, headers):
     """Turn a request body into bytes; dicts and lists become JSON."""
     if body is None:
@@ -114,7 +159,8 @@ def decode_body(data):
 
 
 class Server:
-    """One chatd process on 127.0.0.1 with an ephemeral port and its own data dir."""
+    """One chatd process on 127.0.0.1 with an ephemeral port and its own data dir
+    (in cluster mode, several behind nginx: see the module's documentation)."""
 
     def __init__(self, extra_sets=None, data_dir=None):
         """``data_dir``: run on this (possibly existing) directory instead of a fresh
@@ -127,6 +173,7 @@ class Server:
         self.owns_data_dir = data_dir is None
         self.log_path = None
         self.tokens = []  # every token handed out through login(), for log checks
+        self.cluster = None  # cluster mode: the tests/cluster Cluster behind this Server
         self._log_file = None
         self._stopped = False
 
@@ -149,6 +196,8 @@ class Server:
         return argv
 
     def start(self):
+        if cluster_size():
+            return self._start_cluster(cluster_size())
         binary = chatd_bin()
         if not os.access(binary, os.X_OK):
             raise RuntimeError("chatd binary not found or not executable: %s "
@@ -191,13 +240,57 @@ class Server:
                                    % (START_TIMEOUT, self.log_text()))
             time.sleep(0.02)
 
+    def _start_cluster(self, nodes):
+        cluster_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster")
+        if cluster_dir not in sys.path:
+            sys.path.insert(0, cluster_dir)
+        from cluster import Cluster, shared_backends
+
+        mariadb, redis = shared_backends()
+        sets = json.loads(os.environ.get("CHATD_E2E_SETS", "[]")) + self.extra_sets
+        if not self.owns_data_dir:
+            os.makedirs(self.data_dir, exist_ok=True)
+        cluster = Cluster(nodes, extra_sets=sets,
+                          root=None if self.owns_data_dir else self.data_dir,
+                          mariadb=mariadb, redis=redis)
+        try:
+            cluster.start()
+        except BaseException:
+            if self.owns_data_dir and cluster.root and not os.environ.get("CHATD_E2E_KEEP"):
+                shutil.rmtree(cluster.root, ignore_errors=True)
+            raise
+        self.cluster = cluster
+        self.data_dir = cluster.root
+        self.port = cluster.lb_port
+        self.proc = cluster.nodes[0].proc
+        self.log_path = cluster.nodes[0].log_path
+        _cluster_servers.add(self)
+        return self
+
+    def _stop_cluster(self):
+        _cluster_servers.discard(self)
+        try:
+            self.cluster.stop(check=True)
+        except AssertionError:
+            raise AssertionError("cluster did not stop cleanly (dir kept at %s): %s"
+                                 % (self.data_dir, sys.exc_info()[1]))
+        # Keep every node's final log: checks on it run after stop().
+        self._final_log = self.cluster.log_text()
+        if self.owns_data_dir:
+            self.cluster.cleanup()
+
     def alive(self):
+        if self.cluster is not None:
+            return self.cluster.alive()
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
         """SIGTERM, wait, and assert a clean exit (code 0). Idempotent."""
         if self.proc is None or self._stopped:
             return
+        if self.cluster is not None:
+            self._stopped = True
+            return self._stop_cluster()
         self._stopped = True
         if self.proc.poll() is not None:
             self._close_log()
@@ -215,6 +308,8 @@ class Server:
             raise AssertionError("chatd exited with %s after SIGTERM (expected 0); "
                                  "data dir kept at %s; log:\n%s"
                                  % (code, self.data_dir, self.log_tail()))
+        # Keep the final log: checks on it (no token in the log) run after stop().
+        self._final_log = self.log_text()
         if self.owns_data_dir and not os.environ.get("CHATD_E2E_KEEP"):
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -225,6 +320,13 @@ class Server:
         """
         if self.proc is None or self._stopped:
             raise AssertionError("kill9(): chatd is not running")
+        if self.cluster is not None:
+            dead = [n.name for n in self.cluster.nodes if not n.alive()]
+            self._kill()
+            if dead:
+                raise AssertionError("%s had already exited before kill9(); logs:\n%s"
+                                     % (", ".join(dead), self.log_tail()))
+            return
         if self.proc.poll() is not None:
             self._stopped = True
             self._close_log()
@@ -236,6 +338,11 @@ class Server:
         self._close_log()
 
     def _kill(self):
+        if self.cluster is not None:
+            _cluster_servers.discard(self)
+            self.cluster.kill_all()
+            self._stopped = True
+            return
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -248,13 +355,19 @@ class Server:
             self._log_file = None
 
     def log_text(self):
+        if self.cluster is not None:
+            if self._stopped and getattr(self, "_final_log", None) is not None:
+                return self._final_log
+            return self.cluster.log_text()
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode("utf-8", "replace")
         except (OSError, TypeError):
-            return ""
+            return getattr(self, "_final_log", "")
 
     def log_tail(self, lines=60):
+        if self.cluster is not None:
+            return self.cluster.log_tail(lines)
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def __enter__(self):
