@@ -39,6 +39,8 @@ static const struct schema schema[] = {
     S_STR("http.web_root", web_root, "", "directory of static files served at / (\"\": none)"),
     {"http.allowed_origins", K_STRLIST, offsetof(struct settings, allowed_origins), NULL, 0, 0, 0,
      "Origin values allowed to open a WebSocket ([]: any)"},
+    {"http.trusted_proxies", K_STRLIST, offsetof(struct settings, trusted_proxies), NULL, 0, 0, 0,
+     "balancer addresses whose X-Forwarded-For names the client ([]: none)"},
     S_INT("ws.max_message_size", ws_max_message, 65536, 128, 64 << 20, "bytes of one WebSocket message"),
     S_INT("ws.ping_interval", ws_ping_interval, 30, 1, 3600, "seconds of silence before the server pings"),
     S_INT("ws.idle_timeout", ws_idle_timeout, 75, 1, 86400, "seconds of silence before the server closes"),

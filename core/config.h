@@ -26,6 +26,7 @@ struct settings {
     int64_t http_keepalive_timeout;
     char *web_root;
     char **allowed_origins;  /* NULL-terminated; empty = any origin */
+    char **trusted_proxies;  /* peers whose X-Forwarded-For names the client */
     /* ws */
     int64_t ws_max_message;
     int64_t ws_ping_interval;

@@ -1,6 +1,7 @@
 #include "plugins.h"
 
 #include <dlfcn.h>
+#include <hiredis/hiredis.h>
 #include <limits.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
@@ -380,6 +381,44 @@ static int h_redis_command(int argc, const char *const *argv, const size_t *argv
     return rc;
 }
 
+struct count_done {
+    void (*done)(void *arg, int status, int64_t count);
+    void *arg;
+};
+
+static void h_counted(struct redisReply *r, void *arg)
+{
+    struct count_done *d = arg;
+    if (d->done)
+        d->done(d->arg, r && r->type == REDIS_REPLY_INTEGER ? 0 : CHATD_EUNAVAIL,
+                r && r->type == REDIS_REPLY_INTEGER ? (int64_t)r->integer : 0);
+    free(d);
+}
+
+static int h_shared_count(const char *key, int64_t add, int64_t window_s,
+                          void (*done)(void *arg, int status, int64_t count), void *arg)
+{
+    if (!redis_enabled() || !key)
+        return CHATD_EUNAVAIL;
+    struct count_done *d = malloc(sizeof *d);
+    if (!d)
+        return CHATD_ENOMEM;
+    d->done = done;
+    d->arg = arg;
+    int rc = redis_cmd(h_counted, d,
+                       "EVAL %s 1 %scount:%s %lld %lld",
+                       "local a = tonumber(ARGV[1]) "
+                       "if a < 0 then redis.call('DEL', KEYS[1]) return 0 end "
+                       "if a == 0 then return tonumber(redis.call('GET', KEYS[1]) or '0') end "
+                       "local c = redis.call('INCRBY', KEYS[1], a) "
+                       "if c == a then redis.call('EXPIRE', KEYS[1], ARGV[2]) end "
+                       "return c",
+                       redis_prefix(), key, (long long)add, (long long)window_s);
+    if (rc < 0)
+        free(d);
+    return rc;
+}
+
 static int64_t h_now_ms(void)
 {
     struct timeval tv;
@@ -447,6 +486,7 @@ static const chatd_host host = {
     .backend_name = h_backend_name,
     .push_absent = dispatch_push_absent,
     .redis_command = h_redis_command,
+    .shared_count = h_shared_count,
 };
 
 const chatd_host *plugins_host(void)

@@ -1,5 +1,6 @@
 #include "router.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
@@ -312,9 +313,35 @@ static void route_authed(struct session *s, int status, void *arg)
     run_route(&rt.routes[req->route], req);
 }
 
+/* Behind a trusted balancer, the client is the last address it appended to
+ * X-Forwarded-For (earlier ones are whatever the client claimed). */
+static void apply_forwarded(struct chatd_http *req)
+{
+    const char *xff = http_header_get(req, "X-Forwarded-For");
+    int trusted = 0;
+    for (char **p = rt.s->trusted_proxies; xff && *p && !trusted; p++)
+        trusted = strcmp(*p, req->peer) == 0;
+    if (!trusted)
+        return;
+    const char *last = strrchr(xff, ',');
+    last = last ? last + 1 : xff;
+    while (*last == ' ')
+        last++;
+    char addr[48];
+    size_t n = strcspn(last, " ");
+    unsigned char probe[16];
+    if (n == 0 || n >= sizeof addr)
+        return;
+    memcpy(addr, last, n);
+    addr[n] = '\0';
+    if (inet_pton(AF_INET, addr, probe) == 1 || inet_pton(AF_INET6, addr, probe) == 1)
+        memcpy(req->peer, addr, n + 1);
+}
+
 void router_handle(struct conn *c, struct chatd_http *req)
 {
     (void)c;
+    apply_forwarded(req);
     struct route *match = NULL;
     int path_known = 0;
     for (size_t i = 0; i < rt.n && !match; i++) {

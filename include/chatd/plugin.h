@@ -318,6 +318,13 @@ typedef struct chatd_host {
      * failed (CHATD_EUNAVAIL, also when no redis.host is set). done may be NULL. */
     int (*redis_command)(int argc, const char *const *argv, const size_t *argvlen,
                          void (*done)(void *arg, int status), void *arg);
+
+    /* A counter shared by every node (in Redis) that lives window_s seconds
+     * from its first increment: add > 0 increments, 0 reads, < 0 deletes.
+     * done(arg, status, count) on the loop. CHATD_EUNAVAIL at once, with done
+     * not called, when the nodes share no Redis: the plugin counts alone. */
+    int (*shared_count)(const char *key, int64_t add, int64_t window_s,
+                        void (*done)(void *arg, int status, int64_t count), void *arg);
 } chatd_host;
 
 /* True when the host offers the given field (it may be older than this header). */

@@ -165,6 +165,8 @@ static void login_verified(void *arg, int status)
     if (!j->verified) {
         ratelimit_fail(a->by_user, key, now);
         ratelimit_fail(a->by_addr, peer, now);
+        h->shared_count(j->user_key, 1, a->window_s, NULL, NULL); /* for every node */
+        h->shared_count(j->addr_key, 1, a->window_s, NULL, NULL);
         h->count(a->p, "login_failures", 1);
         h->log(a->p, CHATD_LOG_INFO, "login failed for '%s' from %s", j->username, peer);
         h->http_error(j->http, CHATD_ERR_UNAUTHORIZED, "bad username or password");
@@ -172,6 +174,7 @@ static void login_verified(void *arg, int status)
         return;
     }
     ratelimit_reset(a->by_user, key);
+    h->shared_count(j->user_key, -1, 0, NULL, NULL);
     int rc = h->session_create(j->user_id, j->username, j->token, login_session_stored, j);
     if (rc < 0)
         fail_unavailable(j, rc);
@@ -183,6 +186,40 @@ static void login_looked_up(void *arg, int status)
     if (status < 0 ||
         j->a->host->submit(j->a->p, CHATD_JOB_CPU, auth_run_verify, login_verified, j) < 0)
         fail_unavailable(j, status < 0 ? status : CHATD_EINTERNAL);
+}
+
+static void login_look_up(struct user_job *j)
+{
+    if (j->a->host->submit(j->a->p, CHATD_JOB_READ, users_run_lookup, login_looked_up, j) < 0)
+        fail_unavailable(j, CHATD_EINTERNAL);
+}
+
+static void login_limited(struct user_job *j)
+{
+    j->a->host->count(j->a->p, "login_rate_limited", 1);
+    j->a->host->http_error(j->http, CHATD_ERR_RATE_LIMITED,
+                           "too many failed logins, try again later");
+    user_job_free(j);
+}
+
+/* The failures every node counted for the address; with no answer (Redis
+ * down) this node's own counts decide. */
+static void login_addr_counted(void *arg, int status, int64_t count)
+{
+    struct user_job *j = arg;
+    if (status == 0 && count >= j->a->max_addr)
+        login_limited(j);
+    else
+        login_look_up(j);
+}
+
+static void login_user_counted(void *arg, int status, int64_t count)
+{
+    struct user_job *j = arg;
+    if (status == 0 && count >= j->a->max_user)
+        login_limited(j);
+    else if (j->a->host->shared_count(j->addr_key, 0, j->a->window_s, login_addr_counted, j) < 0)
+        login_look_up(j);
 }
 
 static int on_login(chatd_http *req, void *state)
@@ -198,15 +235,14 @@ static int on_login(chatd_http *req, void *state)
     int64_t now = h->now_ms();
     if (ratelimit_blocked(a->by_user, key, now) ||
         ratelimit_blocked(a->by_addr, h->http_peer(req), now)) {
-        h->count(a->p, "login_rate_limited", 1);
-        h->http_error(req, CHATD_ERR_RATE_LIMITED, "too many failed logins, try again later");
-        user_job_free(j);
+        login_limited(j);
         return CHATD_OK;
     }
-    if (h->submit(a->p, CHATD_JOB_READ, users_run_lookup, login_looked_up, j) < 0) {
-        fail_unavailable(j, CHATD_EINTERNAL);
-        return CHATD_OK;
-    }
+    snprintf(j->user_key, sizeof j->user_key, "loginfail:u:%s", key);
+    snprintf(j->addr_key, sizeof j->addr_key, "loginfail:a:%s", h->http_peer(req));
+    /* With several nodes the failures every node saw count (in Redis). */
+    if (h->shared_count(j->user_key, 0, a->window_s, login_user_counted, j) < 0)
+        login_look_up(j);
     return CHATD_PENDING;
 }
 
@@ -334,6 +370,9 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
         a->m_cost = 8 * a->parallelism;
     a->by_user = ratelimit_new(max_user, window * 1000);
     a->by_addr = ratelimit_new(max_addr, window * 1000);
+    a->max_user = max_user;
+    a->max_addr = max_addr;
+    a->window_s = window;
     /* A real hash to verify unknown users against, so they cost a full verify. */
     struct user_job probe = {.a = a, .password = "no such user: dummy password"};
     int rc = a->by_user && a->by_addr ? auth_run_hash(NULL, &probe) : CHATD_ENOMEM;

@@ -13,7 +13,8 @@ struct auth {
     const chatd_host *host;
     uint32_t t_cost, m_cost, parallelism;
     int64_t username_min, username_max, password_min, password_max;
-    struct ratelimit *by_user, *by_addr;
+    struct ratelimit *by_user, *by_addr; /* this node's counts */
+    int64_t max_user, max_addr, window_s; /* also for the counts shared by all nodes */
     char *dummy_hash; /* verified against for unknown users: same cost, no oracle */
 };
 
@@ -29,6 +30,7 @@ struct user_job {
     char invite_code[16];
     int verified;
     char token[64];
+    char user_key[96], addr_key[96]; /* names of the shared failure counters */
 };
 
 struct user_job *user_job_new(struct auth *a);

@@ -257,6 +257,7 @@ class Cluster:
             'plugins.push.backend="log"', "plugins.push.file=" + _quote(self.push_path),
             "plugins.auth.argon2_t_cost=1", "plugins.auth.argon2_m_cost=256",
             "plugins.auth.login_max_failures_per_addr=100000",
+            'http.trusted_proxies=["%s"]' % HOST,  # nginx: clients come from X-Forwarded-For
         ]
         return sets + self.extra_sets
 

@@ -40,13 +40,6 @@ BALANCER_INHERENT = {
         "RoutingTests.test_metrics":
             "/metrics counts the requests of the node that answers it; consecutive "
             "requests are answered by different nodes (scrape each node directly)",
-        # A known gap, not inherent: failed logins are counted per node (in
-        # memory) and behind nginx each node sees the balancer's address.
-        "LoginRateLimitPerUserTests.test_sixth_login_after_five_failures_is_rate_limited":
-            "known gap: login failure limits are counted per node",
-        "LoginRateLimitPerAddrTests.test_failures_over_many_usernames_rate_limit_the_address":
-            "known gap: login failure limits are counted per node, and behind nginx "
-            "every client has the balancer's address",
     },
 }
 

@@ -832,11 +832,7 @@ class CrossNodeTests(ClusterTestCase):
         await d1.expect_none("NOTIFY_MESSAGE", 0.5)
         await d2.expect_none("NOTIFY_MESSAGE", 0.5)  # the socket on the other node too
 
-    # Known gap: the auth plugin counts login failures in each node's memory,
-    # so N nodes allow about N times the attempts. Expected to fail until the
-    # counters live in Redis; an unexpected success fails the run, so the fix
-    # will show here.
-    @unittest.expectedFailure
+    # Failed logins are counted in Redis, so they add up over the nodes.
     def test_i_login_failures_count_across_nodes(self):
         u = self.user("lf")
         for k in range(5):  # 3 on A, 2 on B: 5 failures for one username in the window

@@ -316,6 +316,48 @@ class LoginRateLimitPerAddrTests(ServerTestCase):
         self.assertError(resp, 429, "RATE_LIMITED")
 
 
+class TrustedProxyTests(ServerTestCase):
+    """Behind a balancer listed in http.trusted_proxies, the client address is
+    the last X-Forwarded-For entry: limits apply per real client."""
+    server_sets = ["plugins.auth.login_max_failures_per_addr=2",
+                   'http.trusted_proxies=["127.0.0.1"]']
+
+    def login_from(self, name, password, client):
+        return self.server.login_response(name, password,
+                                          headers={"X-Forwarded-For": "192.0.2.99, " + client})
+
+    def test_address_limit_follows_forwarded_client(self):
+        names = [unique_name("tp") for _ in range(3)]
+        for n in names:
+            self.server.register(n)
+        for n in names[:2]:
+            self.assertError(self.login_from(n, "wrong password", "198.51.100.7"),
+                             401, "UNAUTHORIZED")
+        # that client is limited...
+        self.assertError(self.login_from(names[2], DEFAULT_PASSWORD, "198.51.100.7"),
+                         429, "RATE_LIMITED")
+        # ...another client behind the same balancer is not
+        status, _, body = self.login_from(names[2], DEFAULT_PASSWORD, "198.51.100.8")
+        self.assertEqual(status, 200, body)
+
+
+class UntrustedForwardedForTests(ServerTestCase):
+    """X-Forwarded-For from a peer not in http.trusted_proxies is ignored."""
+    server_sets = ["plugins.auth.login_max_failures_per_addr=2"]
+
+    def test_forwarded_for_cannot_dodge_the_address_limit(self):
+        names = [unique_name("uf") for _ in range(3)]
+        for n in names:
+            self.server.register(n)
+        for i, n in enumerate(names[:2]):
+            resp = self.server.login_response(n, "wrong password",
+                                              headers={"X-Forwarded-For": "203.0.113.%d" % i})
+            self.assertError(resp, 401, "UNAUTHORIZED")
+        resp = self.server.login_response(names[2], DEFAULT_PASSWORD,
+                                          headers={"X-Forwarded-For": "203.0.113.9"})
+        self.assertError(resp, 429, "RATE_LIMITED")
+
+
 class RoutingTests(ServerTestCase):
     server_sets = [RELAXED_ADDR_LIMIT]
 
