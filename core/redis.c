@@ -208,7 +208,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     free(p);
 }
 
-int redis_cmd(redis_reply_fn fn, void *arg, const char *fmt, ...)
+/* Send one command through format or argv (exactly one given) on the command link. */
+static int send_cmd(redis_reply_fn fn, void *arg, const char *fmt, va_list *ap, int argc,
+                    const char **argv, const size_t *argvlen)
 {
     if (!rd.cmd.up || !rd.cmd.ac)
         return CHATD_EUNAVAIL;
@@ -217,10 +219,8 @@ int redis_cmd(redis_reply_fn fn, void *arg, const char *fmt, ...)
         return CHATD_ENOMEM;
     p->fn = fn;
     p->arg = arg;
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = redisvAsyncCommand(rd.cmd.ac, on_reply, p, fmt, ap);
-    va_end(ap);
+    int rc = fmt ? redisvAsyncCommand(rd.cmd.ac, on_reply, p, fmt, *ap)
+                 : redisAsyncCommandArgv(rd.cmd.ac, on_reply, p, argc, argv, argvlen);
     if (rc != REDIS_OK) {
         free(p);
         return CHATD_EUNAVAIL;
@@ -229,21 +229,18 @@ int redis_cmd(redis_reply_fn fn, void *arg, const char *fmt, ...)
     return 0;
 }
 
+int redis_cmd(redis_reply_fn fn, void *arg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = send_cmd(fn, arg, fmt, &ap, 0, NULL, NULL);
+    va_end(ap);
+    return rc;
+}
+
 int redis_cmdv(redis_reply_fn fn, void *arg, int argc, const char **argv, const size_t *argvlen)
 {
-    if (!rd.cmd.up || !rd.cmd.ac)
-        return CHATD_EUNAVAIL;
-    struct pending *p = malloc(sizeof *p);
-    if (!p)
-        return CHATD_ENOMEM;
-    p->fn = fn;
-    p->arg = arg;
-    if (redisAsyncCommandArgv(rd.cmd.ac, on_reply, p, argc, argv, argvlen) != REDIS_OK) {
-        free(p);
-        return CHATD_EUNAVAIL;
-    }
-    metrics_count("redis_commands", 1);
-    return 0;
+    return send_cmd(fn, arg, NULL, NULL, argc, argv, argvlen);
 }
 
 int redis_on_message(const char *prefix,

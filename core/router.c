@@ -170,15 +170,21 @@ static int has_token(const char *list, const char *token)
     return 0;
 }
 
+/* No session for the request: 401, or 503 when the session store is down. */
+static void reject_no_session(chatd_http *req, int status)
+{
+    if (status == CHATD_EUNAVAIL)
+        http_respond_error(req, CHATD_ERR_UNAVAILABLE, 503, "session store unavailable");
+    else
+        http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "no valid session");
+}
+
 /* The handshake's session is known (or not): upgrade, or say why not. */
 static void ws_authed(struct session *s, int status, void *arg)
 {
     chatd_http *req = arg;
     if (!s) {
-        if (status == CHATD_EUNAVAIL)
-            http_respond_error(req, CHATD_ERR_UNAVAILABLE, 503, "session store unavailable");
-        else
-            http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "no valid session");
+        reject_no_session(req, status);
         return;
     }
     int open = 0;
@@ -302,10 +308,7 @@ static void route_authed(struct session *s, int status, void *arg)
 {
     struct chatd_http *req = arg;
     if (!s) {
-        if (status == CHATD_EUNAVAIL)
-            http_respond_error(req, CHATD_ERR_UNAVAILABLE, 503, "session store unavailable");
-        else
-            http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "no valid session");
+        reject_no_session(req, status);
         return;
     }
     snprintf(req->session_key, sizeof req->session_key, "%s", session_key(s));
