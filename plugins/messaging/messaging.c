@@ -12,7 +12,9 @@
 static void job_free(struct mjob *j)
 {
     free(j->content);
-    free(j->members);
+    free(j->member_ids);
+    free(j->member_names);
+    free(j->member_name_ptrs);
     json_decref(j->list);
     free(j);
 }
@@ -47,19 +49,9 @@ static void deliver(struct mjob *j)
                              "createdAt", at);
     if (!note)
         return;
-    if (j->n_members) {
-        int64_t *ids = malloc(j->n_members * sizeof *ids);
-        const char **names = malloc(j->n_members * sizeof *names);
-        for (size_t i = 0; ids && names && i < j->n_members; i++) {
-            ids[i] = j->members[i].id;
-            names[i] = j->members[i].name;
-        }
-        if (ids && names)
-            h->push_absent(j->channel_id, ids, names, j->n_members, "NOTIFY_MESSAGE",
-                           json_incref(note));
-        free(ids);
-        free(names);
-    }
+    if (j->n_members)
+        h->push_absent(j->channel_id, j->member_ids, j->member_name_ptrs, j->n_members,
+                       "NOTIFY_MESSAGE", json_incref(note));
     h->send_channel(j->channel_id, j->conn, "NOTIFY_MESSAGE", note);
     h->count(j->mp->p, "messages_written", 1);
 }

@@ -16,11 +16,6 @@ struct mplug {
 
 enum mop { OP_WRITE, OP_FETCH, OP_READ_ACK };
 
-struct member {
-    int64_t id;
-    char name[UTIL_NAME_MAX];
-};
-
 struct mjob {
     struct mplug *mp;
     chatd_req *req;
@@ -35,7 +30,11 @@ struct mjob {
     int64_t seq;                      /* write result; read-ack input; fetch: before */
     int64_t created_ms;               /* write result */
     int duplicate;                    /* write: a retry of a stored message */
-    struct member *members;           /* write: the other members, for push */
+    /* write: the other members, for push, in the arrays push_absent takes
+     * (filled by the worker, so the loop hands them on as they are) */
+    int64_t *member_ids;
+    char (*member_names)[UTIL_NAME_MAX];
+    const char **member_name_ptrs;
     size_t n_members;
     int64_t limit;                    /* fetch */
     json_t *list;                     /* fetch result */

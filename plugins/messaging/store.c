@@ -22,20 +22,31 @@ static int load_members(struct mjob *j, chatd_db *db)
     while ((rc = h->db_step(st)) == CHATD_ROW) {
         if (j->n_members == cap) {
             size_t ncap = cap ? 2 * cap : 16;
-            struct member *n = realloc(j->members, ncap * sizeof *n);
-            if (!n) {
+            int64_t *ids = realloc(j->member_ids, ncap * sizeof *ids);
+            if (ids)
+                j->member_ids = ids;
+            char(*names)[UTIL_NAME_MAX] = realloc(j->member_names, ncap * sizeof *names);
+            if (names)
+                j->member_names = names;
+            if (!ids || !names) {
                 rc = CHATD_ENOMEM;
                 break;
             }
-            j->members = n;
             cap = ncap;
         }
-        struct member *m = &j->members[j->n_members++];
-        m->id = h->db_column_int(st, 0);
-        snprintf(m->name, sizeof m->name, "%s", h->db_column_text(st, 1, NULL));
+        j->member_ids[j->n_members] = h->db_column_int(st, 0);
+        snprintf(j->member_names[j->n_members++], UTIL_NAME_MAX, "%s",
+                 h->db_column_text(st, 1, NULL));
     }
     h->db_reset(st);
-    return rc == CHATD_DONE ? 0 : rc;
+    if (rc != CHATD_DONE)
+        return rc;
+    free(j->member_name_ptrs);
+    if (!(j->member_name_ptrs = malloc((j->n_members + 1) * sizeof *j->member_name_ptrs)))
+        return CHATD_ENOMEM;
+    for (size_t i = 0; i < j->n_members; i++)
+        j->member_name_ptrs[i] = j->member_names[i];
+    return 0;
 }
 
 static int run_write(struct mjob *j, chatd_db *db)
