@@ -269,8 +269,12 @@ void ws_upgrade(struct chatd_http *req, struct session *s)
     c->state = CONN_WS;
     c->deadline_ms = 0;
     ws->last_ping_ms = conn_now_ms();
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    /* Reading resumes before the handshake's timeout is cleared: libevent
+     * forgets a timeout only of an event that is pending, and would restore
+     * it at the next read of one that is not, closing a quiet WebSocket after
+     * ws.handshake_timeout. */
     conn_pause_read(c, 0);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
     metrics_count("ws_opened", 1);
     session_attach(c, s);
 done:

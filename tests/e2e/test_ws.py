@@ -446,6 +446,30 @@ class WsSmallMessageLimitTests(WsTestCase):
             self.assertIn(user.invite_code.encode(), frame.payload)
 
 
+class WsQuietSocketTests(WsTestCase):
+    """The handshake must finish within ws.handshake_timeout; an open WebSocket
+    may then stay silent (pings apart) for as long as ws.idle_timeout allows."""
+    server_sets = [RELAXED_ADDR_LIMIT, "ws.handshake_timeout=1", "ws.idle_timeout=30",
+                   "ws.ping_interval=20"]
+
+    @async_test
+    async def test_quiet_socket_outlives_the_handshake_timeout(self):
+        user = self.server.new_user("quiet")
+        ws = await self.connect(user.token)
+        await self.assertInviteCode(ws, user, "before")
+        await asyncio.sleep(2.5)    # silent, before and after its first request
+        await self.assertInviteCode(ws, user, "after")
+        self.assertIsNone(ws.close_code)
+
+    def test_raw_socket_silent_from_the_start_stays_open(self):
+        user = self.server.new_user("quiet")
+        with self.raw(user) as sock:
+            time.sleep(2.5)
+            sock.send_text('{"type":"%s","requestId":"late"}' % INVITE_REQ)
+            frame = sock.recv_message()
+            self.assertIn(user.invite_code.encode(), frame.payload)
+
+
 class WsSessionTtlTests(WsTestCase):
     server_sets = [RELAXED_ADDR_LIMIT, "session.ttl=3"]
 
