@@ -61,6 +61,16 @@ static int resolve_people(struct chjob *j, chatd_db *db)
     return 1 + (int64_t)kept > j->cp->max_members ? CHATD_ELIMIT : 0;
 }
 
+/* A new channel.member_version for a change of members. Random rather than
+ * counted: a version read inside a transaction that was then rolled back is
+ * never given again to other members (members.c of messaging relies on it). */
+static int64_t member_version(const chatd_host *h)
+{
+    uint64_t v = 0;
+    h->random_bytes(&v, sizeof v);
+    return (int64_t)(v >> 2) + 1;
+}
+
 static int add_member(struct chjob *j, chatd_db *db, int64_t channel, int64_t user, int64_t now)
 {
     return util_exec(j->cp->host, db,
@@ -106,9 +116,11 @@ static int run_create(struct chjob *j, chatd_db *db)
         util_invite_code(h, j->code);
         rc = util_exec(h, db,
                        "INSERT INTO channel (title, kind, invite_code, head_count, last_msg_seq,"
-                       " direct_key, created_by, created_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
-                       "sssisii", j->title, j->direct ? "DIRECT" : "GROUP", j->code,
-                       (int64_t)j->n_people + 1, j->direct ? direct_key : NULL, j->me, now);
+                       " direct_key, created_by, created_at, member_version)"
+                       " VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                       "sssisiii", j->title, j->direct ? "DIRECT" : "GROUP", j->code,
+                       (int64_t)j->n_people + 1, j->direct ? direct_key : NULL, j->me, now,
+                       member_version(h));
         if (rc != CHATD_ECONFLICT)
             break; /* an invite code clash is the only possible conflict */
     }
@@ -167,8 +179,10 @@ static int run_join(struct chjob *j, chatd_db *db)
     rc = add_member(j, db, j->channel_id, j->me, h->now_ms());
     if (rc < 0)
         return rc;
-    return util_exec(h, db, "UPDATE channel SET head_count = head_count + 1 WHERE id = ?", "i",
-                     j->channel_id);
+    return util_exec(h, db,
+                     "UPDATE channel SET head_count = head_count + 1, member_version = ?"
+                     " WHERE id = ?",
+                     "ii", member_version(h), j->channel_id);
 }
 
 static int run_list(struct chjob *j, chatd_db *db)
@@ -212,10 +226,10 @@ static int run_enter(struct chjob *j, chatd_db *db)
 static int leave_channels(const chatd_host *h, chatd_db *db, int64_t user_id, int64_t channel)
 {
     int rc = util_exec(h, db,
-                       "UPDATE channel SET head_count = head_count - 1 WHERE id IN"
-                       " (SELECT channel_id FROM channel_user WHERE user_id = ?"
+                       "UPDATE channel SET head_count = head_count - 1, member_version = ?"
+                       " WHERE id IN (SELECT channel_id FROM channel_user WHERE user_id = ?"
                        "  AND (? = 0 OR channel_id = ?))",
-                       "iii", user_id, channel, channel);
+                       "iiii", member_version(h), user_id, channel, channel);
     if (rc == 0)
         rc = util_exec(h, db,
                        "DELETE FROM channel_user WHERE user_id = ? AND (? = 0 OR channel_id = ?)",

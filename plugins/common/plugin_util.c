@@ -79,7 +79,8 @@ int util_channel_member(const chatd_host *h, chatd_db *db, int64_t channel_id, i
 {
     char sql[320];
     snprintf(sql, sizeof sql,
-             "SELECT c.title, c.head_count, c.last_msg_seq, cu.last_read_msg_seq, cu.user_id"
+             "SELECT c.title, c.head_count, c.last_msg_seq, cu.last_read_msg_seq, cu.user_id,"
+             " c.member_version"
              " FROM channel c LEFT JOIN channel_user cu"
              "   ON cu.channel_id = c.id AND cu.user_id = ?"
              " WHERE c.id = ?%s",
@@ -94,6 +95,7 @@ int util_channel_member(const chatd_host *h, chatd_db *db, int64_t channel_id, i
             info->head_count = h->db_column_int(st, 1);
             info->last_seq = h->db_column_int(st, 2);
             info->last_read = h->db_column_int(st, 3);
+            info->member_version = h->db_column_int(st, 5);
         }
         rc = h->db_column_is_null(st, 4) ? CHATD_EFORBIDDEN : 0;
     } else if (rc == CHATD_DONE) {

@@ -49,6 +49,7 @@ size_t util_utf8_chars(const char *s);
 struct util_member {
     char title[512];
     int64_t head_count, last_seq, last_read;
+    int64_t member_version; /* changes whenever the members do */
 };
 
 /* The channel, when user_id is a member: 0, CHATD_ENOTFOUND (no such channel)

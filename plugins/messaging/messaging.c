@@ -12,8 +12,8 @@
 static void job_free(struct mjob *j)
 {
     free(j->content);
+    mcache_release(j->mp->members, j->members);
     free(j->member_ids);
-    free(j->member_names);
     free(j->member_name_ptrs);
     json_decref(j->list);
     free(j);
@@ -176,6 +176,7 @@ static void messaging_cleanup(void *state)
 {
     struct mplug *mp = state;
     util_buckets_free(mp->writes);
+    mcache_free(mp->members);
     free(mp);
 }
 
@@ -190,12 +191,19 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
     *state = mp;
     mp->p = p;
     mp->host = host;
-    int64_t rate, burst;
+    int64_t rate, burst, slots, cache_max, cache_min;
     if (util_conf_int(host, p, conf, "max_content_bytes", 4096, 1, 1 << 24, &mp->max_content) <
             0 ||
         util_conf_int(host, p, conf, "max_writes_per_second", 500, 1, 10000000, &rate) < 0 ||
-        util_conf_int(host, p, conf, "write_burst", 5000, 1, 10000000, &burst) < 0)
+        util_conf_int(host, p, conf, "write_burst", 5000, 1, 10000000, &burst) < 0 ||
+        util_conf_int(host, p, conf, "member_cache_channels", 4096, 0, 1 << 20, &slots) < 0 ||
+        util_conf_int(host, p, conf, "member_cache_members", 200000, 0, 100000000,
+                      &cache_max) < 0 ||
+        util_conf_int(host, p, conf, "member_cache_min_members", 1, 1, 100000000,
+                      &cache_min) < 0)
         return CHATD_EINVAL;
+    if (!(mp->members = mcache_new((size_t)slots, (size_t)cache_max, (size_t)cache_min)))
+        return CHATD_ENOMEM;
     if (!(mp->writes = util_buckets_new(rate, burst)))
         return CHATD_ENOMEM;
     if (host->on_message(p, "WRITE_MESSAGE", on_write) < 0 ||

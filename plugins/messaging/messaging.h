@@ -12,6 +12,7 @@ struct mplug {
     const chatd_host *host;
     int64_t max_content;
     struct util_buckets *writes; /* per-user write rate */
+    struct mcache *members;      /* member lists of busy channels (members.c) */
 };
 
 enum mop { OP_WRITE, OP_FETCH, OP_READ_ACK };
@@ -31,9 +32,10 @@ struct mjob {
     int64_t created_ms;               /* write result */
     int duplicate;                    /* write: a retry of a stored message */
     /* write: the other members, for push, in the arrays push_absent takes
-     * (filled by the worker, so the loop hands them on as they are) */
+     * (filled by the worker, so the loop hands them on as they are); the
+     * names point into `members`, which the job holds a reference of */
+    struct members *members;
     int64_t *member_ids;
-    char (*member_names)[UTIL_NAME_MAX];
     const char **member_name_ptrs;
     size_t n_members;
     int64_t limit;                    /* fetch */
@@ -41,6 +43,19 @@ struct mjob {
 };
 
 int mstore_run(chatd_db *db, void *arg);
+
+/* members.c: lists of a channel's members checked against its member_version.
+ * Lists are shared and immutable; every mcache_get is paired with one
+ * mcache_release. Thread-safe. */
+struct members;
+struct mcache *mcache_new(size_t slots, size_t max_members, size_t min_size);
+void mcache_free(struct mcache *c);
+int mcache_get(struct mcache *c, const chatd_host *h, chatd_db *db, int64_t channel_id,
+               int64_t version, struct members **out);
+void mcache_release(struct mcache *c, struct members *m);
+size_t members_count(const struct members *m);
+/* The members other than `me` into ids and names (room for members_count). */
+size_t members_others(const struct members *m, int64_t me, int64_t *ids, const char **names);
 int mstore_remove_user(chatd_db *db, int64_t user_id, void *state);
 
 #endif

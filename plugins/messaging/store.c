@@ -6,46 +6,21 @@
 #include "messaging.h"
 
 /* The other members of the channel, for the push decision after commit. */
-static int load_members(struct mjob *j, chatd_db *db)
+static int load_members(struct mjob *j, chatd_db *db, int64_t version)
 {
-    const chatd_host *h = j->mp->host;
-    chatd_stmt *st = util_bind(h, db,
-                               "SELECT cu.user_id, u.username FROM channel_user cu"
-                               " JOIN message_user u ON u.id = cu.user_id"
-                               " WHERE cu.channel_id = ? AND cu.user_id <> ?",
-                               "ii", j->channel_id, j->me);
-    if (!st)
-        return CHATD_EINTERNAL;
-    j->n_members = 0;
-    size_t cap = 0;
-    int rc;
-    while ((rc = h->db_step(st)) == CHATD_ROW) {
-        if (j->n_members == cap) {
-            size_t ncap = cap ? 2 * cap : 16;
-            int64_t *ids = realloc(j->member_ids, ncap * sizeof *ids);
-            if (ids)
-                j->member_ids = ids;
-            char(*names)[UTIL_NAME_MAX] = realloc(j->member_names, ncap * sizeof *names);
-            if (names)
-                j->member_names = names;
-            if (!ids || !names) {
-                rc = CHATD_ENOMEM;
-                break;
-            }
-            cap = ncap;
-        }
-        j->member_ids[j->n_members] = h->db_column_int(st, 0);
-        snprintf(j->member_names[j->n_members++], UTIL_NAME_MAX, "%s",
-                 h->db_column_text(st, 1, NULL));
-    }
-    h->db_reset(st);
-    if (rc != CHATD_DONE)
+    mcache_release(j->mp->members, j->members); /* from an attempt rolled back */
+    j->members = NULL;
+    int rc = mcache_get(j->mp->members, j->mp->host, db, j->channel_id, version, &j->members);
+    if (rc < 0)
         return rc;
+    size_t n = members_count(j->members);
+    free(j->member_ids);
     free(j->member_name_ptrs);
-    if (!(j->member_name_ptrs = malloc((j->n_members + 1) * sizeof *j->member_name_ptrs)))
+    j->member_ids = malloc((n + 1) * sizeof *j->member_ids);
+    j->member_name_ptrs = malloc((n + 1) * sizeof *j->member_name_ptrs);
+    if (!j->member_ids || !j->member_name_ptrs)
         return CHATD_ENOMEM;
-    for (size_t i = 0; i < j->n_members; i++)
-        j->member_name_ptrs[i] = j->member_names[i];
+    j->n_members = members_others(j->members, j->me, j->member_ids, j->member_name_ptrs);
     return 0;
 }
 
@@ -88,7 +63,7 @@ static int run_write(struct mjob *j, chatd_db *db)
                        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
                        "iiissi", j->channel_id, j->seq, j->me, j->content,
                        j->has_client_id ? j->client_id : NULL, j->created_ms);
-    return rc < 0 ? rc : load_members(j, db);
+    return rc < 0 ? rc : load_members(j, db, info.member_version);
 }
 
 static int run_fetch(struct mjob *j, chatd_db *db)

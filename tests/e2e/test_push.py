@@ -12,6 +12,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from domain import (  # noqa: E402
+    ADDR_LIMIT_SET,
     DomainTestCase,
     async_test,
     chan,
@@ -90,6 +91,69 @@ class MessagePushTests(PushCase):
         await self.write(cw, cid, "pushed")
         (line,) = await self.assertPushCount(r, "NOTIFY_MESSAGE", 1, in_channel(cid))
         self.assertEqual(line["event"]["content"], "pushed")
+
+
+def with_content(cid, content):
+    return lambda line: (line["event"].get("channelId") == chan(cid)
+                         and line["event"].get("content") == content)
+
+
+class MemberListPushTests(PushCase):
+    """The messaging plugin keeps the member lists of channels between writes
+    (from member_cache_min_members members on; 1 here, so every channel is
+    kept, in 2 slots, so lists replace each other): a change of members must
+    show in the very next write's pushes."""
+
+    server_sets = [ADDR_LIMIT_SET, "plugins.messaging.member_cache_min_members=1",
+                   "plugins.messaging.member_cache_channels=2"]  # lists replace each other
+
+    @async_test
+    async def test_join_quit_and_unregister_change_who_is_pushed_at_once(self):
+        w, a, j = self.user("w"), self.user("a"), self.user("j")
+        cid = await self.channel_with(w, a)
+        cw = await self.connect(w)
+        await self.write(cw, cid, "one")      # the list {w, a} is kept now
+        await self.assertPushCount(a, "NOTIFY_MESSAGE", 1, with_content(cid, "one"))
+
+        cj = await self.connect(j)
+        code = (await cw.request("FETCH_CHANNEL_INVITECODE_REQUEST",
+                                 {"channelId": chan(cid)}))["inviteCode"]
+        self.assertOk(await cj.request("JOIN_REQUEST", {"inviteCode": code}), "JOIN_RESPONSE")
+        await self.disconnect(cj)
+        await self.write(cw, cid, "two")
+        for user in (a, j):
+            with self.subTest(after="join", member=user.username):
+                await self.assertPushCount(user, "NOTIFY_MESSAGE", 1, with_content(cid, "two"))
+
+        cj = await self.connect(j)
+        self.assertOk(await cj.request("QUIT_REQUEST", {"channelId": chan(cid)}),
+                      "QUIT_RESPONSE")
+        await self.disconnect(cj)
+        await self.write(cw, cid, "three")
+        await self.assertPushCount(a, "NOTIFY_MESSAGE", 1, with_content(cid, "three"))
+        await self.assertPushCount(j, "NOTIFY_MESSAGE", 0, with_content(cid, "three"))
+
+        status, _, _ = self.server.unregister(a.token)
+        self.assertEqual(status, 204)
+        await self.write(cw, cid, "four")
+        await self.assertPushCount(a, "NOTIFY_MESSAGE", 0, with_content(cid, "four"))
+        await self.assertPushCount(w, "NOTIFY_MESSAGE", 0, in_channel(cid))
+
+    @async_test
+    async def test_lists_of_many_channels_stay_apart(self):
+        w = self.user("w")
+        others = self.users(3, "o")
+        cids = [await self.channel_with(w, o) for o in others]
+        cw = await self.connect(w)
+        for round_ in range(2):
+            for cid in cids:
+                await self.write(cw, cid, "r%d" % round_)
+        for cid, o in zip(cids, others):
+            with self.subTest(member=o.username):
+                await self.assertPushCount(o, "NOTIFY_MESSAGE", 2, in_channel(cid))
+                for other_cid in cids:
+                    if other_cid != cid:
+                        await self.assertPushCount(o, "NOTIFY_MESSAGE", 0, in_channel(other_cid))
 
 
 class SocialPushTests(PushCase):
