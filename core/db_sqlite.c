@@ -47,9 +47,27 @@ static int sq_map(struct sq_db *d, int rc)
     }
 }
 
+static chatd_stmt *sq_prepare(chatd_db *db, const char *sql);
+
 static int sq_exec(chatd_db *db, const char *sql)
 {
     struct sq_db *d = (struct sq_db *)db;
+    if (!strchr(sql, ';')) {
+        /* One statement (BEGIN, COMMIT, a savepoint, ...): prepared once and
+         * kept with the others, since a batch runs several per job. */
+        struct sq_stmt *st = (struct sq_stmt *)sq_prepare(db, sql);
+        if (!st)
+            return sq_map(d, sqlite3_errcode(d->h));
+        int rc;
+        while ((rc = sqlite3_step(st->st)) == SQLITE_ROW)
+            ;
+        sqlite3_reset(st->st);
+        if (rc == SQLITE_DONE)
+            return 0;
+        if ((rc & 0xff) == SQLITE_BUSY)
+            return CHATD_EBUSY;
+        return sq_map(d, rc);
+    }
     char *msg = NULL;
     int rc = sqlite3_exec(d->h, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
