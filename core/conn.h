@@ -43,6 +43,9 @@ struct conn {
     int64_t user_id;
     int64_t channel_id;           /* the active (entered) channel, or 0 */
     struct conn *c_prev, *c_next; /* WebSockets entered in the same channel */
+    struct conn *f_prev, *f_next; /* WebSockets with output to flush this turn */
+    int flush_queued;
+    int close_armed; /* conn_close_after_write set the closing timeouts */
 };
 
 /* The connection with this id, or NULL when gone (or going). */
@@ -50,6 +53,14 @@ struct conn *conn_find(uint64_t id);
 
 /* Queue bytes for the client (copied). */
 int conn_write(struct conn *c, const void *data, size_t len);
+/* A WebSocket's output is written by the server itself, once per loop turn
+ * for everything queued during it, rather than on the socket's writability:
+ * while the kernel takes it all, that costs one write and no epoll change.
+ * Only what the socket does not take waits for writability. */
+/* Hand the output of a WebSocket over to the server (after the handshake). */
+void conn_manual_output(struct conn *c);
+/* Output was queued: write it at the end of this loop turn. */
+void conn_flush_soon(struct conn *c);
 /* Flush what is queued, then close the socket. */
 void conn_close_after_write(struct conn *c);
 /* Close now, dropping anything queued; freed at a safe point. */

@@ -37,6 +37,8 @@ static struct {
     uint64_t next_id;
     struct conn *graveyard; /* dead connections to free at a safe point */
     struct event *reaper;
+    struct event *flusher; /* writes the output of the connections in flushq */
+    struct conn *flushq;
     struct event *sweep;
     struct event *accept_resume;
     hmap *per_addr;         /* client address -> open connections (as an integer) */
@@ -66,6 +68,73 @@ int conn_write(struct conn *c, const void *data, size_t len)
     if (c->state == CONN_DEAD)
         return -1;
     return bufferevent_write(c->bev, data, len);
+}
+
+static void flushq_remove(struct conn *c)
+{
+    if (!c->flush_queued)
+        return;
+    if (c->f_prev)
+        c->f_prev->f_next = c->f_next;
+    else
+        srv.flushq = c->f_next;
+    if (c->f_next)
+        c->f_next->f_prev = c->f_prev;
+    c->f_prev = c->f_next = NULL;
+    c->flush_queued = 0;
+}
+
+void conn_manual_output(struct conn *c)
+{
+    bufferevent_disable(c->bev, EV_WRITE);
+    conn_flush_soon(c);
+}
+
+void conn_flush_soon(struct conn *c)
+{
+    if (c->flush_queued || c->state == CONN_DEAD)
+        return;
+    /* Activated now, the flusher runs after every callback already due in
+     * this turn: deliveries of a whole batch go out in one write. */
+    if (!srv.flushq)
+        event_active(srv.flusher, EV_TIMEOUT, 0);
+    c->f_next = srv.flushq;
+    if (srv.flushq)
+        srv.flushq->f_prev = c;
+    srv.flushq = c;
+    c->flush_queued = 1;
+}
+
+/* Write what the kernel takes now; leave the rest to the bufferevent, which
+ * writes it on writability and calls on_write once all is out. */
+static void flush_one(struct conn *c)
+{
+    struct bufferevent *bev = c->bev;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (c->state == CONN_DEAD || (bufferevent_get_enabled(bev) & EV_WRITE) ||
+        evbuffer_get_length(out) == 0)
+        return;
+    evbuffer_unfreeze(out, 1); /* a bufferevent's output is drained by it alone */
+    int n = evbuffer_write(out, bufferevent_getfd(bev));
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    if (n < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+        conn_abort(c); /* reset by the peer: nothing more can be sent */
+        return;
+    }
+    if (evbuffer_get_length(out) != 0) {
+        bufferevent_enable(bev, EV_WRITE);
+    }
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    while (srv.flushq) {
+        struct conn *c = srv.flushq;
+        flushq_remove(c);
+        flush_one(c);
+    }
 }
 
 /* Connections per client address, for server.max_connections_per_addr. */
@@ -118,6 +187,7 @@ void conn_abort(struct conn *c)
     if (c->ws)
         session_detach(c); /* tells plugins CONN_CLOSED */
     http_conn_orphan(c);
+    flushq_remove(c);
     c->state = CONN_DEAD;
     hmap_del_id(srv.by_id, c->id);
     addr_release(c->peer);
@@ -140,9 +210,15 @@ void conn_close_after_write(struct conn *c)
         if (c->ws)
             session_detach(c);
         c->state = CONN_CLOSING;
+    }
+    if (!c->close_armed) {
         /* Bound how long a client that does not read can hold the socket. */
         struct timeval tv = {5, 0};
         bufferevent_set_timeouts(c->bev, &tv, &tv);
+        /* the bufferevent writes the rest and calls on_write when done */
+        flushq_remove(c);
+        bufferevent_enable(c->bev, EV_WRITE);
+        c->close_armed = 1;
     }
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0 ||
         (c->ws && ws_wants_close_frame(c)) || c->lingering)
@@ -194,9 +270,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    (void)bev;
     if (c->state == CONN_CLOSING) {
         conn_close_after_write(c);
+    } else if (c->state == CONN_WS) {
+        /* the backlog is out: writes are the server's again (conn_flush_soon) */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            bufferevent_disable(bev, EV_WRITE);
     } else if (c->output_blocked) {
         /* The client read our answers: take its next requests. */
         c->output_blocked = 0;
@@ -367,6 +446,7 @@ int server_start(struct event_base *base, const struct settings *s)
     }
     if (!(srv.by_id = hmap_new(0)) || !(srv.per_addr = hmap_new(1)) ||
         !(srv.reaper = event_new(base, -1, 0, reap, NULL)) ||
+        !(srv.flusher = event_new(base, -1, 0, on_flush, NULL)) ||
         !(srv.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL)) ||
         !(srv.accept_resume = event_new(base, -1, 0, on_accept_resume, NULL)))
         return CHATD_ENOMEM;
@@ -442,6 +522,8 @@ void server_free(void)
         event_free(srv.sweep);
     if (srv.reaper)
         event_free(srv.reaper);
+    if (srv.flusher)
+        event_free(srv.flusher);
     if (srv.accept_resume)
         event_free(srv.accept_resume);
     hmap_free(srv.by_id);

@@ -17,6 +17,10 @@
 #include "router.h"
 #include "session.h"
 
+/* Frames up to this size are copied into a recipient's output, larger ones
+ * shared by reference. */
+#define WS_COPY_MAX 1024
+
 struct ws_conn {
     wslay_event_context_ptr ctx; /* NULL between messages: see ws_release_ctx */
     int frame_open;    /* a frame's header came, its end not yet */
@@ -146,13 +150,16 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
         /* wslay closes after a malformed frame without a status code; RFC
          * 6455 7.4.1 asks for 1002, so that is what goes out. */
         c->ws->frame_error = 0;
-        if (c->state != CONN_DEAD && bufferevent_write(c->bev, close_1002, 4) == 0)
+        if (c->state != CONN_DEAD && bufferevent_write(c->bev, close_1002, 4) == 0) {
+            conn_flush_soon(c);
             return (ssize_t)len;
+        }
     }
     if (c->state == CONN_DEAD || bufferevent_write(c->bev, data, len) < 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
+    conn_flush_soon(c);
     return (ssize_t)len;
 }
 
@@ -275,6 +282,7 @@ void ws_upgrade(struct chatd_http *req, struct session *s)
      * ws.handshake_timeout. */
     conn_pause_read(c, 0);
     bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_manual_output(c); /* the 101 goes out with the first flush */
     metrics_count("ws_opened", 1);
     session_attach(c, s);
 done:
@@ -327,13 +335,22 @@ int ws_send(struct conn *c, struct wsmsg *m)
     if (c->state != CONN_WS)
         return -1;
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    m->refs++;
-    if (evbuffer_add_reference(out, m->data, m->len, wsmsg_release, m) < 0) {
-        m->refs--;
-        return -1;
+    if (m->len <= WS_COPY_MAX) {
+        /* Small frames are copied next to what is queued already: cheaper than
+         * a reference (one allocation per frame and recipient) and one iovec
+         * less in the write. */
+        if (evbuffer_add(out, m->data, m->len) < 0)
+            return -1;
+    } else {
+        m->refs++;
+        if (evbuffer_add_reference(out, m->data, m->len, wsmsg_release, m) < 0) {
+            m->refs--;
+            return -1;
+        }
     }
     METRICS_ADD("ws_messages_out", 1);
-    check_outbuf(c);
+    if (check_outbuf(c) == 0)
+        conn_flush_soon(c);
     return 0;
 }
 
