@@ -80,6 +80,7 @@ static struct {
     const char *json;
     unsigned long long seed;
     int quiet;
+    int busy_poll;
 } O;
 
 static struct sockaddr_in targets[MAX_TARGETS];
@@ -314,6 +315,10 @@ static double self_cpu(void)
 
 static struct proc_sample srv_start, srv_before_ws, srv_ready, srv_meas0, srv_meas1, srv_end;
 static double self_cpu0, self_cpu1;
+/* --busy-poll: callbacks that did work, and the time spent in loop turns
+ * that ran none (polling), to tell the generator's work from its spinning */
+static uint64_t work_cbs;
+static double idle_s, idle_s0, idle_s1;
 static uint64_t meas_t0, meas_t1, run_t0;
 
 /* ---- small text helpers -------------------------------------------------- */
@@ -919,6 +924,7 @@ static void conn_read(struct bufferevent *bev, void *arg)
     int ci = (int)(intptr_t)arg;
     struct wconn *c = &conns[ci];
     struct evbuffer *in = bufferevent_get_input(bev);
+    work_cbs++;
     if (c->state == C_HANDSHAKE && !handshake_read(ci))
         return;
     for (;;) {
@@ -1078,6 +1084,7 @@ static void http_read(struct bufferevent *bev, void *arg)
 {
     struct hconn *h = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    work_cbs++;
     while (h->bev) {
         struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
         if (end.pos < 0)
@@ -1140,10 +1147,13 @@ static uint64_t rate_sent, rate_cursor;
 static void rate_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
+    work_cbs++;
     if (!running || nwriters == 0)
         return;
     uint64_t now = now_ns();
-    uint64_t due = (uint64_t)((double)(now - run_t0) * O.rate / 1e9);
+    /* write k is due at run_t0 + k / rate: those due by now number
+     * floor(elapsed * rate) + 1 */
+    uint64_t due = (uint64_t)((double)(now - run_t0) * O.rate / 1e9) + 1;
     int budget = 100000;
     while (rate_sent < due && budget-- > 0) {
         int found = -1;
@@ -1235,6 +1245,7 @@ static void measure_start(void)
     meas_t0 = now_ns();
     srv_meas0 = server_sample();
     self_cpu0 = self_cpu();
+    idle_s0 = idle_s;
 }
 
 static void phase_next(void)
@@ -1329,6 +1340,7 @@ static void phase_next(void)
         meas_t1 = now_ns();
         srv_meas1 = server_sample();
         self_cpu1 = self_cpu();
+        idle_s1 = idle_s;
         phase_after(0.01);
         break;
     case PH_END:
@@ -1548,6 +1560,7 @@ static void finish(void)
              deliv = w.delivered - ctr_meas0.delivered;
     double srv_cpu = srv_meas1.ok && srv_meas0.ok ? (srv_meas1.cpu_s - srv_meas0.cpu_s) / secs : -1;
     double gen_cpu = (self_cpu1 - self_cpu0) / secs;
+    double gen_work = gen_cpu - (idle_s1 - idle_s0) / secs;
     const char *name = O.cluster ? "cluster" : scenario_names[sc];
 
     printf("chatd-load %s%s%s: %d connections (%d users, %d sources) to %d target%s, "
@@ -1605,8 +1618,13 @@ static void finish(void)
         fprintf(stderr, "chatd-load: no write was acknowledged\n");
         exit_code = 3;
     }
-    row("generator CPU", "%10.2f cores%s", gen_cpu,
-        gen_cpu > 0.85 ? "  (near one core: the generator may be the bottleneck)" : "");
+    if (O.busy_poll)
+        row("generator CPU", "%10.2f cores, %.2f of them working (busy-polling)%s", gen_cpu,
+            gen_work,
+            gen_work > 0.85 ? "  (near one core: the generator may be the bottleneck)" : "");
+    else
+        row("generator CPU", "%10.2f cores%s", gen_cpu,
+            gen_cpu > 0.85 ? "  (near one core: the generator may be the bottleneck)" : "");
     fflush(stdout);
 
     if (!O.json)
@@ -1661,7 +1679,9 @@ static void finish(void)
                 json_object_get(j, "server"), "rss_kib_per_connection",
                 json_real((double)(srv_ready.rss_kib - srv_before_ws.rss_kib) / nconns));
     }
-    json_object_set_new(j, "generator", json_pack("{s:f}", "cpu_cores", gen_cpu));
+    json_object_set_new(j, "generator",
+                        json_pack("{s:f, s:f, s:b}", "cpu_cores", gen_cpu, "working_cores",
+                                  O.busy_poll ? gen_work : gen_cpu, "busy_poll", O.busy_poll));
     if (json_dump_file(j, O.json, JSON_INDENT(2) | JSON_REAL_PRECISION(7)) != 0)
         fprintf(stderr, "chatd-load: cannot write %s\n", O.json);
     json_decref(j);
@@ -1703,7 +1723,8 @@ static void usage(FILE *f)
 "  --setup-timeout S      give up when setup takes longer [300]\n"
 "  --json FILE            write the results as JSON\n"
 "  --seed N               layout seed [1]\n"
-"  --quiet                no progress on stderr\n");
+"  --quiet                no progress on stderr\n"
+"  --busy-poll            poll without sleeping (for a generator on its own core)\n");
 }
 
 static int in_loopback(struct in_addr a)
@@ -1752,7 +1773,7 @@ static void parse_args(int argc, char **argv)
         o_users, o_pairs, o_one_way, o_members, o_writers, o_writer_share, o_min_size,
         o_max_size, o_zipf, o_pattern, o_rate, o_window, o_max_inflight, o_size, o_sources,
         o_source_base, o_connect_window, o_setup_window, o_http_conns, o_create_max,
-        o_server_pid, o_setup_timeout, o_json, o_seed, o_quiet, o_help
+        o_server_pid, o_setup_timeout, o_json, o_seed, o_quiet, o_busy_poll, o_help
     };
     static const struct option lo[] = {
         {"scenario", 1, 0, o_scenario},       {"target", 1, 0, o_target},
@@ -1771,6 +1792,7 @@ static void parse_args(int argc, char **argv)
         {"create-max", 1, 0, o_create_max},   {"server-pid", 1, 0, o_server_pid},
         {"setup-timeout", 1, 0, o_setup_timeout}, {"json", 1, 0, o_json},
         {"seed", 1, 0, o_seed},               {"quiet", 0, 0, o_quiet},
+        {"busy-poll", 0, 0, o_busy_poll},
         {"help", 0, 0, o_help},               {0, 0, 0, 0}};
     const char *scen = NULL, *pattern = "fanout";
     O.duration = 10;
@@ -1833,6 +1855,7 @@ static void parse_args(int argc, char **argv)
         case o_json: O.json = optarg; break;
         case o_seed: O.seed = (unsigned long long)num("--seed", optarg, 0, 1e18); break;
         case o_quiet: O.quiet = 1; break;
+        case o_busy_poll: O.busy_poll = 1; break;
         case o_help:
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
@@ -1934,7 +1957,20 @@ int main(int argc, char **argv)
          O.cluster ? "cluster" : scenario_names[O.scenario], nconns, nusers, nchans, nwriters,
          ntargets, nsources);
     phase_next();
-    event_base_dispatch(base);
+    if (O.busy_poll) {
+        /* Never sleep in epoll_wait: a sleeping receiver makes every write of
+         * the server on loopback pay a cross-CPU wake-up, which a client on
+         * another machine never costs it. */
+        while (phase != PH_END) {
+            uint64_t before = work_cbs;
+            double t0 = now_ns() / 1e9;
+            event_base_loop(base, EVLOOP_NONBLOCK);
+            if (work_cbs == before)
+                idle_s += now_ns() / 1e9 - t0;
+        }
+    } else {
+        event_base_dispatch(base);
+    }
 
     for (int i = 0; i < nconns; i++)
         if (conns[i].bev)

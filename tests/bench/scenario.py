@@ -15,7 +15,8 @@ unchanged (see `chatd-load --help` and docs/BENCHMARKS.md).
 
   --synchronous full|normal  storage.sqlite.synchronous of the server [full]
   --pin / --no-pin     run chatd under `taskset -c 0` and chatd-load under
-                       `taskset -c 1` [on with two or more CPUs; off for cluster]
+                       `taskset -c 1` with --busy-poll (it has its core to
+                       itself) [on with two or more CPUs; off for cluster]
   --set PATH=VALUE     one more chatd setting (repeatable; wins over ours)
   --nodes N            cluster: chatd nodes sharing MariaDB and Redis [2]
   --load-bin PATH      chatd-load [$CHATD_LOAD, else build/tests/bench/chatd-load]
@@ -131,7 +132,7 @@ def single(args, rest, binary, pin):
                  args.synchronous, rss_kib(pid)))
         cmd = (["taskset", "-c", "1"] if pin else []) + [
             binary, "--scenario", args.scenario, "--target", "127.0.0.1:%d" % srv.port,
-            "--server-pid", str(pid)] + rest
+            "--server-pid", str(pid)] + (["--busy-poll"] if pin else []) + rest
         code = run_load(cmd, time_budget(rest))
         if not srv.alive():
             print("scenario.py: chatd died during the run; log tail:\n" + srv.log_tail())
