@@ -127,17 +127,114 @@ static json_t *build(const char *type, json_t *body, json_t *request_id)
     return o;
 }
 
-/* The same as one shared frame; takes body. */
+/* Text being built for a frame. */
+struct text {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static int text_add(const char *s, size_t n, void *arg)
+{
+    struct text *t = arg;
+    if (t->len + n > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->failed = 1;
+            return -1;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    return 0;
+}
+
+/* s as a JSON string, escaped as jansson escapes it (valid UTF-8 as is). */
+static void text_str(struct text *t, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    text_add("\"", 1, t);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        text_add(run, (size_t)(s - run), t);
+        run = s + 1;
+        char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+        switch (ch) {
+        case '"':
+        case '\\':
+            esc[1] = (char)ch;
+            text_add(esc, 2, t);
+            break;
+        case '\b':
+            esc[1] = 'b';
+            text_add(esc, 2, t);
+            break;
+        case '\f':
+            esc[1] = 'f';
+            text_add(esc, 2, t);
+            break;
+        case '\n':
+            esc[1] = 'n';
+            text_add(esc, 2, t);
+            break;
+        case '\r':
+            esc[1] = 'r';
+            text_add(esc, 2, t);
+            break;
+        case '\t':
+            esc[1] = 't';
+            text_add(esc, 2, t);
+            break;
+        default:
+            text_add(esc, 6, t);
+        }
+    }
+    text_add(run, (size_t)(s - run), t);
+    text_add("\"", 1, t);
+}
+
+/*
+ * The same as one shared frame; takes body. The text is written straight from
+ * body's members, without the merged object build() makes: a delivery is
+ * encoded once, but every write encodes two (its ack and the notification).
+ */
 static struct wsmsg *encode(const char *type, json_t *body, json_t *request_id)
 {
-    json_t *o = build(type, body, request_id);
-    struct wsmsg *m = NULL;
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (text) {
-        m = wsmsg_new(text, strlen(text));
-        free(text);
+    struct text t = {0};
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    text_add("{\"type\":", 8, &t);
+    text_str(&t, type);
+    if (json_is_object(body)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(body, key, v)
+        {
+            if (strcmp(key, "type") == 0 || (request_id && strcmp(key, "requestId") == 0))
+                continue; /* the body cannot override them */
+            text_add(",", 1, &t);
+            text_str(&t, key);
+            text_add(":", 1, &t);
+            if (json_dump_callback(v, text_add, &t, flags) < 0)
+                t.failed = 1;
+        }
     }
-    json_decref(o);
+    if (request_id) {
+        text_add(",\"requestId\":", 13, &t);
+        if (json_dump_callback(request_id, text_add, &t, flags) < 0)
+            t.failed = 1;
+    }
+    text_add("}", 1, &t);
+    json_decref(body);
+    struct wsmsg *m = t.failed ? NULL : wsmsg_new(t.p, t.len);
+    free(t.p);
     return m;
 }
 
