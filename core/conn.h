@@ -45,6 +45,7 @@ struct conn {
     struct conn *c_prev, *c_next; /* WebSockets entered in the same channel */
     struct conn *f_prev, *f_next; /* WebSockets with output to flush this turn */
     int flush_queued;
+    int manual_output; /* conn_manual_output: the server writes, not the bufferevent */
     int close_armed; /* conn_close_after_write set the closing timeouts */
 };
 

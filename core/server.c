@@ -86,6 +86,9 @@ static void flushq_remove(struct conn *c)
 
 void conn_manual_output(struct conn *c)
 {
+    if (bufferevent_getfd(c->bev) < 0)
+        return; /* not a socket (a bufferevent pair, in tests): it moves the bytes itself */
+    c->manual_output = 1;
     bufferevent_disable(c->bev, EV_WRITE);
     conn_flush_soon(c);
 }
@@ -111,7 +114,7 @@ static void flush_one(struct conn *c)
 {
     struct bufferevent *bev = c->bev;
     struct evbuffer *out = bufferevent_get_output(bev);
-    if (c->state == CONN_DEAD || (bufferevent_get_enabled(bev) & EV_WRITE) ||
+    if (c->state == CONN_DEAD || !c->manual_output || (bufferevent_get_enabled(bev) & EV_WRITE) ||
         evbuffer_get_length(out) == 0)
         return;
     evbuffer_unfreeze(out, 1); /* a bufferevent's output is drained by it alone */
@@ -274,7 +277,7 @@ static void on_write(struct bufferevent *bev, void *arg)
         conn_close_after_write(c);
     } else if (c->state == CONN_WS) {
         /* the backlog is out: writes are the server's again (conn_flush_soon) */
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        if (c->manual_output && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
             bufferevent_disable(bev, EV_WRITE);
     } else if (c->output_blocked) {
         /* The client read our answers: take its next requests. */
