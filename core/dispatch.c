@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "bus.h"
@@ -39,6 +40,7 @@ struct chatd_req {
     char *username;
     char *type;
     json_t *request_id; /* NULL when the client sent none */
+    int64_t received_us; /* monotonic: when its frame was dispatched */
     int in_handler;
     int completed;
 };
@@ -254,6 +256,10 @@ static void req_free(chatd_req *req)
 /* Mark req answered; free it unless its handler is still running. */
 static void complete(chatd_req *req)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    metrics_observe_us("ws_request", (uint64_t)(now_us - req->received_us));
     req->completed = 1;
     if (!req->in_handler)
         req_free(req);
@@ -397,6 +403,9 @@ void dispatch_text(struct conn *c, const char *data, size_t len)
     req->conn_id = c->id;
     req->user_id = c->user_id;
     req->request_id = json_incref(rid);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    req->received_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     for (size_t i = 0; l && i < l->n && !req->completed; i++) {
         req->in_handler = 1;
         int rc = l->v[i].fn(req, msg, l->v[i].owner ? plugin_state(l->v[i].owner) : NULL);

@@ -10,12 +10,16 @@
 #include "log.h"
 #include "metrics.h"
 
+enum pool_kind { POOL_WRITE, POOL_READ, POOL_CPU };
+
 struct job {
     chatd_job_run run;
     chatd_job_done done;
     void (*post_fn)(void *arg);
     void *arg;
     int status;
+    enum pool_kind kind;
+    int64_t submit_us, start_us; /* monotonic: handed to a pool, taken by a worker */
     struct job *next;
 };
 
@@ -23,8 +27,6 @@ struct job_list {
     struct job *head, *tail;
     size_t len;
 };
-
-enum pool_kind { POOL_WRITE, POOL_READ, POOL_CPU };
 
 struct pool {
     enum pool_kind kind;
@@ -96,6 +98,22 @@ static void complete(struct job_list *batch)
         event_active(st.wake, EV_READ, 0);
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* How long a job waited for a worker, and took until its answer was due. */
+static void observe(const struct job *j, int64_t now_us)
+{
+    static const char *const waited[] = {"store_write_wait", "store_read_wait", "store_cpu_wait"};
+    static const char *const total[] = {"store_write", "store_read", "store_cpu"};
+    metrics_observe_us(waited[j->kind], (uint64_t)(j->start_us - j->submit_us));
+    metrics_observe_us(total[j->kind], (uint64_t)(now_us - j->submit_us));
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
@@ -104,11 +122,13 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     st.done.head = st.done.tail = NULL;
     st.done.len = 0;
     pthread_mutex_unlock(&st.lock);
+    int64_t now_us = mono_us();
     while (j) {
         struct job *next = j->next;
         if (j->post_fn) {
             j->post_fn(j->arg);
         } else {
+            observe(j, now_us);
             st.in_flight--;
             metrics_count("jobs_completed", 1);
             if (j->done)
@@ -243,6 +263,9 @@ static int pool_take(struct pool *p, struct job_list *out)
     while (out->len < max && p->queue.head)
         list_push(out, list_pop(&p->queue));
     pthread_mutex_unlock(&p->lock);
+    int64_t now_us = mono_us();
+    for (struct job *j = out->head; j; j = j->next)
+        j->start_us = now_us;
     return 1;
 }
 
@@ -373,6 +396,8 @@ int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_jo
     j->run = run;
     j->done = done;
     j->arg = arg;
+    j->submit_us = mono_us();
+    j->kind = flags & CHATD_JOB_CPU ? POOL_CPU : flags & CHATD_JOB_READ ? POOL_READ : POOL_WRITE;
     st.in_flight++;
     metrics_count("jobs_submitted", 1);
     if (flags & CHATD_JOB_CPU)

@@ -159,6 +159,33 @@ class WriteTests(MessageCase):
             self.assertEqual((ack["messageSequence"], ack["clientMessageId"]), (i, cmid))
 
 
+class LatencyMetricsTests(MessageCase):
+
+    def metrics(self):
+        status, _, body = self.server.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        totals = {}
+        for line in body.decode("utf-8").splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, value = line.rsplit(" ", 1)
+                totals[name] = float(value)
+        return totals
+
+    @async_test
+    async def test_writes_are_counted_in_request_and_storage_histograms(self):
+        cid, _, cw, _ = await self.room()
+        before = self.metrics()
+        for i in range(3):
+            await self.write(cw, cid, "timed %d" % i)
+        after = self.metrics()
+        for name in ("chatd_ws_request_seconds", "chatd_store_write_seconds",
+                     "chatd_store_write_wait_seconds"):
+            with self.subTest(histogram=name):
+                grew = after.get(name + "_count", 0) - before.get(name + "_count", 0)
+                self.assertGreaterEqual(grew, 3, name)
+                self.assertGreater(after[name + "_sum"], before.get(name + "_sum", 0), name)
+
+
 class IdempotencyTests(MessageCase):
 
     @async_test
