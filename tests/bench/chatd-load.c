@@ -1147,7 +1147,6 @@ static uint64_t rate_sent, rate_cursor;
 static void rate_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
-    work_cbs++;
     if (!running || nwriters == 0)
         return;
     uint64_t now = now_ns();
@@ -1171,6 +1170,7 @@ static void rate_tick(evutil_socket_t fd, short what, void *arg)
         uint64_t intended = run_t0 + (uint64_t)((double)rate_sent * 1e9 / O.rate);
         writer_send(found, intended);
         rate_sent++;
+        work_cbs++;
     }
 }
 
@@ -1937,7 +1937,13 @@ int main(int argc, char **argv)
 
     if (load_hist_init(&h_ack) < 0 || load_hist_init(&h_deliv) < 0)
         die("out of memory");
-    base = event_base_new();
+    /* The rate timer's ticks are 1 ms apart: libevent's default clock may be
+     * the coarse one (a few ms per step), which would send writes late. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+    event_config_free(ecfg);
     if (!base)
         die("no event base");
     ev_phase = evtimer_new(base, phase_timer, NULL);
@@ -1964,6 +1970,8 @@ int main(int argc, char **argv)
         while (phase != PH_END) {
             uint64_t before = work_cbs;
             double t0 = now_ns() / 1e9;
+            if (running && O.rate > 0)
+                rate_tick(-1, 0, NULL); /* writes leave when due, not at the next 1 ms tick */
             event_base_loop(base, EVLOOP_NONBLOCK);
             if (work_cbs == before)
                 idle_s += now_ns() / 1e9 - t0;
