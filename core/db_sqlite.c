@@ -56,8 +56,11 @@ static int sq_exec(chatd_db *db, const char *sql)
         /* One statement (BEGIN, COMMIT, a savepoint, ...): prepared once and
          * kept with the others, since a batch runs several per job. */
         struct sq_stmt *st = (struct sq_stmt *)sq_prepare(db, sql);
-        if (!st)
-            return sq_map(d, sqlite3_errcode(d->h));
+        if (!st) /* SQLite's error, or out of memory while keeping the statement */
+            return sqlite3_errcode(d->h) != SQLITE_OK ? sq_map(d, sqlite3_errcode(d->h))
+                                                      : CHATD_ENOMEM;
+        if (!st->st)
+            return 0; /* only comments or blanks: nothing to run */
         int rc;
         while ((rc = sqlite3_step(st->st)) == SQLITE_ROW)
             ;
