@@ -3,6 +3,7 @@
 
 import asyncio
 import datetime
+import http.client
 import os
 import sys
 import unittest
@@ -162,13 +163,21 @@ class WriteTests(MessageCase):
 class LatencyMetricsTests(MessageCase):
 
     def metrics(self):
-        status, _, body = self.server.request("GET", "/metrics")
-        self.assertEqual(status, 200)
+        """Unlabelled series summed over every node (each node counts its own)."""
+        cluster = self.server.cluster
+        ports = [n.port for n in cluster.nodes] if cluster else [self.server.port]
         totals = {}
-        for line in body.decode("utf-8").splitlines():
-            if line and not line.startswith("#") and "{" not in line:
-                name, value = line.rsplit(" ", 1)
-                totals[name] = float(value)
+        for port in ports:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            self.assertEqual(resp.status, 200)
+            for line in body.decode("utf-8").splitlines():
+                if line and not line.startswith("#") and "{" not in line:
+                    name, value = line.rsplit(" ", 1)
+                    totals[name] = totals.get(name, 0.0) + float(value)
         return totals
 
     @async_test
