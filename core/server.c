@@ -453,9 +453,9 @@ int server_start(struct event_base *base, const struct settings *s)
         !(srv.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL)) ||
         !(srv.accept_resume = event_new(base, -1, 0, on_accept_resume, NULL)))
         return CHATD_ENOMEM;
-    srv.listener = evconnlistener_new_bind(
-        base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
-        4096, (struct sockaddr *)&ss, len);
+    srv.listener =
+        evconnlistener_new_bind(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                4096, (struct sockaddr *)&ss, len);
     if (!srv.listener) {
         log_error("cannot listen on %s: %s", s->listen, strerror(errno));
         return CHATD_EINVAL;

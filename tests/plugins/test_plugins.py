@@ -52,10 +52,10 @@ def write_conf(dirname, plugins):
 AUTH = '{ name = "auth"; backend = "sqlite"; login_max_failures_per_addr = 1000; }'
 
 
-def start_fails(binary, conf, sets=()):
+def start_fails(binary, conf, sets=(), listen="127.0.0.1:0"):
     """Start chatd expecting it to stop during start-up; returns (code, output)."""
     data = tempfile.mkdtemp(prefix="chatd-plug-")
-    argv = [binary, "-c", conf, "--listen", "127.0.0.1:0", "--data-dir", data]
+    argv = [binary, "-c", conf, "--listen", listen, "--data-dir", data]
     for s in sets:
         argv += ["--set", s]
     try:
@@ -257,6 +257,18 @@ class StartupRefusalTests(unittest.TestCase):
         code, out = start_fails(harness.chatd_bin(), conf)
         self.assertNotEqual(code, 0)
         self.assertIn("plugin 'auth': init failed", out)
+
+    def test_address_in_use_stops_startup(self):
+        # A second server on a busy address must not start beside the first
+        # (sharing the port would split clients between two session caches).
+        with harness.Server() as first:
+            code, out = start_fails(harness.chatd_bin(), harness.chatd_conf(),
+                                    listen="127.0.0.1:%d" % first.port)
+            self.assertNotEqual(code, 0)
+            self.assertIn("cannot listen on 127.0.0.1:%d" % first.port, out)
+            self.assertIn("Address already in use", out)
+            self.assertNotIn("core: ready", out)
+            self.assertEqual(first.healthz()[0], 200)
 
     def test_unknown_backend_is_named(self):
         conf = write_conf(self.tmp, ['{ name = "auth"; backend = "oracle"; }'])
