@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config.h"
 #include "bus.h"
@@ -256,10 +255,7 @@ static void req_free(chatd_req *req)
 /* Mark req answered; free it unless its handler is still running. */
 static void complete(chatd_req *req)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    metrics_observe_us("ws_request", (uint64_t)(now_us - req->received_us));
+    metrics_observe_us("ws_request", (uint64_t)(metrics_now_us() - req->received_us));
     req->completed = 1;
     if (!req->in_handler)
         req_free(req);
@@ -403,9 +399,7 @@ void dispatch_text(struct conn *c, const char *data, size_t len)
     req->conn_id = c->id;
     req->user_id = c->user_id;
     req->request_id = json_incref(rid);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    req->received_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    req->received_us = metrics_now_us();
     for (size_t i = 0; l && i < l->n && !req->completed; i++) {
         req->in_handler = 1;
         int rc = l->v[i].fn(req, msg, l->v[i].owner ? plugin_state(l->v[i].owner) : NULL);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hmap.h"
 
@@ -73,6 +74,13 @@ void metrics_gauge(const char *name, int64_t value)
     struct metric *m = get(name, M_GAUGE);
     if (m)
         m->value = value;
+}
+
+int64_t metrics_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 void metrics_observe_us(const char *name, uint64_t us)

@@ -28,6 +28,8 @@ void metrics_gauge(const char *name, int64_t value);
 void metrics_observe_batch(size_t jobs);
 /* Record one latency in microseconds into the histogram chatd_<name>_seconds. */
 void metrics_observe_us(const char *name, uint64_t us);
+/* The monotonic clock, in microseconds, that observations are taken with (any thread). */
+int64_t metrics_now_us(void);
 /* Append the Prometheus text exposition to out. */
 void metrics_render(struct evbuffer *out);
 void metrics_free(void);

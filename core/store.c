@@ -98,13 +98,6 @@ static void complete(struct job_list *batch)
         event_active(st.wake, EV_READ, 0);
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* How long a job waited for a worker, and took until its answer was due. */
 static void observe(const struct job *j, int64_t now_us)
 {
@@ -122,7 +115,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     st.done.head = st.done.tail = NULL;
     st.done.len = 0;
     pthread_mutex_unlock(&st.lock);
-    int64_t now_us = mono_us();
+    int64_t now_us = metrics_now_us();
     while (j) {
         struct job *next = j->next;
         if (j->post_fn) {
@@ -263,7 +256,7 @@ static int pool_take(struct pool *p, struct job_list *out)
     while (out->len < max && p->queue.head)
         list_push(out, list_pop(&p->queue));
     pthread_mutex_unlock(&p->lock);
-    int64_t now_us = mono_us();
+    int64_t now_us = metrics_now_us();
     for (struct job *j = out->head; j; j = j->next)
         j->start_us = now_us;
     return 1;
@@ -396,7 +389,7 @@ int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_jo
     j->run = run;
     j->done = done;
     j->arg = arg;
-    j->submit_us = mono_us();
+    j->submit_us = metrics_now_us();
     j->kind = flags & CHATD_JOB_CPU ? POOL_CPU : flags & CHATD_JOB_READ ? POOL_READ : POOL_WRITE;
     st.in_flight++;
     metrics_count("jobs_submitted", 1);

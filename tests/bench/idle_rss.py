@@ -15,14 +15,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 async def hold(server, tokens, n):
     socks = []
     for i in range(n):
@@ -31,7 +23,7 @@ async def hold(server, tokens, n):
     for ws in socks[:: max(1, n // 50)]:
         await harness.ws_request(ws, {"type": "FETCH_USER_INVITECODE_REQUEST"})
     await asyncio.sleep(1.0)
-    rss = rss_kib(server.proc.pid)
+    rss = harness.rss_kib(server.proc.pid)
     for ws in socks:
         await ws.close()
     return rss
@@ -47,10 +39,10 @@ def main():
         os.environ["CHATD_BIN"] = os.path.abspath(args.bin)
     with harness.Server(["plugins.auth.login_max_failures_per_addr=1000000"]) as srv:
         time.sleep(0.5)
-        idle = rss_kib(srv.proc.pid)
+        idle = harness.rss_kib(srv.proc.pid)
         tokens = [srv.new_user("rss").token for _ in range(args.users)]
         time.sleep(0.3)
-        before = rss_kib(srv.proc.pid)
+        before = harness.rss_kib(srv.proc.pid)
         held = asyncio.run(hold(srv, tokens, args.connections))
         print("idle RSS:                      %7d KiB" % idle)
         print("after %d logins:              %7d KiB" % (args.users, before))

@@ -75,17 +75,6 @@ def raise_fd_limit():
     return hard
 
 
-def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def time_budget(rest):
     """Seconds chatd-load may take at most, from the options it was given."""
     ap = argparse.ArgumentParser(add_help=False)
@@ -129,7 +118,7 @@ def single(args, rest, binary, pin):
         pid = srv.proc.pid
         print("chatd pid %d on 127.0.0.1:%d%s, synchronous=%s, idle RSS %d KiB"
               % (pid, srv.port, " (CPU 0; chatd-load on CPU 1)" if pin else "",
-                 args.synchronous, rss_kib(pid)))
+                 args.synchronous, harness.rss_kib(pid)))
         cmd = (["taskset", "-c", "1"] if pin else []) + [
             binary, "--scenario", args.scenario, "--target", "127.0.0.1:%d" % srv.port,
             "--server-pid", str(pid)] + (["--busy-poll"] if pin else []) + rest

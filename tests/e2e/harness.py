@@ -91,6 +91,18 @@ _READY_RE = re.compile(r"core: ready\s*$", re.MULTILINE)
 _name_counter = itertools.count(1)
 
 
+def rss_kib(pid):
+    """VmRSS of a process in KiB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def unique_name(prefix="u"):
     """A username that is valid (3..32 of [A-Za-z0-9_.-]) and unique per call."""
     tag = "%x%x" % (os.getpid() & 0xFFFF, next(_name_counter))

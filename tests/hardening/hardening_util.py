@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
 import harness  # noqa: E402,F401
 from harness import (  # noqa: E402,F401
+    rss_kib,
     HOST,
     OP_BINARY,
     OP_CLOSE,
@@ -54,18 +55,6 @@ RELAXED_LOGIN = "plugins.auth.login_max_failures_per_addr=1000000"
 
 
 # ---- memory ---------------------------------------------------------------------
-
-
-def rss_kib(pid):
-    """VmRSS of a process in KiB (0 when it is gone)."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def sanitizer_of(pid):
