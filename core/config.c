@@ -1,7 +1,10 @@
 #include "config.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <libconfig.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +21,19 @@ struct schema {
     const char *def_str;
     int64_t def_int, min, max;
     const char *doc;
+    const char *const *choices; /* K_STR: the values allowed (NULL-terminated), or NULL: any */
 };
 
 #define S_INT(p, field, def, lo, hi, doc)                                                  \
-    {p, K_INT, offsetof(struct settings, field), NULL, def, lo, hi, doc}
-#define S_STR(p, field, def, doc) {p, K_STR, offsetof(struct settings, field), def, 0, 0, 0, doc}
+    {p, K_INT, offsetof(struct settings, field), NULL, def, lo, hi, doc, NULL}
+#define S_STR(p, field, def, doc)                                                          \
+    {p, K_STR, offsetof(struct settings, field), def, 0, 0, 0, doc, NULL}
+#define S_ENUM(p, field, def, choices, doc)                                                \
+    {p, K_STR, offsetof(struct settings, field), def, 0, 0, 0, doc, choices}
+
+static const char *const synchronous_modes[] = {"full", "normal", NULL};
+static const char *const session_backends[] = {"sqlite", "mariadb", "redis", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 /* Every setting the core reads. docs/CONFIG.md describes the same list. */
 static const struct schema schema[] = {
@@ -35,12 +46,13 @@ static const struct schema schema[] = {
     S_STR("server.sql_dir", sql_dir, "", "where schema migrations are read from (\"\": built-in)"),
     S_INT("http.max_head_size", http_max_head, 8192, 512, 1 << 20, "bytes of request line plus headers"),
     S_INT("http.max_body_size", http_max_body, 65536, 0, 64 << 20, "bytes of request body"),
+    S_INT("http.max_headers", http_max_headers, 64, 1, 10000, "header lines of one request"),
     S_INT("http.keepalive_timeout", http_keepalive_timeout, 60, 1, 3600, "seconds an idle HTTP connection stays open"),
     S_STR("http.web_root", web_root, "", "directory of static files served at / (\"\": none)"),
     {"http.allowed_origins", K_STRLIST, offsetof(struct settings, allowed_origins), NULL, 0, 0, 0,
-     "Origin values allowed to open a WebSocket ([]: any)"},
+     "Origin values allowed to open a WebSocket ([]: any)", NULL},
     {"http.trusted_proxies", K_STRLIST, offsetof(struct settings, trusted_proxies), NULL, 0, 0, 0,
-     "balancer addresses whose X-Forwarded-For names the client ([]: none)"},
+     "balancer addresses whose X-Forwarded-For names the client ([]: none)", NULL},
     S_INT("ws.max_message_size", ws_max_message, 65536, 128, 64 << 20, "bytes of one WebSocket message"),
     S_INT("ws.ping_interval", ws_ping_interval, 30, 1, 3600, "seconds of silence before the server pings"),
     S_INT("ws.idle_timeout", ws_idle_timeout, 75, 1, 86400, "seconds of silence before the server closes"),
@@ -50,14 +62,14 @@ static const struct schema schema[] = {
     S_INT("ws.rate_burst", ws_burst, 1000, 1, 10000000, "messages a WebSocket may send at once before ws.rate_limit applies"),
     S_INT("ws.max_connections_per_user", ws_max_per_user, 64, 1, 1000000, "WebSockets one user may hold open on a node"),
     S_INT("session.ttl", session_ttl, 86400, 1, 365LL * 86400, "seconds a login session lives without KEEP_ALIVE"),
-    S_STR("session.backend", session_backend, "sqlite", "storage backend of sessions"),
+    S_ENUM("session.backend", session_backend, "sqlite", session_backends, "storage backend of sessions: sqlite, mariadb or redis"),
     S_INT("storage.readers", storage_readers, 2, 1, 64, "worker threads for read-only jobs"),
     S_INT("storage.cpu_workers", storage_cpu_workers, 2, 1, 64, "worker threads for CPU jobs (password hashing)"),
     S_INT("storage.batch_max", storage_batch_max, 128, 1, 100000, "write jobs committed in one transaction at most"),
     S_INT("storage.batch_wait_us", storage_batch_wait_us, 0, 0, 1000000, "microseconds a commit waits for more jobs"),
     S_INT("storage.retries", storage_retries, 5, 0, 100, "times a transaction is retried on a lock conflict"),
     S_STR("storage.sqlite.path", sqlite_path, "chatd.db", "SQLite file, relative to server.data_dir"),
-    S_STR("storage.sqlite.synchronous", sqlite_synchronous, "full", "SQLite synchronous mode: full or normal"),
+    S_ENUM("storage.sqlite.synchronous", sqlite_synchronous, "full", synchronous_modes, "SQLite synchronous mode: full or normal"),
     S_INT("storage.sqlite.busy_timeout", sqlite_busy_timeout, 5000, 0, 600000, "milliseconds to wait on a locked database"),
     S_STR("mariadb.host", mariadb_host, "127.0.0.1", "MariaDB server address"),
     S_INT("mariadb.port", mariadb_port, 3306, 1, 65535, "MariaDB server port"),
@@ -73,7 +85,7 @@ static const struct schema schema[] = {
     S_STR("redis.prefix", redis_prefix, "chatd:", "prefix of every Redis key and topic"),
     S_INT("redis.reconnect_max_ms", redis_reconnect_max_ms, 5000, 100, 600000, "longest wait between Redis reconnection attempts"),
     S_INT("redis.presence_ttl", redis_presence_ttl, 30, 3, 3600, "seconds a node's presence entries live without its heartbeat"),
-    S_STR("log.level", log_level, "info", "error, warn, info or debug"),
+    S_ENUM("log.level", log_level, "info", log_levels, "error, warn, info or debug"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
 };
 
@@ -90,6 +102,157 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+/*
+ * libconfig 1.5 reads an integer literal as 32 bits and silently wraps a
+ * larger one (4294967297 becomes 1); with an L suffix it reads 64 bits. So
+ * before libconfig sees a text, every integer literal outside the 32-bit
+ * range gets that suffix, and one outside the 64-bit range becomes a string
+ * that read_value() refuses by name. Strings and comments are left alone.
+ * Returns a new text (the caller frees it) or NULL when out of memory.
+ */
+#define INT_OVERFLOW_MARK "\x01integer out of range: "
+
+static int ident_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '.' || ch == '*' || ch == '-';
+}
+
+static char *widen_integers(const char *text)
+{
+    size_t len = strlen(text), cap = len * 2 + 64, o = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        char ch = text[i];
+        size_t start = i;
+        if (ch == '"') { /* a string, escapes included */
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\' && i + 1 < len)
+                    i++;
+            i += i < len;
+        } else if (ch == '#' || (ch == '/' && i + 1 < len && text[i + 1] == '/')) {
+            while (i < len && text[i] != '\n')
+                i++;
+        } else if (ch == '/' && i + 1 < len && text[i + 1] == '*') {
+            const char *end = strstr(text + i + 2, "*/");
+            i = end ? (size_t)(end - text) + 2 : len;
+        } else if ((ch >= '0' && ch <= '9') ||
+                   ((ch == '-' || ch == '+') && i + 1 < len && text[i + 1] >= '0' &&
+                    text[i + 1] <= '9')) {
+            if (i > 0 && ident_char(text[i - 1])) { /* part of a name */
+                i++;
+                goto copy;
+            }
+            size_t j = i + (ch == '-' || ch == '+');
+            int hex = text[j] == '0' && (text[j + 1] == 'x' || text[j + 1] == 'X');
+            j += hex ? 2 : 0;
+            while (j < len && (hex ? isxdigit((unsigned char)text[j]) : isdigit((unsigned char)text[j])))
+                j++;
+            if (j < len && (text[j] == '.' || text[j] == 'e' || text[j] == 'E' || text[j] == 'L' ||
+                            ident_char(text[j]))) {
+                i = j; /* a float, already 64 bits, or not a number at all */
+                goto copy;
+            }
+            char num[64];
+            size_t n = j - i;
+            i = j;
+            if (n >= sizeof num)
+                n = sizeof num - 1;
+            memcpy(num, text + start, n);
+            num[n] = '\0';
+            errno = 0;
+            long long v = strtoll(num, NULL, hex ? 16 : 10);
+            int overflow = errno == ERANGE;
+            size_t need = n + sizeof INT_OVERFLOW_MARK + 8;
+            if (o + need >= cap) {
+                char *bigger = realloc(out, cap = cap * 2 + need);
+                if (!bigger) {
+                    free(out);
+                    return NULL;
+                }
+                out = bigger;
+            }
+            if (overflow)
+                o += (size_t)sprintf(out + o, "\"%s%s\"", INT_OVERFLOW_MARK, num);
+            else if (v > INT32_MAX || v < INT32_MIN)
+                o += (size_t)sprintf(out + o, "%sL", num);
+            else
+                o += (size_t)sprintf(out + o, "%s", num);
+            continue;
+        } else {
+            i++;
+        }
+    copy:
+        if (o + (i - start) + 1 >= cap) {
+            char *bigger = realloc(out, cap = cap * 2 + (i - start));
+            if (!bigger) {
+                free(out);
+                return NULL;
+            }
+            out = bigger;
+        }
+        memcpy(out + o, text + start, i - start);
+        o += i - start;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* The integer literal a widened text could not hold, or NULL. */
+static const char *int_overflow_text(const config_setting_t *s)
+{
+    const char *v = config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s)
+                                                                 : NULL;
+    size_t n = strlen(INT_OVERFLOW_MARK);
+    return v && strncmp(v, INT_OVERFLOW_MARK, n) == 0 ? v + n : NULL;
+}
+
+/* Read a libconfig text (file contents or one override) with integers widened. */
+static int read_widened(config_t *cfg, const char *text)
+{
+    char *wide = widen_integers(text);
+    if (!wide)
+        return 0;
+    int ok = config_read_string(cfg, wide);
+    free(wide);
+    return ok;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[4096];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            char *b = realloc(buf, cap = (len + n + 1) * 2);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = b;
+        }
+        memcpy(buf + len, chunk, n);
+        len += n;
+    }
+    int bad = ferror(f) || memchr(buf ? buf : "", '\0', len) != NULL;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    if (!buf && !(buf = calloc(1, 1)))
+        return NULL;
+    buf[len] = '\0';
+    return buf;
 }
 
 /* "file:line" of a setting, or where an override came from. */
@@ -191,7 +354,7 @@ static int apply_override(config_t *cfg, const char *ov, char *err, size_t errle
     snprintf(doc, n, "v = %s;", value);
     /* A value libconfig can read (number, bool, "string", list) keeps its type;
      * anything else is taken as a plain string. */
-    if (!config_read_string(&tmp, doc)) {
+    if (!read_widened(&tmp, doc)) {
         config_destroy(&tmp);
         config_init(&tmp);
         config_setting_t *v = config_setting_add(config_root_setting(&tmp), "v", CONFIG_TYPE_STRING);
@@ -282,6 +445,12 @@ static int read_value(const config_t *cfg, const struct schema *sc, struct setti
         int64_t v = sc->def_int;
         if (s) {
             int t = config_setting_type(s);
+            const char *big = int_overflow_text(s);
+            if (big) {
+                errf(err, errlen, "%s: setting '%s': %s is out of range %lld..%lld", at, sc->path,
+                     big, (long long)sc->min, (long long)sc->max);
+                return CHATD_EINVAL;
+            }
             if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
                 errf(err, errlen, "%s: setting '%s': expected an integer", at, sc->path);
                 return CHATD_EINVAL;
@@ -304,6 +473,20 @@ static int read_value(const config_t *cfg, const struct schema *sc, struct setti
                 return CHATD_EINVAL;
             }
             v = config_setting_get_string(s);
+        }
+        if (sc->choices) {
+            int ok = 0;
+            for (const char *const *c = sc->choices; *c && !ok; c++)
+                ok = strcmp(*c, v) == 0;
+            if (!ok) {
+                char list[128] = "";
+                for (const char *const *c = sc->choices; *c; c++)
+                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                             c == sc->choices ? "" : c[1] ? ", " : " or ", *c);
+                errf(err, errlen, "%s: setting '%s': \"%s\" is not %s", at[0] ? at : "(default)",
+                     sc->path, v, list);
+                return CHATD_EINVAL;
+            }
         }
         if (!(*(char **)base = strdup(v)))
             return CHATD_ENOMEM;
@@ -438,6 +621,41 @@ static int read_plugins(const config_t *cfg, struct settings *out, const char *f
     return 0;
 }
 
+/* "file:line" of the setting at path, or of the defaults when it is not set. */
+static void where_path(const config_t *cfg, const char *path, const char *file, char *buf,
+                       size_t len)
+{
+    const config_setting_t *s = config_lookup(cfg, path);
+    if (s)
+        where(s, file, buf, len);
+    else
+        snprintf(buf, len, "%s", file);
+}
+
+/* Settings that are each valid alone but not together, or that name something missing. */
+static int check_together(const config_t *cfg, const struct settings *v, const char *file,
+                          char *err, size_t errlen)
+{
+    char at[300];
+    if (v->ws_idle_timeout <= v->ws_ping_interval) {
+        const char *path = config_lookup(cfg, "ws.idle_timeout") ? "ws.idle_timeout"
+                                                                 : "ws.ping_interval";
+        where_path(cfg, path, file, at, sizeof at);
+        errf(err, errlen,
+             "%s: setting '%s': ws.idle_timeout (%lld) must be longer than ws.ping_interval "
+             "(%lld), or idle clients are dropped before they are pinged",
+             at, path, (long long)v->ws_idle_timeout, (long long)v->ws_ping_interval);
+        return CHATD_EINVAL;
+    }
+    struct stat sb;
+    if (v->web_root[0] && (stat(v->web_root, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+        where_path(cfg, "http.web_root", file, at, sizeof at);
+        errf(err, errlen, "%s: setting 'http.web_root': %s is not a directory", at, v->web_root);
+        return CHATD_EINVAL;
+    }
+    return 0;
+}
+
 int config_load(const char *file, const char *const *overrides, int n_overrides,
                 struct settings *out, char *err, size_t errlen)
 {
@@ -445,13 +663,25 @@ int config_load(const char *file, const char *const *overrides, int n_overrides,
     int rc = CHATD_EINVAL;
     memset(out, 0, sizeof *out);
     config_init(&cfg);
-    if (file && !config_read_file(&cfg, file)) {
-        if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
+    if (file) {
+        char *text = slurp(file);
+        if (!text) {
             errf(err, errlen, "%s: cannot read the file", file);
-        else
+            goto out;
+        }
+        char *dir = strdup(file), *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash) {
+            *slash = '\0';
+            config_set_include_dir(&cfg, dir);
+        }
+        free(dir);
+        int ok = read_widened(&cfg, text);
+        free(text);
+        if (!ok) {
             errf(err, errlen, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : file,
                  config_error_line(&cfg), config_error_text(&cfg));
-        goto out;
+            goto out;
+        }
     }
     for (int i = 0; i < n_overrides; i++)
         if (apply_override(&cfg, overrides[i], err, errlen) < 0)
@@ -461,6 +691,8 @@ int config_load(const char *file, const char *const *overrides, int n_overrides,
     for (size_t i = 0; i < N_SCHEMA; i++)
         if ((rc = read_value(&cfg, &schema[i], out, file ? file : "(defaults)", err, errlen)) < 0)
             goto out;
+    if ((rc = check_together(&cfg, out, file ? file : "(defaults)", err, errlen)) < 0)
+        goto out;
     rc = read_plugins(&cfg, out, file ? file : "(defaults)", err, errlen);
 out:
     config_destroy(&cfg);

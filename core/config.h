@@ -23,6 +23,7 @@ struct settings {
     /* http */
     int64_t http_max_head;
     int64_t http_max_body;
+    int64_t http_max_headers;
     int64_t http_keepalive_timeout;
     char *web_root;
     char **allowed_origins;  /* NULL-terminated; empty = any origin */

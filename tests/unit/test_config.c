@@ -424,6 +424,81 @@ static void test_err_out_of_range(void **state)
     assert_contains(err, "range");
 }
 
+/* libconfig alone reads 4294967297 as 1: every integer is read as 64 bits. */
+static void test_integers_are_64_bits(void **state)
+{
+    (void)state;
+    char err[512];
+    load_fail(write_conf("session = { ttl = 4294967297; };\n"), NULL, 0, err, sizeof err);
+    assert_contains(err, "session.ttl");
+    assert_contains(err, "4294967297 is out of range");
+    assert_contains(err, ":1:");
+
+    const char *ov[] = {"ws.max_message_size=4295032832"};
+    load_fail(NULL, ov, 1, err, sizeof err);
+    assert_contains(err, "4295032832 is out of range");
+
+    const char *ov2[] = {"session.ttl=99999999999999"};
+    load_fail(NULL, ov2, 1, err, sizeof err);
+    assert_contains(err, "99999999999999 is out of range");
+
+    /* Past 64 bits: named as written. */
+    const char *ov3[] = {"session.ttl=-99999999999999999999"};
+    load_fail(NULL, ov3, 1, err, sizeof err);
+    assert_contains(err, "-99999999999999999999 is out of range");
+
+    struct settings s;
+    load_ok(write_conf("ws = { max_outbuf = 4294967296; };\n"
+                       "# 99999999999 in a comment stays\n"
+                       "log = { file = \"a99999999999\"; };\n"),
+            NULL, 0, &s);
+    assert_true(s.ws_max_outbuf == 4294967296LL);
+    assert_string_equal(s.log_file, "a99999999999");
+    config_free(&s);
+}
+
+static void test_err_choice(void **state)
+{
+    (void)state;
+    char err[512];
+    const char *bad[] = {"off", "bogus", "\"FULL\""};
+    for (int i = 0; i < 3; i++) {
+        char ov[64];
+        snprintf(ov, sizeof ov, "storage.sqlite.synchronous=%s", bad[i]);
+        const char *o[] = {ov};
+        load_fail(NULL, o, 1, err, sizeof err);
+        assert_contains(err, "storage.sqlite.synchronous");
+        assert_contains(err, "full or normal");
+    }
+    load_fail(write_conf("\n\nsession = { backend = \"postgres\"; };\n"), NULL, 0, err, sizeof err);
+    assert_contains(err, ":3:");
+    assert_contains(err, "session.backend");
+}
+
+static void test_err_settings_together(void **state)
+{
+    (void)state;
+    char err[512];
+    load_fail(write_conf("ws = {\n  ping_interval = 30;\n  idle_timeout = 20;\n};\n"), NULL, 0,
+              err, sizeof err);
+    assert_contains(err, ":3:");
+    assert_contains(err, "ws.idle_timeout");
+    const char *ov[] = {"ws.ping_interval=75"};
+    load_fail(NULL, ov, 1, err, sizeof err);
+    assert_contains(err, "ws.ping_interval");
+
+    load_fail(write_conf("http = {\n  web_root = \"/no/such/dir\";\n};\n"), NULL, 0, err,
+              sizeof err);
+    assert_contains(err, ":2:");
+    assert_contains(err, "http.web_root");
+
+    struct settings s;
+    const char *ok[] = {"http.web_root=\"/tmp\"", "http.max_headers=100"};
+    load_ok(NULL, ok, 2, &s);
+    assert_int_equal(s.http_max_headers, 100);
+    config_free(&s);
+}
+
 static void test_range_limits_inclusive(void **state)
 {
     (void)state;
@@ -540,6 +615,9 @@ int main(void)
         cmocka_unit_test_teardown(test_err_wrong_type, teardown),
         cmocka_unit_test_teardown(test_err_out_of_range, teardown),
         cmocka_unit_test_teardown(test_range_limits_inclusive, teardown),
+        cmocka_unit_test_teardown(test_integers_are_64_bits, teardown),
+        cmocka_unit_test_teardown(test_err_choice, teardown),
+        cmocka_unit_test_teardown(test_err_settings_together, teardown),
         cmocka_unit_test_teardown(test_err_too_many_origins, teardown),
         cmocka_unit_test_teardown(test_err_plugin_without_name, teardown),
         cmocka_unit_test_teardown(test_err_plugins_not_a_list, teardown),
