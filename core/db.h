@@ -38,6 +38,9 @@ struct db_driver {
     int64_t (*changes)(chatd_db *db);
     /* Number of threads that may write at once with this driver (0: as configured). */
     int max_writers;
+    /* Take (lock = 1) or give back (0) the lock that lets one process at a time
+     * migrate the database; waits for it. NULL: transactions serialise migrations. */
+    int (*migrate_lock)(chatd_db *db, int lock);
 };
 
 /* Every connection starts with this header so the core can find its driver. */

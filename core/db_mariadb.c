@@ -69,6 +69,11 @@ static int my_map(struct my_db *d, unsigned err, const char *msg)
             log_warn("mariadb: %s", msg);
         d->broken = 1;
         return CHATD_EUNAVAIL;
+    case ER_OPTION_PREVENTS_STATEMENT: /* read_only: a store that cannot write */
+    case ER_DISK_FULL:
+    case ER_RECORD_FILE_FULL:
+        log_warn("mariadb: %s", msg);
+        return CHATD_EUNAVAIL;
     default:
         log_error("mariadb: %u: %s", err, msg);
         return CHATD_EINTERNAL;
@@ -429,6 +434,29 @@ static int64_t my_changes(chatd_db *db)
     return MY(db)->changes;
 }
 
+/* A named lock of the server, for this database: the first node migrates,
+ * the others wait (up to 120 s) and then find every step applied. */
+static int my_migrate_lock(chatd_db *db, int lock)
+{
+    struct my_db *d = MY(db);
+    char name[160];
+    snprintf(name, sizeof name, "chatd_migrate:%s", d->s->mariadb_database);
+    chatd_stmt *st =
+        my_prepare(db, lock ? "SELECT GET_LOCK(?, 120)" : "SELECT RELEASE_LOCK(?)");
+    if (!st)
+        return CHATD_EUNAVAIL;
+    int rc = my_bind_text(st, 1, name, strlen(name));
+    if (rc == 0)
+        rc = my_step(st);
+    int got = rc == CHATD_ROW && my_column_int(st, 0) == 1;
+    my_reset(st);
+    if (lock && !got) {
+        log_error("mariadb: the migration lock %s was not granted within 120 s", name);
+        return rc < 0 ? rc : CHATD_EUNAVAIL;
+    }
+    return 0;
+}
+
 const struct db_driver db_mariadb = {
     .name = "mariadb",
     .open = my_open,
@@ -450,4 +478,5 @@ const struct db_driver db_mariadb = {
     .last_insert_id = my_last_insert_id,
     .changes = my_changes,
     .max_writers = 0, /* row locks let several write at once: mariadb.writers */
+    .migrate_lock = my_migrate_lock,
 };

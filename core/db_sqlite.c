@@ -39,6 +39,8 @@ static int sq_map(struct sq_db *d, int rc)
     case SQLITE_IOERR:
     case SQLITE_FULL:
     case SQLITE_CANTOPEN:
+    case SQLITE_READONLY: /* a store that cannot write is unavailable, not broken */
+    case SQLITE_PERM:
         log_error("sqlite: %s", sqlite3_errmsg(d->h));
         return CHATD_EUNAVAIL;
     default:

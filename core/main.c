@@ -181,6 +181,9 @@ int main(int argc, char **argv)
         goto out_config;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* A file past its size limit is a failed write (EFBIG), as a full disk is,
+     * not a reason to die. */
+    signal(SIGXFSZ, SIG_IGN);
     if (ensure_dir(app.s.data_dir) < 0) {
         log_error("cannot create data directory %s: %s", app.s.data_dir, strerror(errno));
         goto out_log;
@@ -212,7 +215,7 @@ int main(int argc, char **argv)
     }
     if ((strcmp(app.s.session_backend, "redis") != 0 &&
          !(sessions_backend = store_backend_open(app.s.session_backend, err, sizeof err))) ||
-        session_init(&app.s, sessions_backend) < 0) {
+        session_init(app.base, &app.s, sessions_backend) < 0) {
         log_error("session store: %s", err[0] ? err : "cannot load sessions");
         goto out_store;
     }

@@ -89,6 +89,8 @@ static int applied(chatd_db *db, long version)
     return rc == CHATD_ROW ? 1 : rc == CHATD_DONE ? 0 : rc;
 }
 
+/* Apply one migration unless it is applied already; the check is inside the
+ * transaction, so two processes on one SQLite file apply it once. */
 static int apply_one(chatd_db *db, const struct mfile *m, char *err, size_t errlen)
 {
     const struct db_driver *drv = db->drv;
@@ -97,10 +99,12 @@ static int apply_one(chatd_db *db, const struct mfile *m, char *err, size_t errl
         snprintf(err, errlen, "cannot read migration %s", m->path);
         return CHATD_EINVAL;
     }
-    int rc = drv->begin(db, 1);
-    if (rc == 0)
+    int rc = drv->begin(db, 1), done = 0;
+    if (rc == 0 && (done = applied(db, m->version)) < 0)
+        rc = done;
+    if (rc == 0 && !done)
         rc = drv->exec(db, sql);
-    if (rc == 0) {
+    if (rc == 0 && !done) {
         chatd_stmt *st = drv->prepare(
             db, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)");
         rc = st ? 0 : CHATD_EINTERNAL;
@@ -108,6 +112,7 @@ static int apply_one(chatd_db *db, const struct mfile *m, char *err, size_t errl
             drv->bind_int(st, 1, m->version);
             drv->bind_int(st, 2, (int64_t)time(NULL));
             rc = drv->step(st) == CHATD_DONE ? 0 : CHATD_EINTERNAL;
+            drv->reset(st);
         }
     }
     if (rc == 0)
@@ -118,7 +123,8 @@ static int apply_one(chatd_db *db, const struct mfile *m, char *err, size_t errl
         snprintf(err, errlen, "migration %s failed (see the log above)", m->path);
         return rc;
     }
-    log_info("applied migration %s", m->path);
+    if (!done)
+        log_info("applied migration %s", m->path);
     return 0;
 }
 
@@ -129,6 +135,7 @@ int db_migrate(const struct db_driver *drv, const struct settings *s, const char
     chatd_db *db = NULL;
     struct mfile *files = NULL;
     size_t n = 0;
+    int locked = 0;
     snprintf(path, sizeof path, "%s/%s", dir, drv->name);
     int rc = list_migrations(path, &files, &n);
     if (rc < 0) {
@@ -137,18 +144,22 @@ int db_migrate(const struct db_driver *drv, const struct settings *s, const char
     }
     if ((rc = drv->open(s, &db, err, errlen)) < 0)
         goto out;
+    /* Nodes started together migrate one at a time (MariaDB's DDL commits by
+     * itself, so a transaction cannot serialise them). */
+    if (drv->migrate_lock && (rc = drv->migrate_lock(db, 1)) < 0) {
+        snprintf(err, errlen, "cannot take the migration lock of %s", drv->name);
+        goto out;
+    }
+    locked = drv->migrate_lock != NULL;
     rc = drv->exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
                        " version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)");
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        int a = applied(db, files[i].version);
-        if (a < 0)
-            rc = a;
-        else if (!a)
-            rc = apply_one(db, &files[i], err, errlen);
-    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = apply_one(db, &files[i], err, errlen);
     if (rc < 0 && !*err)
         snprintf(err, errlen, "cannot apply migrations from %s", path);
 out:
+    if (locked)
+        drv->migrate_lock(db, 0);
     if (db)
         drv->close(db);
     for (size_t i = 0; i < n; i++)

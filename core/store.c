@@ -19,6 +19,7 @@ struct job {
     void *arg;
     int status;
     enum pool_kind kind;
+    struct store_backend *backend; /* NULL for CPU jobs and posts */
     int64_t submit_us, start_us; /* monotonic: handed to a pool, taken by a worker */
     struct job *next;
 };
@@ -42,6 +43,7 @@ struct pool {
 struct store_backend {
     const struct db_driver *drv;
     struct pool write, read;
+    int write_failing; /* loop thread: the last write found the store unable to write */
     struct store_backend *next;
 };
 
@@ -122,6 +124,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
             j->post_fn(j->arg);
         } else {
             observe(j, now_us);
+            /* A store that cannot write (read-only, disk full) keeps answering
+             * reads: remember it, so /healthz can tell. */
+            if (j->kind == POOL_WRITE && j->status == CHATD_EUNAVAIL)
+                j->backend->write_failing = 1;
             st.in_flight--;
             metrics_count("jobs_completed", 1);
             if (j->done)
@@ -220,6 +226,10 @@ static void run_read(chatd_db *db, struct job *j)
         }
         if (rc < 0)
             drv->rollback(db);
+        /* A read is always safe to run again: once after a lost connection
+         * (a server restarted while this one sat idle; begin reconnects). */
+        if (rc == CHATD_EUNAVAIL && attempt == 0)
+            continue;
         if (!is_transient(rc) || attempt >= retries) {
             if (is_transient(rc))
                 j->status = CHATD_EUNAVAIL;
@@ -390,6 +400,7 @@ int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_jo
     j->done = done;
     j->arg = arg;
     j->submit_us = metrics_now_us();
+    j->backend = flags & CHATD_JOB_CPU ? NULL : b;
     j->kind = flags & CHATD_JOB_CPU ? POOL_CPU : flags & CHATD_JOB_READ ? POOL_READ : POOL_WRITE;
     st.in_flight++;
     metrics_count("jobs_submitted", 1);
@@ -465,6 +476,11 @@ struct health_check {
     int pending, ok;
 };
 
+struct health_probe {
+    struct health_check *h;
+    struct store_backend *b;
+};
+
 static int health_run(chatd_db *db, void *arg)
 {
     (void)arg;
@@ -476,15 +492,39 @@ static int health_run(chatd_db *db, void *arg)
     return rc == CHATD_ROW ? 0 : CHATD_EUNAVAIL;
 }
 
-static void health_done(void *arg, int status)
+/* A real write, for a store whose last write failed: it is healthy again
+ * when this commits. */
+static int health_write(chatd_db *db, void *arg)
 {
-    struct health_check *h = arg;
+    (void)arg;
+    chatd_stmt *s = db->drv->prepare(db, "UPDATE chatd_health SET checked_at = ? WHERE id = 1");
+    if (!s)
+        return CHATD_EUNAVAIL;
+    int rc = db->drv->bind_int(s, 1, metrics_now_us());
+    if (rc == 0)
+        rc = db->drv->step(s);
+    db->drv->reset(s);
+    return rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EUNAVAIL;
+}
+
+/* One answer to a health check (b: the failing backend a write probe was for). */
+static void health_answer(struct health_check *h, struct store_backend *b, int status)
+{
+    if (b && status >= 0)
+        b->write_failing = 0;
     if (status < 0)
         h->ok = 0;
     if (--h->pending == 0) {
         h->done(h->arg, h->ok);
         free(h);
     }
+}
+
+static void health_done(void *arg, int status)
+{
+    struct health_probe *p = arg;
+    health_answer(p->h, p->b, status);
+    free(p);
 }
 
 int store_health_check(void (*done)(void *arg, int ok), void *arg)
@@ -494,13 +534,21 @@ int store_health_check(void (*done)(void *arg, int ok), void *arg)
         return CHATD_ENOMEM;
     *h = (struct health_check){done, arg, 1, 1};
     for (struct store_backend *b = st.backends; b; b = b->next) {
-        h->pending++;
-        if (store_submit(b, CHATD_JOB_READ, health_run, health_done, h) < 0) {
-            h->pending--;
-            h->ok = 0;
+        /* Every backend answers a read; one whose last write failed must also
+         * take a write. */
+        for (int write = 0; write <= b->write_failing; write++) {
+            struct health_probe *p = calloc(1, sizeof *p);
+            if (p)
+                *p = (struct health_probe){h, write ? b : NULL};
+            h->pending++;
+            if (!p || store_submit(b, write ? CHATD_JOB_WRITE : CHATD_JOB_READ,
+                                   write ? health_write : health_run, health_done, p) < 0) {
+                free(p);
+                health_answer(h, NULL, CHATD_ENOMEM);
+            }
         }
     }
-    health_done(h, 0); /* drop the starting count; answers now if no backend */
+    health_answer(h, NULL, 0); /* drop the starting count; answers now if no backend */
     return 0;
 }
 

@@ -278,13 +278,11 @@ class Cluster:
                 self.redis = Redis().start()
             self._choose_data()
             self.nodes = [Node(self, i) for i in range(self.size)]
-            # The first node applies the migrations alone; the others then start
-            # side by side.
-            self.nodes[0].spawn()
-            self.nodes[0].wait_ready()
-            for n in self.nodes[1:]:
+            # All at once, as an orchestrator starts them: on a fresh database
+            # they take turns at the migrations (a lock in MariaDB).
+            for n in self.nodes:
                 n.spawn()
-            for n in self.nodes[1:]:
+            for n in self.nodes:
                 n.wait_ready()
             if self.use_balancer:
                 self.nginx = Nginx(os.path.join(self.root, "nginx"), self.ports,

@@ -20,10 +20,13 @@ import sys
 import time
 import unittest
 
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
+from backends import MariaDB, Redis  # noqa: E402
 from cluster import PRESENCE_TTL, Cluster, missing_programs  # noqa: E402
 from harness import Server, connection_closed_types, ws_connect  # noqa: E402
 from domain import (  # noqa: E402
@@ -844,6 +847,42 @@ class CrossNodeTests(ClusterTestCase):
                              (429, "RATE_LIMITED"),
                              "login on %s after 5 failures spread over both nodes"
                              % NODE_NAMES[i])
+
+class StartTogetherTests(unittest.TestCase):
+    """Nodes started at once on a fresh MariaDB all come up: the migrations run
+    under a lock, each step once."""
+
+    def test_three_nodes_at_once_on_a_fresh_database(self):
+        db, redis = MariaDB().start(), None
+        try:
+            redis = Redis().start()
+            for attempt in range(3):
+                with self.subTest(attempt=attempt):
+                    self.start_three(db, redis)
+        finally:
+            if redis is not None:
+                redis.cleanup()
+            db.cleanup()
+
+    def start_three(self, db, redis):
+        c = Cluster(nodes=3, balancer=False, mariadb=db, redis=redis)  # a fresh database
+        try:
+            c.start()
+            self.assertTrue(c.alive())
+            out = c.mariadb.sql("SELECT version, COUNT(*) FROM %s.schema_migrations "
+                                "GROUP BY version ORDER BY version" % c.database, capture=True)
+            rows = [line.split() for line in out.strip().splitlines()]
+            files = sorted(int(f.split("_")[0]) for f in os.listdir(
+                os.path.join(REPO_ROOT, "sql", "mariadb")) if f.endswith(".sql"))
+            self.assertEqual([int(v) for v, _ in rows], files, out)
+            self.assertTrue(all(n == "1" for _, n in rows), out)
+            self.assertNotIn("already exists", c.log_text())
+            c.stop()
+            c.cleanup()
+        except BaseException:
+            sys.stderr.write("cluster dir kept at %s\n" % c.root)
+            c.kill_all()
+            raise
 
 
 def _inversions(seqs):

@@ -84,11 +84,28 @@ static void test_errors_and_blank_statements(void **state)
     assert_int_equal(count_rows(db), 1);
 }
 
+/* A store that cannot write is unavailable (503, retry later), not a bug. */
+static void test_read_only_is_unavailable(void **state)
+{
+    chatd_db *db = *state;
+    assert_int_equal(db_sqlite.exec(db, "CREATE TABLE t (x INTEGER)"), 0);
+    assert_int_equal(db_sqlite.exec(db, "PRAGMA query_only = 1"), 0);
+    assert_int_equal(db_sqlite.exec(db, "INSERT INTO t (x) VALUES (1)"), CHATD_EUNAVAIL);
+    chatd_stmt *st = db_sqlite.prepare(db, "INSERT INTO t (x) VALUES (?)");
+    assert_non_null(st);
+    assert_int_equal(db_sqlite.bind_int(st, 1, 2), 0);
+    assert_int_equal(db_sqlite.step(st), CHATD_EUNAVAIL);
+    db_sqlite.reset(st);
+    assert_int_equal(db_sqlite.exec(db, "PRAGMA query_only = 0"), 0);
+    assert_int_equal(count_rows(db), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_repeated_transaction_statements, open_db, close_db),
         cmocka_unit_test_setup_teardown(test_errors_and_blank_statements, open_db, close_db),
+        cmocka_unit_test_setup_teardown(test_read_only_is_unavailable, open_db, close_db),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
