@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "config.h"
 #include "conn.h"
@@ -16,6 +17,7 @@
 #include "metrics.h"
 #include "presence.h"
 #include "redis.h"
+#include "session.h"
 #include "ws.h"
 
 #define NODE_LEN 16
@@ -51,9 +53,11 @@ static void deliver(const char *data, size_t len, struct conn *first, size_t nex
     if (len <= NODE_LEN + 1 || memcmp(data, bus.node, NODE_LEN) == 0)
         return; /* malformed, or ours: delivered here already */
     struct wsmsg *m = wsmsg_new(data + NODE_LEN + 1, len - NODE_LEN - 1);
+    int64_t now = (int64_t)time(NULL);
     for (struct conn *c = first; c && m;) {
         struct conn *next = *(struct conn **)((char *)c + next_off);
-        ws_send(c, m);
+        if (session_live_at(c->session, now))
+            ws_send(c, m);
         c = next;
     }
     wsmsg_unref(m);

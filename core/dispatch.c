@@ -1,16 +1,18 @@
 #include "dispatch.h"
 
-#include <openssl/rand.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "bus.h"
 #include "conn.h"
+#include "errors.h"
 #include "hmap.h"
 #include "http.h"
+#include "json_scan.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugins.h"
@@ -273,17 +275,9 @@ int dispatch_reply(chatd_req *req, const char *type, json_t *body)
 static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_id,
                        chatd_error_code code, const char *message)
 {
-    char text[160];
-    if (code == CHATD_ERR_INTERNAL) {
-        /* The client gets a reference it can quote; the log has the detail. */
-        unsigned char r[4] = {0};
-        RAND_bytes(r, sizeof r);
-        snprintf(text, sizeof text, "internal error (ref %02x%02x%02x%02x)", r[0], r[1], r[2],
-                 r[3]);
-        log_error("ref %02x%02x%02x%02x: %s on %s", r[0], r[1], r[2], r[3],
-                  message ? message : "internal error", msg_type ? msg_type : "?");
-        message = text;
-    }
+    char text[64];
+    if (code == CHATD_ERR_INTERNAL)
+        message = error_internal_text(message, msg_type, text, sizeof text);
     json_t *body = json_pack("{s:s, s:s}", "code", error_code_name(code), "message",
                              message ? message : error_code_name(code));
     if (body && msg_type)
@@ -345,6 +339,41 @@ static int rate_allow(struct conn *c)
     return 1;
 }
 
+/* Answer a text jansson refused: name the field at fault, and carry the
+ * request's type and requestId when they can be read (json_scan.h). */
+static void reject_unparsed(struct conn *c, const char *data, size_t len,
+                            const json_error_t *jerr, int allowed)
+{
+    struct json_fault f;
+    json_scan_fault(data, len, &f);
+    json_t *rid = f.has_request_id ? json_string(f.request_id) : NULL;
+    const char *type = f.has_type ? f.type : NULL;
+    char text[256];
+    if (!allowed) {
+        metrics_count("ws_rate_limited", 1);
+        send_error(c->id, type, rid, CHATD_ERR_RATE_LIMITED,
+                   "too many messages; slow down (ws.rate_limit)");
+    } else {
+        if (f.is_json && f.why && f.where[0])
+            snprintf(text, sizeof text, "field '%s': %s", f.where, f.why);
+        else if (f.is_json && f.why)
+            snprintf(text, sizeof text, "%s", f.why);
+        else if (f.is_json) /* valid JSON jansson refused: a key given twice */
+            snprintf(text, sizeof text, "%s", jerr->text);
+        else
+            snprintf(text, sizeof text, "malformed JSON: %s (at byte %zu)", f.why, f.offset);
+        send_error(c->id, type, rid, CHATD_ERR_BAD_REQUEST, text);
+    }
+    json_decref(rid);
+}
+
+/* The request's requestId when it is valid, else NULL (borrowed from msg). */
+static json_t *request_id_of(const json_t *msg)
+{
+    json_t *rid = json_object_get(msg, "requestId");
+    return json_is_string(rid) && json_string_length(rid) <= REQUEST_ID_MAX ? rid : NULL;
+}
+
 void dispatch_text(struct conn *c, const char *data, size_t len)
 {
     METRICS_ADD("ws_messages_in", 1);
@@ -356,45 +385,37 @@ void dispatch_text(struct conn *c, const char *data, size_t len)
     int allowed = rate_allow(c);
     json_error_t jerr;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!allowed) {
-        const json_t *rid = json_object_get(msg, "requestId");
-        if (rid && (!json_is_string(rid) || json_string_length(rid) > REQUEST_ID_MAX))
-            rid = NULL;
-        metrics_count("ws_rate_limited", 1);
-        send_error(c->id, json_string_value(json_object_get(msg, "type")), (json_t *)rid,
-                   CHATD_ERR_RATE_LIMITED, "too many messages; slow down (ws.rate_limit)");
-        json_decref(msg);
+    if (!msg) {
+        reject_unparsed(c, data, len, &jerr, allowed);
         return;
+    }
+    chatd_req *req = NULL;
+    json_t *rid = json_object_get(msg, "requestId");
+    const char *type_s = json_string_value(json_object_get(msg, "type"));
+    if (!allowed) {
+        metrics_count("ws_rate_limited", 1);
+        send_error(c->id, type_s, request_id_of(msg), CHATD_ERR_RATE_LIMITED,
+                   "too many messages; slow down (ws.rate_limit)");
+        goto out;
     }
     if (!json_is_object(msg)) {
-        send_error(c->id, NULL, NULL, CHATD_ERR_BAD_REQUEST,
-                   msg ? "a message must be a JSON object" : "malformed JSON");
-        json_decref(msg);
-        return;
+        send_error(c->id, NULL, NULL, CHATD_ERR_BAD_REQUEST, "a message must be a JSON object");
+        goto out;
     }
-    json_t *rid = json_object_get(msg, "requestId");
-    json_t *type = json_object_get(msg, "type");
-    const char *type_s = json_string_value(type);
-    if (rid && (!json_is_string(rid) || json_string_length(rid) > REQUEST_ID_MAX)) {
+    if (rid && rid != request_id_of(msg)) {
         send_error(c->id, type_s, NULL, CHATD_ERR_BAD_REQUEST,
                    "requestId must be a string of at most 64 bytes");
-        json_decref(msg);
-        return;
+        goto out;
     }
     if (!type_s || !*type_s) {
         send_error(c->id, NULL, rid, CHATD_ERR_BAD_REQUEST, "missing string field 'type'");
-        json_decref(msg);
-        return;
+        goto out;
     }
     struct handler_list *l = hmap_get_str(by_type, type_s);
-    chatd_req *req = calloc(1, sizeof *req);
-    if (!req || !(req->type = strdup(type_s)) ||
+    if (!(req = calloc(1, sizeof *req)) || !(req->type = strdup(type_s)) ||
         !(req->username = strdup(session_username(c->session)))) {
-        if (req)
-            req_free(req);
         send_error(c->id, type_s, rid, CHATD_ERR_INTERNAL, "out of memory");
-        json_decref(msg);
-        return;
+        goto out;
     }
     req->conn_id = c->id;
     req->user_id = c->user_id;
@@ -407,30 +428,32 @@ void dispatch_text(struct conn *c, const char *data, size_t len)
         if (rc == CHATD_DECLINED && !req->completed)
             continue;
         if (rc == CHATD_PENDING && !req->completed) {
-            json_decref(msg);
-            return; /* the handler completes it later */
+            req = NULL; /* the handler completes it later */
+            goto out;
         }
         if (rc < 0 && !req->completed) {
+            req->in_handler = 1; /* answered here, freed below */
             dispatch_error(req, CHATD_ERR_INTERNAL, "handler failed");
-            json_decref(msg);
-            return;
         }
-        req_free(req);
-        json_decref(msg);
-        return;
+        goto out;
     }
-    if (req->completed) {
-        req_free(req);
-    } else {
+    if (!req->completed) {
+        req->in_handler = 1;
         dispatch_error(req, CHATD_ERR_BAD_REQUEST, "unknown message type");
     }
+out:
+    if (req)
+        req_free(req);
     json_decref(msg);
 }
 
 int dispatch_send_conn(uint64_t conn_id, const char *type, json_t *body)
 {
+    struct conn *c = conn_find(conn_id);
+    if (c && !session_live_at(c->session, (int64_t)time(NULL)))
+        c = NULL;
     struct wsmsg *m = encode(type, body, NULL);
-    int rc = send_to(conn_find(conn_id), m);
+    int rc = send_to(c, m);
     wsmsg_unref(m);
     return rc;
 }
@@ -439,10 +462,12 @@ int dispatch_send_conn(uint64_t conn_id, const char *type, json_t *body)
 static int send_list(struct conn *c, size_t next_off, uint64_t except, struct wsmsg *m)
 {
     int n = 0;
+    int64_t now = (int64_t)time(NULL);
     while (c && m) {
         /* read the link first: a slow reader may be closed and unlinked by the send */
         struct conn *next = *(struct conn **)((char *)c + next_off);
-        if (c->id != except)
+        /* a session whose TTL ran out gets nothing, even before its sweep */
+        if (c->id != except && session_live_at(c->session, now))
             n += ws_send(c, m) == 0;
         c = next;
     }

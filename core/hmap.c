@@ -201,3 +201,27 @@ int hmap_iter(const hmap *m, size_t *pos, uint64_t *id_key, const char **str_key
     }
     return 0;
 }
+
+size_t hmap_sweep(hmap *m, int (*drop)(uint64_t id_key, const char *str_key, void *value, void *arg),
+                  void *arg)
+{
+    if (!m->count)
+        return 0;
+    /* Walk once around from an empty slot: no probe run crosses it, and a
+     * deletion only shifts later members of the run back, to the slot just
+     * freed or beyond it, so re-reading that slot visits every entry once. */
+    size_t mask = m->cap - 1, start = 0, removed = 0;
+    while (m->slots[start].hash)
+        start++;
+    for (size_t k = 1; k < m->cap; k++) {
+        size_t i = (start + k) & mask;
+        while (m->slots[i].hash) {
+            struct slot *s = &m->slots[i];
+            if (!drop(s->id, s->str, s->value, arg))
+                break;
+            del(m, s->hash, s->id, s->str);
+            removed++;
+        }
+    }
+    return removed;
+}

@@ -31,4 +31,10 @@ void *hmap_del_str(hmap *m, const char *key);
  * during the walk: collect the keys to delete, then delete them after it. */
 int hmap_iter(const hmap *m, size_t *pos, uint64_t *id_key, const char **str_key, void **value);
 
+/* Remove every entry for which drop(key, value, arg) returns nonzero (drop
+ * frees the value if it must; it may not change the map otherwise). Each
+ * entry is seen once. Returns how many were removed. */
+size_t hmap_sweep(hmap *m, int (*drop)(uint64_t id_key, const char *str_key, void *value, void *arg),
+                  void *arg);
+
 #endif

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "errors.h"
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
@@ -25,6 +26,7 @@ struct http_conn {
     size_t head_bytes;
     int in_value;           /* the last header callback was a value */
     int error_status;       /* a limit we stopped the parser for */
+    const char *error_text; /* and what to say about it */
     int in_read;            /* inside http_conn_read: no re-trigger needed */
 };
 
@@ -70,6 +72,7 @@ static int head_grow(http_parser *p, size_t n)
     h->head_bytes += n;
     if (h->head_bytes > (size_t)cfg()->http_max_head) {
         h->error_status = 431;
+        h->error_text = "request head too large (http.max_head_size)";
         return -1;
     }
     return 0;
@@ -107,11 +110,20 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
     if (head_grow(p, n + 4) < 0)
         return -1;
     if (h->in_value || r->n_headers == 0) {
-        if (r->n_headers == HTTP_MAX_HEADERS) {
+        if (r->n_headers >= cfg()->http_max_headers) {
             h->error_status = 431;
+            h->error_text = "too many header lines (http.max_headers)";
             return -1;
         }
-        r->n_headers++;
+        if (r->n_headers == r->cap_headers) {
+            int cap = r->cap_headers ? 2 * r->cap_headers : 16;
+            struct http_header *nh = realloc(r->headers, (size_t)cap * sizeof *nh);
+            if (!nh)
+                return -1;
+            r->headers = nh;
+            r->cap_headers = cap;
+        }
+        r->headers[r->n_headers++] = (struct http_header){NULL, NULL};
         h->in_value = 0;
     }
     return append_str(&r->headers[r->n_headers - 1].name, at, n);
@@ -253,6 +265,7 @@ void http_request_free(struct chatd_http *r)
         free(r->headers[i].name);
         free(r->headers[i].value);
     }
+    free(r->headers);
     free(r->url);
     free(r->path);
     free(r->query);
@@ -292,7 +305,7 @@ static void reject(struct conn *c, int status)
     c->pending = r;
     metrics_count("http_rejected", 1);
     if (status == 431)
-        http_respond_error(r, CHATD_ERR_LIMIT_EXCEEDED, 431, "request head too large");
+        http_respond_error(r, CHATD_ERR_LIMIT_EXCEEDED, 431, h->error_text);
     else if (status == 413)
         http_respond_error(r, CHATD_ERR_LIMIT_EXCEEDED, 413, "request body too large");
     else
@@ -414,7 +427,7 @@ void http_respond(struct chatd_http *req, int status, const char *content_type, 
         evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
     evbuffer_add_printf(out, "Cache-Control: no-store\r\nConnection: %s\r\n%s\r\n",
                         keep ? "keep-alive" : "close", extra_headers ? extra_headers : "");
-    if (len)
+    if (len && req->method != HTTP_HEAD) /* HEAD: the headers of GET, no body (RFC 9110 9.3.2) */
         evbuffer_add(out, body, len);
     if (req->started_ms)
         metrics_observe_us("http_request", (uint64_t)(conn_now_ms() - req->started_ms) * 1000);
@@ -450,42 +463,14 @@ void http_respond_json(struct chatd_http *req, int status, json_t *body, const c
     free(text);
 }
 
-const char *error_code_name(chatd_error_code code)
-{
-    switch (code) {
-    case CHATD_ERR_BAD_REQUEST: return "BAD_REQUEST";
-    case CHATD_ERR_UNAUTHORIZED: return "UNAUTHORIZED";
-    case CHATD_ERR_FORBIDDEN: return "FORBIDDEN";
-    case CHATD_ERR_NOT_FOUND: return "NOT_FOUND";
-    case CHATD_ERR_CONFLICT: return "CONFLICT";
-    case CHATD_ERR_LIMIT_EXCEEDED: return "LIMIT_EXCEEDED";
-    case CHATD_ERR_RATE_LIMITED: return "RATE_LIMITED";
-    case CHATD_ERR_UNAVAILABLE: return "UNAVAILABLE";
-    case CHATD_ERR_INTERNAL: return "INTERNAL";
-    }
-    return "INTERNAL";
-}
-
-int http_status_for(chatd_error_code code)
-{
-    switch (code) {
-    case CHATD_ERR_BAD_REQUEST: return 400;
-    case CHATD_ERR_UNAUTHORIZED: return 401;
-    case CHATD_ERR_FORBIDDEN: return 403;
-    case CHATD_ERR_NOT_FOUND: return 404;
-    case CHATD_ERR_CONFLICT: return 409;
-    case CHATD_ERR_LIMIT_EXCEEDED: return 413;
-    case CHATD_ERR_RATE_LIMITED: return 429;
-    case CHATD_ERR_UNAVAILABLE: return 503;
-    case CHATD_ERR_INTERNAL: return 500;
-    }
-    return 500;
-}
-
 void http_respond_error(struct chatd_http *req, chatd_error_code code, int status,
                         const char *msg)
 {
-    http_respond_json(req, status ? status : http_status_for(code),
-                      json_pack("{s:s, s:s}", "error", error_code_name(code), "message", msg),
+    char text[64];
+    if (code == CHATD_ERR_INTERNAL)
+        msg = error_internal_text(msg, req->path, text, sizeof text);
+    http_respond_json(req, status ? status : error_http_status(code),
+                      json_pack("{s:s, s:s}", "error", error_code_name(code), "message",
+                                msg ? msg : error_code_name(code)),
                       NULL);
 }

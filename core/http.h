@@ -15,8 +15,6 @@
 struct conn;
 struct session;
 
-#define HTTP_MAX_HEADERS 64
-
 struct http_header {
     char *name;
     char *value;
@@ -28,8 +26,8 @@ struct chatd_http {
     char *url;                  /* as received */
     char *path;                 /* decoded path, no query */
     char *query;                /* raw query string or NULL */
-    struct http_header headers[HTTP_MAX_HEADERS];
-    int n_headers;
+    struct http_header *headers; /* n_headers of them, at most http.max_headers */
+    int n_headers, cap_headers;
     char *body;                 /* NUL-terminated */
     size_t body_len, body_cap;
     int keep_alive;
@@ -65,13 +63,10 @@ void http_respond(struct chatd_http *req, int status, const char *content_type,
                   const void *body, size_t len, const char *extra_headers);
 /* Respond with a JSON body (taken) or none. */
 void http_respond_json(struct chatd_http *req, int status, json_t *body, const char *extra);
-/* Respond {"error": code, "message": msg} with the status for code. */
+/* Respond {"error": code, "message": msg} with status (0: the one of code);
+ * an INTERNAL error's message is replaced by a logged reference. */
 void http_respond_error(struct chatd_http *req, chatd_error_code code, int status,
                         const char *msg);
-/* Status that goes with an error code (400, 401, ...). */
-int http_status_for(chatd_error_code code);
-/* Wire name of an error code ("BAD_REQUEST"). */
-const char *error_code_name(chatd_error_code code);
 /* Free a request that will not be answered. */
 void http_request_free(struct chatd_http *req);
 

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "errors.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -346,18 +347,28 @@ void router_handle(struct conn *c, struct chatd_http *req)
     (void)c;
     apply_forwarded(req);
     struct route *match = NULL;
-    int path_known = 0;
+    /* HEAD is answered as GET would be, without the body (http_respond drops it). */
+    int method = req->method == HTTP_HEAD ? HTTP_GET : req->method;
+    char allow[128] = "";
     for (size_t i = 0; i < rt.n && !match; i++) {
         if (strcmp(rt.routes[i].path, req->path) != 0)
             continue;
-        path_known = 1;
-        if (rt.routes[i].method == req->method)
+        if (rt.routes[i].method == method)
             match = &rt.routes[i];
+        else
+            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s",
+                     allow[0] ? ", " : "Allow: ", http_method_name(rt.routes[i].method));
     }
     if (!match) {
-        if (path_known)
-            http_respond_error(req, CHATD_ERR_BAD_REQUEST, 405, "method not allowed");
-        else if (rt.s->web_root[0] && req->method == HTTP_GET)
+        if (allow[0]) {
+            if (strstr(allow, "GET"))
+                strncat(allow, ", HEAD", sizeof allow - strlen(allow) - 1);
+            strncat(allow, "\r\n", sizeof allow - strlen(allow) - 1);
+            http_respond_json(req, 405,
+                              json_pack("{s:s, s:s}", "error", error_code_name(CHATD_ERR_BAD_REQUEST), "message",
+                                        "method not allowed"),
+                              allow);
+        } else if (rt.s->web_root[0] && method == HTTP_GET)
             serve_static(req);
         else
             http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "not found");

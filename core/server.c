@@ -372,8 +372,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     event_add(srv.accept_resume, &one_second);
 }
 
-/* Every sweep period: ping quiet WebSockets, close dead ones, end expired
- * sessions. The period is a quarter of the shorter of ws.ping_interval and
+/* Every sweep period: ping quiet WebSockets, close dead ones. The period is a quarter of the shorter of ws.ping_interval and
  * ws.idle_timeout (100 ms to 1 s), so a client that answers pings is never
  * taken for idle because a tick came late. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -400,7 +399,6 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
             ws_ping_if_due(c, now, ping_ms);
         }
     }
-    session_sweep();
 }
 
 static int parse_listen(const char *spec, struct sockaddr_storage *ss, int *len)

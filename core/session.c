@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -30,13 +31,17 @@ struct session {
     int64_t expires_s;   /* wall clock */
     int64_t persisted_s; /* expiry as last written to the store */
     struct conn *conns;  /* WebSockets opened with this session */
+    struct session *live_prev, *live_next; /* sessions with WebSockets (ss.live) */
+    int rechecking;      /* expired here: asking the shared store whether it lives on */
 };
 
 static struct {
     const struct settings *s;
     const struct session_store *store;
     hmap *by_key;   /* token hash hex -> session */
-    int64_t last_sweep_s;
+    struct session *live; /* the sessions that have WebSockets */
+    struct event *sweep;
+    int64_t last_purge_s;
 } ss;
 
 static int64_t now_s(void)
@@ -62,6 +67,26 @@ static int token_well_formed(const char *t)
             return 0;
     }
     return n == SESSION_TOKEN_LEN;
+}
+
+static void live_link(struct session *s)
+{
+    s->live_prev = NULL;
+    s->live_next = ss.live;
+    if (ss.live)
+        ss.live->live_prev = s;
+    ss.live = s;
+}
+
+static void live_unlink(struct session *s)
+{
+    if (s->live_prev)
+        s->live_prev->live_next = s->live_next;
+    else if (ss.live == s)
+        ss.live = s->live_next;
+    if (s->live_next)
+        s->live_next->live_prev = s->live_prev;
+    s->live_prev = s->live_next = NULL;
 }
 
 static void session_free(struct session *s)
@@ -98,12 +123,19 @@ static void add_loaded(const char *key, int64_t uid, const char *name, int64_t e
         log_warn("out of memory loading sessions");
 }
 
-int session_init(const struct settings *s, struct store_backend *b)
+static void on_sweep(evutil_socket_t fd, short what, void *arg);
+
+int session_init(struct event_base *base, const struct settings *s, struct store_backend *b)
 {
     ss.s = s;
-    ss.last_sweep_s = now_s();
-    if (!(ss.by_key = hmap_new(1)))
+    ss.last_purge_s = now_s();
+    if (!(ss.by_key = hmap_new(1)) ||
+        !(ss.sweep = event_new(base, -1, EV_PERSIST, on_sweep, NULL)))
         return CHATD_ENOMEM;
+    /* Sessions with WebSockets are checked every second: a session's end by
+     * its TTL closes them (4001) as a logout does. */
+    struct timeval second = {1, 0};
+    event_add(ss.sweep, &second);
     int rc;
     if (strcmp(s->session_backend, "redis") == 0) {
         ss.store = &session_redis;
@@ -125,6 +157,8 @@ void session_free_all(void)
         while (hmap_iter(ss.by_key, &pos, NULL, NULL, &v))
             session_free(v);
     hmap_free(ss.by_key);
+    if (ss.sweep)
+        event_free(ss.sweep);
     memset(&ss, 0, sizeof ss);
 }
 
@@ -133,6 +167,11 @@ void session_free_all(void)
 int session_expired(const struct session *s)
 {
     return now_s() >= s->expires_s;
+}
+
+int session_live_at(const struct session *s, int64_t now)
+{
+    return s && now < s->expires_s;
 }
 
 struct session *session_find_key(const char *key)
@@ -251,6 +290,7 @@ static void forget(struct session *s)
         if (s->conns == c)
             session_detach(c);
     }
+    live_unlink(s);
     hmap_del_str(ss.by_key, s->key);
     session_free(s);
 }
@@ -336,6 +376,8 @@ void session_attach(struct conn *c, struct session *s)
     c->s_next = s->conns;
     if (s->conns)
         s->conns->s_prev = c;
+    else
+        live_link(s);
     s->conns = c;
     if (presence_add(c) < 0)
         log_warn("conn %llu: out of memory indexing the user", (unsigned long long)c->id);
@@ -356,6 +398,8 @@ void session_detach(struct conn *c)
         s->conns = c->s_next;
     if (c->s_next)
         c->s_next->s_prev = c->s_prev;
+    if (!s->conns)
+        live_unlink(s);
     int64_t user_id = c->user_id;
     presence_remove(c);
     c->session = NULL;
@@ -366,28 +410,89 @@ void session_detach(struct conn *c)
     plugins_emit(&ev);
 }
 
-/* Once a minute: end expired sessions here, purge them from the store. */
-void session_sweep(void)
+/* The shared store's answer for a session that expired here: it lives on
+ * (touched on another node) or it ends. */
+static void rechecked(void *arg, int status, int64_t uid, const char *name, int64_t exp)
 {
-    int64_t now = now_s();
-    if (now - ss.last_sweep_s < 60)
+    (void)name;
+    char *key = arg;
+    struct session *s = hmap_get_str(ss.by_key, key);
+    free(key);
+    if (!s)
         return;
-    ss.last_sweep_s = now;
-    struct session **expired = NULL;
-    size_t n = 0, pos = 0;
-    void *v;
-    while (hmap_iter(ss.by_key, &pos, NULL, NULL, &v)) {
-        struct session *s = v;
-        if (now < s->expires_s)
-            continue;
-        struct session **ne = realloc(expired, (n + 1) * sizeof *ne);
-        if (!ne)
-            break;
-        expired = ne;
-        expired[n++] = s;
+    s->rechecking = 0;
+    if (status == 0 && uid == s->user_id && exp > now_s()) {
+        s->expires_s = s->persisted_s = exp;
+        return;
     }
-    for (size_t i = 0; i < n; i++)
-        forget(expired[i]);
-    free(expired);
-    ss.store->purge(now);
+    forget(s); /* ended, or the store cannot say: the expiry known here stands */
+}
+
+/* Keys of the sessions (of those with WebSockets) whose TTL ran out; the
+ * caller frees the array and its strings. Keys, not pointers: ending one
+ * session runs plugin callbacks that may end others. */
+static char **expired_keys(int64_t now, size_t *n_out)
+{
+    char **keys = NULL;
+    size_t n = 0;
+    for (struct session *s = ss.live; s; s = s->live_next) {
+        if (now < s->expires_s || s->rechecking)
+            continue;
+        char **nk = realloc(keys, (n + 1) * sizeof *nk);
+        if (!nk || !(nk[n] = strdup(s->key))) {
+            keys = nk ? nk : keys;
+            break;
+        }
+        keys = nk;
+        n++;
+    }
+    *n_out = n;
+    return keys;
+}
+
+static int drop_if_expired(uint64_t id, const char *key, void *value, void *arg)
+{
+    struct session *s = value;
+    (void)id, (void)key;
+    if (s->conns || *(int64_t *)arg < s->expires_s)
+        return 0;
+    session_free(s);
+    return 1;
+}
+
+/* Every second: end the sessions with WebSockets whose TTL ran out (asking
+ * the shared store first, where another node may have refreshed them); once
+ * a minute, purge expired sessions from the store. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    int64_t now = now_s();
+    size_t n = 0;
+    char **keys = expired_keys(now, &n);
+    for (size_t i = 0; i < n; i++) {
+        struct session *s = hmap_get_str(ss.by_key, keys[i]);
+        char *copy = s && ss.store->lookup ? strdup(keys[i]) : NULL;
+        if (copy) {
+            s->rechecking = 1;
+            if (ss.store->lookup(keys[i], rechecked, copy) == 0) {
+                free(keys[i]);
+                continue;
+            }
+            s = hmap_get_str(ss.by_key, keys[i]); /* the store failed at once */
+            free(copy);
+        }
+        if (s) {
+            metrics_count("sessions_expired", 1);
+            forget(s);
+        }
+        free(keys[i]);
+    }
+    free(keys);
+    if (now - ss.last_purge_s >= 60) {
+        /* Sessions without WebSockets are forgotten here once expired (a
+         * lookup of one forgets it sooner). */
+        ss.last_purge_s = now;
+        hmap_sweep(ss.by_key, drop_if_expired, &now);
+        ss.store->purge(now);
+    }
 }

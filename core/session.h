@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 struct conn;
+struct event_base;
 struct settings;
 struct store_backend;
 struct session;
@@ -17,7 +18,7 @@ struct session;
 
 /* Load the live sessions of the SQL store, or subscribe to the other nodes'
  * session events when session.backend is "redis". Start-up. */
-int session_init(const struct settings *s, struct store_backend *b);
+int session_init(struct event_base *base, const struct settings *s, struct store_backend *b);
 void session_free_all(void);
 
 /* Find the live session of a token: cb(session or NULL, status, arg), where
@@ -40,6 +41,9 @@ void session_end_user(int64_t user_id);
 void session_touch(struct session *s);
 /* Whether the session's TTL ran out. */
 int session_expired(const struct session *s);
+/* Whether s (may be NULL) is live at wall-clock second now: cheap, for a
+ * check per recipient of a delivery. */
+int session_live_at(const struct session *s, int64_t now);
 int64_t session_user_id(const struct session *s);
 const char *session_username(const struct session *s);
 int64_t session_ttl(void);
@@ -49,8 +53,5 @@ size_t session_count(void);
 void session_attach(struct conn *c, struct session *s);
 /* Untie it (idempotent); emits CONN_CLOSED. */
 void session_detach(struct conn *c);
-
-/* Periodic: end expired sessions, purge them from the store. */
-void session_sweep(void);
 
 #endif

@@ -25,6 +25,9 @@ static const char *problem_of(struct chjob *j, int status, char *buf, size_t len
                                                 : "no such channel");
         return buf;
     case CHATD_EFORBIDDEN:
+        if (j->is_direct)
+            return j->op == OP_JOIN ? "a direct channel cannot be joined"
+                                    : "a direct channel has no invite code";
         if (j->op == OP_CREATE)
             snprintf(buf, len, "'%s' is not an accepted connection of yours", j->bad_name);
         else

@@ -33,6 +33,7 @@ struct chjob {
     size_t n_people;
     char bad_name[UTIL_NAME_MAX]; /* create: the participant that failed */
     int existing;                /* create: an existing direct channel was returned */
+    int is_direct;               /* fetch-code, join: refused, the channel is direct */
     struct util_member info;     /* enter */
     json_t *list;                /* list result */
 };

@@ -141,14 +141,20 @@ static int run_fetch_code(struct chjob *j, chatd_db *db)
     int rc = util_channel_member(h, db, j->channel_id, j->me, 0, NULL);
     if (rc < 0)
         return rc;
-    chatd_stmt *st = util_bind(h, db, "SELECT invite_code FROM channel WHERE id = ?", "i",
+    chatd_stmt *st = util_bind(h, db, "SELECT invite_code, kind FROM channel WHERE id = ?", "i",
                                j->channel_id);
     if (!st)
         return CHATD_EINTERNAL;
     rc = h->db_step(st);
-    if (rc == CHATD_ROW)
+    if (rc == CHATD_ROW) {
         snprintf(j->code, sizeof j->code, "%s", h->db_column_text(st, 0, NULL));
+        j->is_direct = strcmp(h->db_column_text(st, 1, NULL), "DIRECT") == 0;
+    }
     h->db_reset(st);
+    if (rc == CHATD_ROW && j->is_direct) {
+        j->code[0] = '\0';
+        return CHATD_EFORBIDDEN; /* a direct channel has its two members and no code */
+    }
     return rc == CHATD_ROW ? 0 : rc == CHATD_DONE ? CHATD_ENOTFOUND : rc;
 }
 
@@ -156,7 +162,8 @@ static int run_join(struct chjob *j, chatd_db *db)
 {
     const chatd_host *h = j->cp->host;
     char sql[160];
-    snprintf(sql, sizeof sql, "SELECT id, title, head_count FROM channel WHERE invite_code = ?%s",
+    snprintf(sql, sizeof sql,
+             "SELECT id, title, head_count, kind FROM channel WHERE invite_code = ?%s",
              util_for_update(h, db));
     chatd_stmt *st = util_bind(h, db, sql, "s", j->code);
     if (!st)
@@ -167,10 +174,13 @@ static int run_join(struct chjob *j, chatd_db *db)
         j->channel_id = h->db_column_int(st, 0);
         rc = set_title(j, h->db_column_text(st, 1, NULL)) < 0 ? CHATD_ENOMEM : CHATD_ROW;
         heads = h->db_column_int(st, 2);
+        j->is_direct = strcmp(h->db_column_text(st, 3, NULL), "DIRECT") == 0;
     }
     h->db_reset(st);
     if (rc != CHATD_ROW)
         return rc == CHATD_DONE ? CHATD_ENOTFOUND : rc;
+    if (j->is_direct)
+        return CHATD_EFORBIDDEN; /* exactly its two members, ever */
     rc = util_channel_member(h, db, j->channel_id, j->me, 0, NULL);
     if (rc == 0)
         return CHATD_ECONFLICT;

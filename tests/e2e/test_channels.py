@@ -3,6 +3,7 @@
 
 import asyncio
 import os
+import sqlite3
 import sys
 import unittest
 
@@ -25,6 +26,7 @@ LIST = "FETCH_CHANNELS_LIST_REQUEST"
 ENTER = "ENTER_REQUEST"
 LEAVE = "LEAVE_REQUEST"
 QUIT = "QUIT_REQUEST"
+FETCH_MESSAGES = "FETCH_MESSAGES_REQUEST"
 
 ENTRY_KEYS = {"channelId", "title", "headCount", "lastMessageSequence", "unreadCount"}
 BAD_CHANNEL_IDS = ["x", "1", -1, 0, 1.5, True, None, [1], {}, {"id": "x"}, {"id": -1},
@@ -256,6 +258,34 @@ class InviteCodeAndJoinTests(ChannelCase):
             with self.subTest(channelId=bad):
                 await self.assertRequestFails(cc, CODE, {"channelId": bad}, "BAD_REQUEST")
         await self.assertRequestFails(cc, CODE, {}, "BAD_REQUEST")
+
+    @async_test
+    async def test_direct_channel_has_no_invite_code_and_cannot_be_joined(self):
+        """A direct channel has exactly its two members: a third user who came by
+        its code would read the whole history."""
+        creator, cc, (p,) = await self.friends_with_sockets(1)
+        cid = await self.create_direct(cc, p)
+        cp = await self.connect(p)
+        for c in (cc, cp):
+            resp = await self.assertRequestFails(c, CODE, {"channelId": chan(cid)}, "FORBIDDEN")
+            self.assertIn("direct", resp["message"])
+            self.assertNotIn("inviteCode", resp)
+        await self.write(cc, cid, "between the two of us")
+        # the store still holds a code (the column is NOT NULL); it opens nothing
+        db = os.path.join(self.server.data_dir, "chatd.db")
+        if os.path.exists(db):
+            with sqlite3.connect(db) as conn:
+                (code,) = conn.execute("SELECT invite_code FROM channel WHERE id = ?",
+                                       (cid,)).fetchone()
+            third = await self.connect(self.user("thd"))
+            resp = await self.assertRequestFails(third, JOIN, {"inviteCode": code}, "FORBIDDEN")
+            self.assertIn("direct", resp["message"])
+            self.assertEqual(await self.channel_list(third), [])
+            await self.assertRequestFails(third, FETCH_MESSAGES, {"channelId": chan(cid)},
+                                          "FORBIDDEN")
+        self.assertEqual((await self.channel_entry(cc, cid))["headCount"], 2)
+        again = await cc.request(CREATE, {"title": "again", "participantUsername": p.username})
+        self.assertEqual(self.cid_of(again), cid)
 
     @async_test
     async def test_join_by_code_adds_a_member(self):

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """End-to-end tests of chatd's HTTP surface: auth endpoints, health, metrics, limits."""
 
+import json
 import os
+import shutil
+import tempfile
 import re
 import sys
 import unittest
@@ -532,6 +535,99 @@ class SmallLimitsTests(ServerTestCase):
         self.assertEqual((resp.status, error_code(resp.json())), (431, "LIMIT_EXCEEDED"), resp)
         self.assertServerUp()
 
+
+
+class HeadTests(ServerTestCase):
+    """HEAD is GET without the body (RFC 9110 9.3.2), errors included, so a
+    keep-alive connection stays framed: load balancers probe HEAD /healthz."""
+    server_sets = [RELAXED_ADDR_LIMIT]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.web_root = tempfile.mkdtemp(prefix="chatd-head-")
+        with open(os.path.join(cls.web_root, "hello.txt"), "w") as f:
+            f.write("hello, head\n")
+        cls.server_sets = cls.server_sets + ['http.web_root="%s"' % cls.web_root]
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.web_root, ignore_errors=True)
+
+    def exchange(self, *requests):
+        """Send the requests on one keep-alive connection; parse every answer,
+        reading a body only where the request was not HEAD."""
+        conn = self.server.connection()
+        out = []
+        try:
+            for method, path in requests:
+                conn.request(method, path)
+                resp = conn.getresponse()
+                out.append((resp.status, resp.headers, resp.read()))
+        finally:
+            conn.close()
+        return out
+
+    def test_head_answers_as_get_without_a_body(self):
+        for path in ("/healthz", "/metrics", "/hello.txt"):
+            with self.subTest(path=path):
+                (gs, gh, gbody), (hs, hh, hbody), (after, _, abody) = self.exchange(
+                    ("GET", path), ("HEAD", path), ("GET", "/healthz"))
+                self.assertEqual((gs, hs), (200, 200))
+                self.assertEqual(hbody, b"")
+                self.assertEqual(hh.get("Content-Type"), gh.get("Content-Type"))
+                if path != "/metrics":  # the metrics text changes between the two requests
+                    self.assertEqual(hh.get("Content-Length"), str(len(gbody)))
+                # the next answer on the connection is framed right
+                self.assertEqual((after, json.loads(abody)), (200, {"status": "ok"}))
+
+    def test_head_errors_have_no_body(self):
+        for path, status in (("/nope", 404), (LOGIN, 405), ("/no-such-file.txt", 404)):
+            with self.subTest(path=path):
+                data, _ = raw_exchange(self.server.port,
+                                       b"HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n"
+                                       b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                       b"Connection: close\r\n\r\n" % path.encode())
+                head, sep, rest = data.partition(b"\r\n\r\n")
+                self.assertTrue(head.startswith(b"HTTP/1.1 %d" % status), data[:200])
+                # the body of the HEAD answer would sit before the next status line
+                self.assertTrue(rest.startswith(b"HTTP/1.1 200"), data[:400])
+
+    def test_405_names_the_allowed_methods(self):
+        status, headers, _ = self.server.request("GET", LOGIN)
+        self.assertEqual(status, 405)
+        self.assertEqual(headers.get("Allow"), "POST")
+        status, headers, _ = self.server.request("POST", "/healthz")
+        self.assertEqual(status, 405)
+        self.assertEqual(headers.get("Allow"), "GET, HEAD")
+
+
+class HeaderCountTests(ServerTestCase):
+    server_sets = [RELAXED_ADDR_LIMIT, "http.max_headers=10"]
+
+    def test_header_lines_past_max_headers_are_431(self):
+        def request(n):
+            filler = b"".join(b"X-H%d: v\r\n" % i for i in range(n))
+            data, _ = raw_exchange(self.server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" +
+                                   filler + b"Connection: close\r\n\r\n")
+            return parse_http_response(data)
+        ok = request(8)  # 8 + Host + Connection = 10
+        self.assertEqual(ok.status, 200, ok)
+        over = request(9)
+        self.assertEqual((over.status, error_code(over.json())), (431, "LIMIT_EXCEEDED"), over)
+        self.assertIn("http.max_headers", over.json()["message"])
+
+
+class ManyHeadersTests(ServerTestCase):
+    server_sets = [RELAXED_ADDR_LIMIT, "http.max_headers=200"]
+
+    def test_more_than_64_headers_when_allowed(self):
+        filler = b"".join(b"X-H%d: v\r\n" % i for i in range(100))
+        data, _ = raw_exchange(self.server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" +
+                               filler + b"Connection: close\r\n\r\n")
+        resp = parse_http_response(data)
+        self.assertEqual(resp.status, 200, resp)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

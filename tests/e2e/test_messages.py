@@ -4,12 +4,15 @@
 import asyncio
 import datetime
 import http.client
+import json
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from harness import connection_closed_types  # noqa: E402
 from domain import (  # noqa: E402
     CREATED_AT_RE,
     UNKNOWN_CHANNEL,
@@ -419,6 +422,49 @@ class ReadAckTests(MessageCase):
         entry = await self.channel_entry(cm, cid)
         self.assertEqual(entry["unreadCount"], 1, entry)
 
+
+
+class ExpiredSessionTests(MessageCase):
+    """A session ended by its TTL gets no delivery, even while it waits for the
+    sweep that closes its sockets."""
+    server_sets = MessageCase.server_sets + ["session.ttl=3"]
+
+    @async_test
+    async def test_no_delivery_after_the_session_expired(self):
+        writer, member = self.user("w"), self.user("m")
+        cid = await self.channel_with(writer, member)
+        # fresh sessions: the setup above used part of the first ones' TTL
+        cw = await self.connect(writer, self.server.login(writer.username))
+        token = self.server.login(member.username)
+        logged_in = time.time()
+        cm = await self.connect(member, token)
+        await self.enter(cm, cid)
+        got, closed_at = [], None
+        deadline = time.monotonic() + 6.0
+        n = 0
+        while time.monotonic() < deadline and closed_at is None:
+            await cw.send({"type": "KEEP_ALIVE"})
+            await cw.send({"type": WRITE, "channelId": chan(cid), "content": "tick %d" % n,
+                           "requestId": "t%d" % n})
+            n += 1
+            try:
+                while True:
+                    raw = await asyncio.wait_for(cm.ws.recv(), 0.1)
+                    got.append((time.time(), json.loads(raw)))
+            except asyncio.TimeoutError:
+                pass
+            except connection_closed_types():
+                closed_at = time.time()
+        self.assertIsNotNone(closed_at, "the expired session's socket was never closed")
+        self.assertEqual(cm.ws.close_code, 4001)
+        self.assertLess(closed_at - logged_in, 5.0)
+        notes = [(t, m) for t, m in got if m.get("type") == "NOTIFY_MESSAGE"]
+        self.assertTrue(notes, "nothing was delivered while the session lived")
+        for t, m in notes:
+            created = parse_created_at(m["createdAt"]).timestamp()
+            self.assertLess(created, logged_in + 3.05,
+                            "delivered %r written %.2f s after the login (TTL 3 s)"
+                            % (m["content"], created - logged_in))
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -236,6 +236,50 @@ class WsMessageTests(WsTestCase):
         await self.assertErrorFrame(ws, '{"type":7,"requestId":"m2"}', request_id="m2")
 
     @async_test
+    async def test_json_that_jansson_cannot_hold_keeps_its_request_id(self):
+        """Valid JSON (RFC 8259) with values a parser may refuse still gets an
+        ERROR the client can match: requestId and messageType, and the field."""
+        ws = await self.connect(self.user.token)
+        cases = [
+            ('"content":"\\ud83d"', "content"),          # a browser cutting an emoji in two
+            ('"content":"a\\udc00b"', "content"),         # a lone low surrogate
+            ('"content":"a\\u0000b"', "content"),         # NUL
+            ('"limit":99999999999999999999', "limit"),      # beyond int64
+            ('"limit":-99999999999999999999', "limit"),
+            ('"limit":1e309', "limit"),                      # beyond a double
+            ('"x":{"y":[1,"\\ud800"]}', "x.y[1]"),          # nested
+        ]
+        for i, (field, where) in enumerate(cases):
+            with self.subTest(field=field):
+                text = '{"type":"WRITE_MESSAGE","requestId":"j%d",%s}' % (i, field)
+                resp = await self.assertErrorFrame(ws, text, "BAD_REQUEST",
+                                                   message_type="WRITE_MESSAGE",
+                                                   request_id="j%d" % i)
+                self.assertIn("'%s'" % where, resp["message"])
+        # the fields may come in any order, and the id after the fault
+        resp = await self.assertErrorFrame(
+            ws, '{"content":"\\ud83d","requestId":"late","type":"WRITE_MESSAGE"}',
+            "BAD_REQUEST", message_type="WRITE_MESSAGE", request_id="late")
+        # a pair is a character, not a fault
+        await self.assertInviteCode(ws, self.user, "\U0001F600")
+        await ws_send(ws, '{"type":"%s","requestId":"\\ud83d\\ude00"}' % INVITE_REQ)
+        resp = await ws_recv(ws)
+        self.assertEqual((resp.get("type"), resp.get("requestId")), (INVITE_RESP, "\U0001F600"))
+        # a key given twice is JSON too
+        resp = await self.assertErrorFrame(ws, '{"type":"%s","requestId":"d","a":1,"a":2}'
+                                           % INVITE_REQ, "BAD_REQUEST",
+                                           message_type=INVITE_REQ, request_id="d")
+        await self.assertInviteCode(ws, self.user)
+
+    @async_test
+    async def test_malformed_json_keeps_what_it_could_read(self):
+        ws = await self.connect(self.user.token)
+        resp = await self.assertErrorFrame(ws, '{"type":"X","requestId":"m9","a":}',
+                                           "BAD_REQUEST", message_type="X", request_id="m9")
+        self.assertIn("malformed JSON", resp["message"])
+        await self.assertInviteCode(ws, self.user)
+
+    @async_test
     async def test_unknown_type(self):
         ws = await self.connect(self.user.token)
         resp = await self.assertErrorFrame(ws, {"type": "NO_SUCH", "requestId": "x"},
@@ -507,6 +551,23 @@ class WsSessionTtlTests(WsTestCase):
         status, _, body = self.server.logout(user.token)
         self.assertEqual((status, error_code(body)), (401, "UNAUTHORIZED"))
         self.assertEqual(await ws_handshake_status(self.server, user.token, "query"), 401)
+
+
+    @async_test
+    async def test_expired_session_closes_silent_sockets(self):
+        """The end of a session by its TTL closes its WebSockets with 4001, as a
+        logout does, without the client sending anything (on every node)."""
+        user = self.server.new_user("exs")
+        logged_in = time.monotonic()
+        socks = [await self.connect(user.token, how) for how in ("query", "bearer", "cookie")]
+        for ws in socks:
+            await self.assertInviteCode(ws, user)
+        for ws in socks:
+            # TTL 3 s from the login (whole seconds), then one sweep (1 s)
+            await self.assertClosedWith(ws, CLOSE_SESSION_ENDED,
+                                        timeout=max(0.5, logged_in + 5.5 - time.monotonic()))
+        self.assertLess(time.monotonic() - logged_in, 5.5)
+        self.assertGreater(time.monotonic() - logged_in, 1.9, "closed before its TTL")
 
 
 class WsServerPingTests(WsTestCase):

@@ -595,7 +595,7 @@ void world_init(int what)
     struct store_backend *sessions = NULL;
     if ((strcmp(W.s.session_backend, "redis") != 0 &&
          !(sessions = store_backend_open(W.s.session_backend, err, sizeof err))) ||
-        session_init(&W.s, sessions) < 0)
+        session_init(W.base, &W.s, sessions) < 0)
         die("session store: %s", err[0] ? err : "cannot load sessions");
     if (plugins_load_all(&W.s, err, sizeof err) < 0)
         die("%s", err);

@@ -4,6 +4,7 @@
  *   PROBE_DECLINE              declined, so the next handler (or "unknown type") answers
  *   PROBE_SILENT               answered with nothing (CHATD_OK, no reply)
  *   PROBE_CPU {"n"}            a CPU job computes the sum 1..n on a worker
+ *   POST /probe/internal       answered 500 INTERNAL (the core adds the reference)
  * and it counts CONN_OPENED / CONN_CLOSED / USER_REGISTERED events, which
  * PROBE_EVENTS reports.
  */
@@ -129,6 +130,13 @@ static void on_event(const chatd_event *ev, void *state)
         pr->registered++;
 }
 
+static int on_http_internal(chatd_http *req, void *state)
+{
+    struct probe *pr = state;
+    pr->host->http_error(req, CHATD_ERR_INTERNAL, "probe detail for the log");
+    return CHATD_OK;
+}
+
 static int probe_init(chatd_plugin *p, const chatd_host *host, const json_t *config, void **state)
 {
     (void)config;
@@ -144,6 +152,7 @@ static int probe_init(chatd_plugin *p, const chatd_host *host, const json_t *con
         host->on_message(p, "PROBE_CPU", on_cpu) < 0 ||
         host->on_message(p, "PROBE_EVENTS", on_events) < 0 ||
         host->on_message(p, "ECHO_REQUEST", on_decline) < 0 ||
+        host->http_route(p, "POST", "/probe/internal", 0, on_http_internal) < 0 ||
         host->on_event(p, CHATD_EVENT_CONN_OPENED, on_event) < 0 ||
         host->on_event(p, CHATD_EVENT_CONN_CLOSED, on_event) < 0 ||
         host->on_event(p, CHATD_EVENT_USER_REGISTERED, on_event) < 0)

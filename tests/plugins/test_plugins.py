@@ -5,6 +5,7 @@ and of a missing file, and the configuration checks of start-up."""
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -209,6 +210,14 @@ class TestPluginTests(unittest.TestCase):
             self.assertEqual(resp, {"type": "PROBE_CPU_RESPONSE", "sum": 100000 * 100001 // 2})
             await ws.close()
         run(go())
+
+    def test_http_internal_error_carries_its_reference(self):
+        status, _, body = self.srv.request("POST", "/probe/internal")
+        self.assertEqual((status, body.get("error")), (500, "INTERNAL"), body)
+        m = re.fullmatch(r"internal error \(ref ([0-9a-f]{8})\)", body.get("message", ""))
+        self.assertIsNotNone(m, body)
+        self.assertNotIn("probe detail", body["message"])
+        self.assertIn("ref %s: probe detail for the log" % m.group(1), self.srv.log_text())
 
     def test_events_reach_plugins(self):
         async def events(user):

@@ -420,6 +420,41 @@ static void test_collect_then_delete(void **state)
     hmap_free(m);
 }
 
+static int drop_odd(uint64_t id, const char *str, void *value, void *arg)
+{
+    (void)str, (void)value;
+    int *seen = arg;
+    seen[id]++;
+    return id % 2 == 1;
+}
+
+/* hmap_sweep sees every entry once while deleting, whatever the probe runs:
+ * many keys on few slots make long runs that wrap around the table. */
+static void test_sweep_deletes_while_walking(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    for (int round = 0; round < 20; round++) {
+        hmap *m = hmap_new(0);
+        static int seen[N];
+        memset(seen, 0, sizeof seen);
+        int n = 10 + round * 149;
+        for (int i = 0; i < n; i++)
+            assert_int_equal(hmap_put_id(m, (uint64_t)i, (void *)(intptr_t)(i + 1)), 0);
+        size_t removed = hmap_sweep(m, drop_odd, seen);
+        assert_int_equal(removed, (size_t)(n / 2));
+        assert_int_equal(hmap_count(m), (size_t)(n - n / 2));
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(seen[i], 1);
+            if (i % 2)
+                assert_null(hmap_get_id(m, (uint64_t)i));
+            else
+                assert_ptr_equal(hmap_get_id(m, (uint64_t)i), (void *)(intptr_t)(i + 1));
+        }
+        hmap_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -435,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_iterate_ids),
         cmocka_unit_test(test_iterate_strings),
         cmocka_unit_test(test_collect_then_delete),
+        cmocka_unit_test(test_sweep_deletes_while_walking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

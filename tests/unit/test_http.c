@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "errors.h"
 #include "http.h"
 
 /* Look key up with a roomy buffer; the result is either NULL or buf. */
@@ -128,7 +129,7 @@ static void test_error_codes(void **state)
     for (size_t i = 0; i < n; i++) {
         assert_non_null(error_code_name(table[i].code));
         assert_string_equal(error_code_name(table[i].code), table[i].name);
-        assert_int_equal(http_status_for(table[i].code), table[i].status);
+        assert_int_equal(error_http_status(table[i].code), table[i].status);
     }
 }
 
