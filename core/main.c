@@ -9,17 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app.h"
+#include "clock.h"
 #include "config.h"
-#include "bus.h"
-#include "dispatch.h"
 #include "log.h"
-#include "metrics.h"
-#include "plugins.h"
-#include "presence.h"
-#include "redis.h"
-#include "router.h"
-#include "server.h"
-#include "session.h"
 #include "store.h"
 
 #ifndef CHATD_VERSION
@@ -73,19 +66,11 @@ static char *string_override(const char *path, const char *value)
     return o;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* While draining: stop once the queues are empty and the sockets closed, or at the deadline. */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
-    if ((store_in_flight() == 0 && server_connection_count() == 0) ||
-        mono_ms() >= app.drain_deadline_ms) {
+    if (app_idle() || clock_now_ms() >= app.drain_deadline_ms) {
         if (store_in_flight() > 0)
             log_warn("shutdown: %ld jobs still queued at the deadline", store_in_flight());
         event_base_loopexit(app.base, NULL);
@@ -106,8 +91,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_info("shutting down: draining connections and queued writes");
-    server_drain();
-    app.drain_deadline_ms = mono_ms() + app.s.shutdown_timeout * 1000;
+    app_drain();
+    app.drain_deadline_ms = clock_now_ms() + app.s.shutdown_timeout * 1000;
     app.drain_timer = event_new(app.base, -1, EV_PERSIST, on_drain_tick, NULL);
     struct timeval tick = {0, 20000};
     event_add(app.drain_timer, &tick);
@@ -120,7 +105,23 @@ static int ensure_dir(const char *dir)
     return -1;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+struct args {
+    const char *conf;
+    char **overrides;
+    int n_over;
+    int check_only;
+};
+
+static void args_free(struct args *a)
+{
+    for (int i = 0; i < a->n_over; i++)
+        free(a->overrides[i]);
+    free(a->overrides);
+}
+
+/* Parse the command line into a: -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},   {"listen", required_argument, NULL, 'l'},
@@ -128,65 +129,68 @@ int main(int argc, char **argv)
         {"check-config", no_argument, NULL, 'k'},   {"version", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
-    const char *conf = NULL;
-    char **overrides = calloc((size_t)argc + 1, sizeof *overrides);
-    int n_over = 0, check_only = 0, rc = 1, opt;
     char *listen = NULL, *data_dir = NULL;
-    char err[1024] = "";
-    if (!overrides)
+    int opt;
+    if (!(a->overrides = calloc((size_t)argc + 1, sizeof *a->overrides)))
         return 1;
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': conf = optarg; break;
-        case 'l': free(listen); listen = string_override("server.listen", optarg); break;
-        case 'd': free(data_dir); data_dir = string_override("server.data_dir", optarg); break;
-        case 's': overrides[n_over++] = strdup(optarg); break;
-        case 'k': check_only = 1; break;
-        case 'v': printf("chatd %s (plugin ABI %d.%d)\n", CHATD_VERSION, CHATD_ABI_MAJOR, CHATD_ABI_MINOR); rc = 0; goto out_args;
-        case 'h': usage(stdout); rc = 0; goto out_args;
-        default: usage(stderr); rc = 2; goto out_args;
+        case 'c':
+            a->conf = optarg;
+            break;
+        case 'l':
+            free(listen);
+            listen = string_override("server.listen", optarg);
+            break;
+        case 'd':
+            free(data_dir);
+            data_dir = string_override("server.data_dir", optarg);
+            break;
+        case 's':
+            a->overrides[a->n_over++] = strdup(optarg);
+            break;
+        case 'k':
+            a->check_only = 1;
+            break;
+        case 'v':
+            printf("chatd %s (plugin ABI %d.%d)\n", CHATD_VERSION, CHATD_ABI_MAJOR,
+                   CHATD_ABI_MINOR);
+            free(listen), free(data_dir);
+            return 0;
+        case 'h':
+            usage(stdout);
+            free(listen), free(data_dir);
+            return 0;
+        default:
+            usage(stderr);
+            free(listen), free(data_dir);
+            return 2;
         }
     }
+    /* the shorthands come last: they win over --set of the same setting */
+    if (listen)
+        a->overrides[a->n_over++] = listen;
+    if (data_dir)
+        a->overrides[a->n_over++] = data_dir;
     if (optind < argc) {
         fprintf(stderr, "chatd: unexpected argument '%s'\n", argv[optind]);
-        rc = 2;
-        goto out_args;
+        return 2;
     }
-    if (listen)
-        overrides[n_over++] = listen, listen = NULL;
-    if (data_dir)
-        overrides[n_over++] = data_dir, data_dir = NULL;
-    if (!conf) {
+    if (!a->conf) {
         struct stat sb;
-        conf = stat(CHATD_DEFAULT_CONF, &sb) == 0 ? CHATD_DEFAULT_CONF : NULL;
+        a->conf = stat(CHATD_DEFAULT_CONF, &sb) == 0 ? CHATD_DEFAULT_CONF : NULL;
     }
-    if (config_load(conf, (const char *const *)overrides, n_over, &app.s, err, sizeof err) < 0) {
-        fprintf(stderr, "chatd: %s\n", err);
-        rc = 1;
-        goto out_args;
-    }
-    int level = log_level_parse(app.s.log_level);
-    if (level < 0) {
-        fprintf(stderr, "chatd: %s: setting 'log.level': '%s' is not error, warn, info or debug\n",
-                conf ? conf : "(defaults)", app.s.log_level);
-        goto out_config;
-    }
-    if (check_only) {
-        printf("%s: configuration is valid\n", conf ? conf : "(defaults)");
-        rc = 0;
-        goto out_config;
-    }
-    if (log_open(app.s.log_file, (chatd_log_level)level) < 0) {
-        fprintf(stderr, "chatd: cannot open log file %s: %s\n", app.s.log_file, strerror(errno));
-        goto out_config;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    /* A file past its size limit is a failed write (EFBIG), as a full disk is,
-     * not a reason to die. */
-    signal(SIGXFSZ, SIG_IGN);
+    return -1;
+}
+
+/* The loop, from start-up to a clean stop: the exit status. */
+static int serve(const char *conf)
+{
+    char err[1024] = "";
+    int rc = 1;
     if (ensure_dir(app.s.data_dir) < 0) {
         log_error("cannot create data directory %s: %s", app.s.data_dir, strerror(errno));
-        goto out_log;
+        return 1;
     }
     log_info("chatd %s starting (config %s, data %s)", CHATD_VERSION, conf ? conf : "(defaults)",
              app.s.data_dir);
@@ -201,73 +205,58 @@ int main(int argc, char **argv)
         event_config_free(ecfg);
     if (!app.base) {
         log_error("cannot create the event loop");
-        goto out_log;
+        return 1;
     }
-    struct store_backend *sessions_backend = NULL;
-    if (store_init(app.base, &app.s, chatd_sql_dir(&app.s)) < 0 || dispatch_init() < 0 ||
-        router_init(&app.s) < 0 || presence_init() < 0) {
-        log_error("start-up failed: out of memory");
-        goto out_base;
-    }
-    if (redis_init(app.base, &app.s) < 0 || bus_init(app.base, &app.s) < 0) {
-        log_error("start-up failed: out of memory");
-        goto out_store;
-    }
-    if ((strcmp(app.s.session_backend, "redis") != 0 &&
-         !(sessions_backend = store_backend_open(app.s.session_backend, err, sizeof err))) ||
-        session_init(app.base, &app.s, sessions_backend) < 0) {
-        log_error("session store: %s", err[0] ? err : "cannot load sessions");
-        goto out_store;
-    }
-    if (plugins_load_all(&app.s, err, sizeof err) < 0) {
+    if (app_start(app.base, &app.s, 1, err, sizeof err) < 0) {
         log_error("%s", err);
-        goto out_plugins;
+    } else {
+        struct event **sigs[] = {&app.sig_term, &app.sig_int, &app.sig_hup};
+        const int nums[] = {SIGTERM, SIGINT, SIGHUP};
+        for (int i = 0; i < 3; i++)
+            if ((*sigs[i] = evsignal_new(app.base, nums[i], on_signal, NULL)))
+                event_add(*sigs[i], NULL);
+        log_info("ready");
+        event_base_dispatch(app.base);
+        rc = 0;
+        log_info("stopped");
     }
-    if (server_start(app.base, &app.s) < 0)
-        goto out_plugins;
-    app.sig_term = evsignal_new(app.base, SIGTERM, on_signal, NULL);
-    app.sig_int = evsignal_new(app.base, SIGINT, on_signal, NULL);
-    app.sig_hup = evsignal_new(app.base, SIGHUP, on_signal, NULL);
-    event_add(app.sig_term, NULL);
-    event_add(app.sig_int, NULL);
-    event_add(app.sig_hup, NULL);
-    log_info("ready");
-    event_base_dispatch(app.base);
-    rc = 0;
-    log_info("stopped");
-out_plugins:
-out_store:
-    /* Completed jobs may still answer clients: stop the workers first, then
-     * close the sockets (plugins hear CONN_CLOSED), then unload the plugins. */
-    store_shutdown();
-    server_free();
-    plugins_unload_all();
-    bus_free();
-    redis_free();
-    session_free_all();
-    presence_free();
-    router_free();
-    dispatch_free();
-    metrics_free();
-    if (app.sig_term)
-        event_free(app.sig_term);
-    if (app.sig_int)
-        event_free(app.sig_int);
-    if (app.sig_hup)
-        event_free(app.sig_hup);
-    if (app.drain_timer)
-        event_free(app.drain_timer);
-out_base:
+    app_stop();
+    struct event *events[] = {app.sig_term, app.sig_int, app.sig_hup, app.drain_timer};
+    for (int i = 0; i < 4; i++)
+        if (events[i])
+            event_free(events[i]);
     event_base_free(app.base);
-out_log:
-    log_close();
-out_config:
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = {0};
+    char err[1024] = "";
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        goto out;
+    rc = 1;
+    if (config_load(a.conf, (const char *const *)a.overrides, a.n_over, &app.s, err, sizeof err) <
+        0) {
+        fprintf(stderr, "chatd: %s\n", err);
+        goto out;
+    }
+    if (a.check_only) {
+        printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");
+        rc = 0;
+    } else if (log_open(app.s.log_file, (chatd_log_level)log_level_parse(app.s.log_level)) < 0) {
+        fprintf(stderr, "chatd: cannot open log file %s: %s\n", app.s.log_file, strerror(errno));
+    } else {
+        signal(SIGPIPE, SIG_IGN);
+        /* A file past its size limit is a failed write (EFBIG), as a full disk
+         * is, not a reason to die. */
+        signal(SIGXFSZ, SIG_IGN);
+        rc = serve(a.conf);
+        log_close();
+    }
     config_free(&app.s);
-out_args:
-    for (int i = 0; i < n_over; i++)
-        free(overrides[i]);
-    free(overrides);
-    free(listen);
-    free(data_dir);
+out:
+    args_free(&a);
     return rc;
 }

@@ -58,11 +58,8 @@ static void echo_cleanup(void *state)
 }
 
 static const chatd_plugin_desc echo_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "echo",
-    .version = "1.0",
-    .init = echo_init,
-    .cleanup = echo_cleanup,
+    CHATD_PLUGIN_DESC_HEAD, .name = "echo",          .version = "1.0",
+    .init = echo_init,      .cleanup = echo_cleanup,
 };
 
 CHATD_PLUGIN(echo_desc)

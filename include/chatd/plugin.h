@@ -11,11 +11,12 @@
  * host->struct_size (CHATD_HOST_HAS) before calling a newer host function.
  *
  * Threads: every host call is made from the loop thread (the thread that
- * calls init, handlers and job done() callbacks), except host->post(),
- * random_bytes() and now_ms(), which any thread may call, and the
- * host->db_* calls, which are made from a job's worker thread inside run(). Ownership is stated per call: "borrowed" means valid until the call
- * or callback returns; "takes" means the callee owns it afterwards, even when
- * the call fails.
+ * calls init, handlers and job done() callbacks), except three that any
+ * thread may call (post(), random_bytes() and now_ms()), the db_* calls,
+ * which are made from a job's worker thread inside run(), and the map_*
+ * calls, made by one thread at a time per map. Ownership is stated per
+ * call: "borrowed" means valid until the call or callback returns; "takes"
+ * means the callee owns it afterwards, even when the call fails.
  */
 #ifndef CHATD_PLUGIN_H
 #define CHATD_PLUGIN_H
@@ -30,23 +31,23 @@ extern "C" {
 #endif
 
 #define CHATD_ABI_MAJOR 1
-#define CHATD_ABI_MINOR 0
+#define CHATD_ABI_MINOR 1
 
 /* Return codes. 0 is success; errors are negative. */
 #define CHATD_OK 0
-#define CHATD_DECLINED 1       /* handler: not mine, try the next handler */
-#define CHATD_PENDING 2        /* handler: I will answer later, exactly once */
-#define CHATD_ROW 3            /* db_step: a row is ready */
-#define CHATD_DONE 4           /* db_step: no more rows */
-#define CHATD_EINVAL (-1)      /* bad argument or malformed input */
-#define CHATD_ENOMEM (-2)      /* out of memory */
-#define CHATD_ENOTFOUND (-3)   /* no such row / user / channel */
-#define CHATD_ECONFLICT (-4)   /* unique constraint or state conflict */
-#define CHATD_EFORBIDDEN (-5)  /* not allowed for this user */
-#define CHATD_ELIMIT (-6)      /* a configured limit was reached */
-#define CHATD_EUNAVAIL (-7)    /* backend down: nothing was written */
-#define CHATD_EBUSY (-8)       /* transient lock conflict: the core retries */
-#define CHATD_EINTERNAL (-9)   /* anything else: a bug */
+#define CHATD_DECLINED 1      /* handler: not mine, try the next handler */
+#define CHATD_PENDING 2       /* handler: I will answer later, exactly once */
+#define CHATD_ROW 3           /* db_step: a row is ready */
+#define CHATD_DONE 4          /* db_step: no more rows */
+#define CHATD_EINVAL (-1)     /* bad argument or malformed input */
+#define CHATD_ENOMEM (-2)     /* out of memory */
+#define CHATD_ENOTFOUND (-3)  /* no such row / user / channel */
+#define CHATD_ECONFLICT (-4)  /* unique constraint or state conflict */
+#define CHATD_EFORBIDDEN (-5) /* not allowed for this user */
+#define CHATD_ELIMIT (-6)     /* a configured limit was reached */
+#define CHATD_EUNAVAIL (-7)   /* backend down: nothing was written */
+#define CHATD_EBUSY (-8)      /* transient lock conflict: the core retries */
+#define CHATD_EINTERNAL (-9)  /* anything else: a bug */
 
 /* Wire error codes of PROTOCOL.md section 4, for host->error(). */
 typedef enum {
@@ -74,6 +75,7 @@ typedef struct chatd_req chatd_req;       /* one WebSocket request */
 typedef struct chatd_http chatd_http;     /* one HTTP request */
 typedef struct chatd_db chatd_db;         /* a worker's database connection */
 typedef struct chatd_stmt chatd_stmt;     /* a prepared statement of that connection */
+typedef struct chatd_map chatd_map;       /* a hash map of the plugin's (ABI 1.1) */
 
 /* Events a plugin may subscribe to with host->on_event(). */
 typedef enum {
@@ -87,11 +89,11 @@ typedef enum {
 
 typedef struct {
     chatd_event_type type;
-    int64_t user_id;          /* the user concerned (0 for CHANNEL_CHANGED) */
-    uint64_t conn_id;         /* CONN_*: the WebSocket; else 0 */
-    const char *username;     /* borrowed; may be NULL */
-    int64_t channel_id;       /* CHANNEL_CHANGED, and UNDELIVERABLE of a channel message */
-    const json_t *body;       /* UNDELIVERABLE: the whole notification, "type" included; borrowed */
+    int64_t user_id;      /* the user concerned (0 for CHANNEL_CHANGED) */
+    uint64_t conn_id;     /* CONN_*: the WebSocket; else 0 */
+    const char *username; /* borrowed; may be NULL */
+    int64_t channel_id;   /* CHANNEL_CHANGED, and UNDELIVERABLE of a channel message */
+    const json_t *body;   /* UNDELIVERABLE: the whole notification, "type" included; borrowed */
 } chatd_event;
 
 /*
@@ -180,7 +182,8 @@ typedef struct chatd_host {
     uint64_t (*req_conn_id)(const chatd_req *req);
     /* The request's "type" (borrowed). */
     const char *(*req_type)(const chatd_req *req);
-    /* Answer with {"type": type, ...body, "requestId"?}. Takes body (may be NULL). Completes req. */
+    /* Answer with {"type": type, ...body, "requestId"?}. Takes body (may be NULL). Completes req.
+     */
     int (*reply)(chatd_req *req, const char *type, json_t *body);
     /* Answer with an ERROR frame (message borrowed). Completes req. */
     int (*error)(chatd_req *req, chatd_error_code code, const char *message);
@@ -234,13 +237,13 @@ typedef struct chatd_host {
     /* Prepare (cached per connection by the sql pointer's text). Portable SQL with
      * '?' placeholders. The statement is reset and unbound when returned. */
     chatd_stmt *(*db_prepare)(chatd_db *db, const char *sql);
-    int (*db_bind_int)(chatd_stmt *st, int idx, int64_t v);          /* idx from 1 */
+    int (*db_bind_int)(chatd_stmt *st, int idx, int64_t v);                  /* idx from 1 */
     int (*db_bind_text)(chatd_stmt *st, int idx, const char *s, size_t len); /* copied */
     int (*db_bind_blob)(chatd_stmt *st, int idx, const void *b, size_t len); /* copied */
     int (*db_bind_null)(chatd_stmt *st, int idx);
     /* CHATD_ROW, CHATD_DONE, or a negative CHATD_E* (ECONFLICT on a unique key). */
     int (*db_step)(chatd_stmt *st);
-    int64_t (*db_column_int)(chatd_stmt *st, int col);               /* col from 0 */
+    int64_t (*db_column_int)(chatd_stmt *st, int col); /* col from 0 */
     /* Text of a column, borrowed until the next step/reset; len may be NULL. */
     const char *(*db_column_text)(chatd_stmt *st, int col, size_t *len);
     int (*db_column_is_null)(chatd_stmt *st, int col);
@@ -257,7 +260,7 @@ typedef struct chatd_host {
 
     /* ---- any thread ---- */
 
-    /* Run fn(arg) on the loop thread soon. The only host call allowed from any thread. */
+    /* Run fn(arg) on the loop thread soon. Any thread (see "Threads" above). */
     int (*post)(void (*fn)(void *arg), void *arg);
 
     /* ---- misc ---- */
@@ -310,8 +313,8 @@ typedef struct chatd_host {
      * borrowed) with no WebSocket entered in the channel on any node; on many
      * nodes the answer comes from Redis, so the pushes may follow later.
      * body taken. */
-    void (*push_absent)(int64_t channel_id, const int64_t *user_ids,
-                        const char *const *usernames, size_t n, const char *type, json_t *body);
+    void (*push_absent)(int64_t channel_id, const int64_t *user_ids, const char *const *usernames,
+                        size_t n, const char *type, json_t *body);
 
     /* Send one command to the nodes' shared Redis (argv[i] of argvlen[i]
      * bytes, copied); done(arg, status) on the loop when it answered (0) or
@@ -325,11 +328,55 @@ typedef struct chatd_host {
      * not called, when the nodes share no Redis: the plugin counts alone. */
     int (*shared_count)(const char *key, int64_t add, int64_t window_s,
                         void (*done)(void *arg, int status, int64_t count), void *arg);
+
+    /* ---- ABI 1.1: hash maps for the plugin's own state ---- */
+
+    /*
+     * The core's hash map, for one thread at a time (the loop, say). Keys are
+     * integer ids (string_keys 0: pass key NULL) or NUL-terminated strings
+     * (string_keys 1: id ignored; the map copies the key). Values are the
+     * plugin's, never freed by the map. NULL when out of memory.
+     */
+    chatd_map *(*map_new)(int string_keys);
+    /* Free the map (not its values); NULL is fine. */
+    void (*map_free)(chatd_map *m);
+    size_t (*map_count)(const chatd_map *m);
+    /* Insert, or replace the value of a key present. 0 or CHATD_ENOMEM. */
+    int (*map_put)(chatd_map *m, int64_t id, const char *key, void *value);
+    /* The value of a key, or NULL. */
+    void *(*map_get)(const chatd_map *m, int64_t id, const char *key);
+    /* Remove a key: its value, or NULL when absent. */
+    void *(*map_del)(chatd_map *m, int64_t id, const char *key);
+    /* Remove every entry for which drop(id, key, value, arg) returns nonzero
+     * (drop frees the value if it must, and changes the map in no other way);
+     * each entry is seen once, the order is the map's. Returns how many went. */
+    size_t (*map_sweep)(chatd_map *m,
+                        int (*drop)(int64_t id, const char *key, void *value, void *arg),
+                        void *arg);
 } chatd_host;
 
+/*
+ * A token bucket, compiled into the caller (a helper, not a host call):
+ * refill *tokens by rate per second since *last_ms, up to burst, then take
+ * one token at now_ms. 1 when one was taken, 0 when the bucket is empty. A
+ * new bucket starts full: *tokens = burst, *last_ms = now_ms.
+ */
+static inline int chatd_bucket_take(double *tokens, int64_t *last_ms, double rate, double burst,
+                                    int64_t now_ms)
+{
+    *tokens += (double)(now_ms - *last_ms) * rate / 1000.0;
+    if (*tokens > burst)
+        *tokens = burst;
+    *last_ms = now_ms;
+    if (*tokens < 1.0)
+        return 0;
+    *tokens -= 1.0;
+    return 1;
+}
+
 /* True when the host offers the given field (it may be older than this header). */
-#define CHATD_HOST_HAS(host, field)                                                       \
-    ((host)->struct_size >= offsetof(chatd_host, field) + sizeof((host)->field) &&         \
+#define CHATD_HOST_HAS(host, field)                                                                \
+    ((host)->struct_size >= offsetof(chatd_host, field) + sizeof((host)->field) &&                 \
      (host)->field != NULL)
 
 /*
@@ -358,16 +405,16 @@ typedef struct chatd_plugin_desc {
 typedef const chatd_plugin_desc *(*chatd_plugin_entry_fn)(void);
 
 /* Define the entry point; use once per plugin with a static descriptor. */
-#define CHATD_PLUGIN(desc)                                                                 \
-    __attribute__((visibility("default"))) const chatd_plugin_desc *chatd_plugin_entry(void); \
-    __attribute__((visibility("default"))) const chatd_plugin_desc *chatd_plugin_entry(void) \
-    {                                                                                      \
-        return &(desc);                                                                    \
+#define CHATD_PLUGIN(desc)                                                                         \
+    __attribute__((visibility("default"))) const chatd_plugin_desc *chatd_plugin_entry(void);      \
+    __attribute__((visibility("default"))) const chatd_plugin_desc *chatd_plugin_entry(void)       \
+    {                                                                                              \
+        return &(desc);                                                                            \
     }
 
 /* Initialiser for the descriptor's first fields. */
-#define CHATD_PLUGIN_DESC_HEAD                                                             \
-    .struct_size = sizeof(chatd_plugin_desc), .abi_major = CHATD_ABI_MAJOR,                \
+#define CHATD_PLUGIN_DESC_HEAD                                                                     \
+    .struct_size = sizeof(chatd_plugin_desc), .abi_major = CHATD_ABI_MAJOR,                        \
     .abi_minor = CHATD_ABI_MINOR
 
 #ifdef __cplusplus

@@ -89,8 +89,8 @@ static void register_inserted(void *arg, int status)
                   json_pack("{s:I, s:s, s:s}", "userId", (json_int_t)j->user_id, "username",
                             j->username, "inviteCode", j->invite_code),
                   NULL);
-    chatd_event ev = {.type = CHATD_EVENT_USER_REGISTERED, .user_id = j->user_id,
-                      .username = j->username};
+    chatd_event ev = {
+        .type = CHATD_EVENT_USER_REGISTERED, .user_id = j->user_id, .username = j->username};
     h->emit(j->a->p, &ev);
     user_job_free(j);
 }
@@ -368,8 +368,8 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
     a->parallelism = (uint32_t)par;
     if (a->m_cost < 8 * a->parallelism)
         a->m_cost = 8 * a->parallelism;
-    a->by_user = ratelimit_new(max_user, window * 1000);
-    a->by_addr = ratelimit_new(max_addr, window * 1000);
+    a->by_user = ratelimit_new(host, max_user, window * 1000);
+    a->by_addr = ratelimit_new(host, max_addr, window * 1000);
     a->max_user = max_user;
     a->max_addr = max_addr;
     a->window_s = window;
@@ -388,11 +388,8 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
 }
 
 static const chatd_plugin_desc auth_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "auth",
-    .version = "1.0",
-    .init = auth_init,
-    .cleanup = auth_cleanup,
+    CHATD_PLUGIN_DESC_HEAD, .name = "auth",          .version = "1.0",
+    .init = auth_init,      .cleanup = auth_cleanup,
 };
 
 CHATD_PLUGIN(auth_desc)

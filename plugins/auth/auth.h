@@ -13,7 +13,7 @@ struct auth {
     const chatd_host *host;
     uint32_t t_cost, m_cost, parallelism;
     int64_t username_min, username_max, password_min, password_max;
-    struct ratelimit *by_user, *by_addr; /* this node's counts */
+    struct ratelimit *by_user, *by_addr;  /* this node's counts */
     int64_t max_user, max_addr, window_s; /* also for the counts shared by all nodes */
     char *dummy_hash; /* verified against for unknown users: same cost, no oracle */
 };
@@ -21,12 +21,12 @@ struct auth {
 /* users.c: storage jobs on message_user */
 struct user_job {
     struct auth *a;
-    chatd_http *http;    /* the HTTP request being answered, or NULL */
-    chatd_req *req;      /* the WebSocket request being answered, or NULL */
+    chatd_http *http; /* the HTTP request being answered, or NULL */
+    chatd_req *req;   /* the WebSocket request being answered, or NULL */
     int64_t user_id;
     char username[64];
-    char *password;      /* cleansed and freed with the job */
-    char *hash;          /* encoded argon2id */
+    char *password; /* cleansed and freed with the job */
+    char *hash;     /* encoded argon2id */
     char invite_code[16];
     int verified;
     char token[64];
@@ -35,13 +35,13 @@ struct user_job {
 
 struct user_job *user_job_new(struct auth *a);
 void user_job_free(struct user_job *j);
-int users_run_insert(chatd_db *db, void *arg);  /* username, hash -> user_id, invite_code */
-int users_run_lookup(chatd_db *db, void *arg);  /* username -> user_id, username, hash */
-int users_run_delete(chatd_db *db, void *arg);  /* user_id */
-int users_run_invite(chatd_db *db, void *arg);  /* user_id -> invite_code */
+int users_run_insert(chatd_db *db, void *arg); /* username, hash -> user_id, invite_code */
+int users_run_lookup(chatd_db *db, void *arg); /* username -> user_id, username, hash */
+int users_run_delete(chatd_db *db, void *arg); /* user_id */
+int users_run_invite(chatd_db *db, void *arg); /* user_id -> invite_code */
 
 /* Password hashing (CPU jobs). */
-int auth_run_hash(chatd_db *db, void *arg);     /* password -> hash */
-int auth_run_verify(chatd_db *db, void *arg);   /* password, hash -> verified */
+int auth_run_hash(chatd_db *db, void *arg);   /* password -> hash */
+int auth_run_verify(chatd_db *db, void *arg); /* password, hash -> verified */
 
 #endif

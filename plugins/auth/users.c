@@ -79,8 +79,8 @@ int users_run_lookup(chatd_db *db, void *arg)
 {
     struct user_job *j = arg;
     const chatd_host *h = j->a->host;
-    chatd_stmt *st =
-        h->db_prepare(db, "SELECT id, username, password_hash FROM message_user WHERE username = ?");
+    chatd_stmt *st = h->db_prepare(
+        db, "SELECT id, username, password_hash FROM message_user WHERE username = ?");
     if (!st)
         return CHATD_EINTERNAL;
     h->db_bind_text(st, 1, j->username, strlen(j->username));
@@ -141,8 +141,8 @@ int auth_run_hash(chatd_db *db, void *arg)
     unsigned char salt[SALT_LEN];
     if (a->host->random_bytes(salt, sizeof salt) < 0)
         return CHATD_EINTERNAL;
-    size_t len = argon2_encodedlen(a->t_cost, a->m_cost, a->parallelism, SALT_LEN, HASH_LEN,
-                                   Argon2_id);
+    size_t len =
+        argon2_encodedlen(a->t_cost, a->m_cost, a->parallelism, SALT_LEN, HASH_LEN, Argon2_id);
     if (!(j->hash = malloc(len)))
         return CHATD_ENOMEM;
     int rc = argon2id_hash_encoded(a->t_cost, a->m_cost, a->parallelism, j->password,
@@ -156,7 +156,7 @@ int auth_run_verify(chatd_db *db, void *arg)
     (void)db;
     const char *hash = j->hash ? j->hash : j->a->dummy_hash;
     /* An unknown user costs the same as a wrong password. */
-    j->verified = argon2id_verify(hash, j->password, strlen(j->password)) == ARGON2_OK &&
-                  j->hash != NULL;
+    j->verified =
+        argon2id_verify(hash, j->password, strlen(j->password)) == ARGON2_OK && j->hash != NULL;
     return 0;
 }

@@ -21,8 +21,8 @@ static const char *problem_of(struct chjob *j, int status, char *buf, size_t len
         if (j->op == OP_CREATE)
             snprintf(buf, len, "no user named '%s'", j->bad_name);
         else
-            snprintf(buf, len, j->op == OP_JOIN ? "no channel has this invite code"
-                                                : "no such channel");
+            snprintf(buf, len,
+                     j->op == OP_JOIN ? "no channel has this invite code" : "no such channel");
         return buf;
     case CHATD_EFORBIDDEN:
         if (j->is_direct)
@@ -130,7 +130,8 @@ static const char *parse_create(struct chjob *j, const json_t *msg)
         return "participantUsernames must be a non-empty array of usernames";
     if ((int64_t)n > 2 * j->cp->max_members + 16)
         return NULL; /* far too many to be worth resolving: LIMIT_EXCEEDED below */
-    if (!(j->people = calloc(n, sizeof *j->people)) || !(j->title = strdup(json_string_value(title))))
+    if (!(j->people = calloc(n, sizeof *j->people)) ||
+        !(j->title = strdup(json_string_value(title))))
         return "out of memory";
     j->direct = one != NULL;
     if (one)
@@ -141,7 +142,8 @@ static const char *parse_create(struct chjob *j, const json_t *msg)
     return NULL;
 }
 
-static int handle(struct chplug *cp, chatd_req *req, const json_t *msg, enum chop op)
+static int handle(struct chplug *cp, chatd_req *req, const json_t *msg, enum chop op,
+                  chatd_job_run run)
 {
     const chatd_host *h = cp->host;
     struct chjob *j = calloc(1, sizeof *j);
@@ -167,7 +169,8 @@ static int handle(struct chplug *cp, chatd_req *req, const json_t *msg, enum cho
             bad = "inviteCode must be a non-empty string";
         else
             snprintf(j->code, sizeof j->code, "%s", json_string_value(code));
-    } else if (op != OP_LIST && util_channel_id(json_object_get(msg, "channelId"), &j->channel_id) < 0) {
+    } else if (op != OP_LIST &&
+               util_channel_id(json_object_get(msg, "channelId"), &j->channel_id) < 0) {
         bad = "channelId must be a positive integer or {\"id\": positive integer}";
     }
     if (bad) {
@@ -175,26 +178,26 @@ static int handle(struct chplug *cp, chatd_req *req, const json_t *msg, enum cho
         job_free(j);
         return CHATD_OK;
     }
-    int flags = op == OP_LIST || op == OP_ENTER || op == OP_FETCH_CODE ? CHATD_JOB_READ
-                                                                       : CHATD_JOB_WRITE;
-    if (h->submit(cp->p, flags, chstore_run, done, j) < 0) {
+    int flags =
+        op == OP_LIST || op == OP_ENTER || op == OP_FETCH_CODE ? CHATD_JOB_READ : CHATD_JOB_WRITE;
+    if (h->submit(cp->p, flags, run, done, j) < 0) {
         job_free(j);
         return CHATD_EINTERNAL;
     }
     return CHATD_PENDING;
 }
 
-#define HANDLER(fn, op)                                                                    \
-    static int fn(chatd_req *req, const json_t *msg, void *state)                          \
-    {                                                                                      \
-        return handle(state, req, msg, op);                                                \
+#define HANDLER(fn, op, run)                                                                       \
+    static int fn(chatd_req *req, const json_t *msg, void *state)                                  \
+    {                                                                                              \
+        return handle(state, req, msg, op, run);                                                   \
     }
-HANDLER(on_create, OP_CREATE)
-HANDLER(on_fetch_code, OP_FETCH_CODE)
-HANDLER(on_join, OP_JOIN)
-HANDLER(on_list, OP_LIST)
-HANDLER(on_enter, OP_ENTER)
-HANDLER(on_quit, OP_QUIT)
+HANDLER(on_create, OP_CREATE, chstore_create)
+HANDLER(on_fetch_code, OP_FETCH_CODE, chstore_fetch_code)
+HANDLER(on_join, OP_JOIN, chstore_join)
+HANDLER(on_list, OP_LIST, chstore_list)
+HANDLER(on_enter, OP_ENTER, chstore_enter)
+HANDLER(on_quit, OP_QUIT, chstore_quit)
 
 /* LEAVE needs no storage: the active channel lives in presence. */
 static int on_leave(chatd_req *req, const json_t *msg, void *state)
@@ -221,8 +224,8 @@ static int channel_init(chatd_plugin *p, const chatd_host *host, const json_t *c
     *state = cp;
     cp->p = p;
     cp->host = host;
-    if (util_conf_int(host, p, conf, "max_channel_members", 10000, 2, 1000000,
-                      &cp->max_members) < 0 ||
+    if (util_conf_int(host, p, conf, "max_channel_members", 10000, 2, 1000000, &cp->max_members) <
+            0 ||
         util_conf_int(host, p, conf, "max_title_length", 100, 1, 400, &cp->max_title) < 0)
         return CHATD_EINVAL;
     if (host->on_message(p, "CREATE_REQUEST", on_create) < 0 ||
@@ -238,11 +241,8 @@ static int channel_init(chatd_plugin *p, const chatd_host *host, const json_t *c
 }
 
 static const chatd_plugin_desc channel_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "channel",
-    .version = "1.0",
-    .init = channel_init,
-    .cleanup = channel_cleanup,
+    CHATD_PLUGIN_DESC_HEAD, .name = "channel",          .version = "1.0",
+    .init = channel_init,   .cleanup = channel_cleanup,
 };
 
 CHATD_PLUGIN(channel_desc)

@@ -25,20 +25,26 @@ struct chjob {
     enum chop op;
     int64_t me;
     uint64_t conn;
-    int64_t channel_id;          /* input or result */
-    char code[UTIL_NAME_MAX];    /* join input, fetch-code result */
-    char *title;                 /* create input; result of the others */
-    int direct;                  /* create: participantUsername was used */
-    struct person *people;       /* create: participants (names in, ids out) */
+    int64_t channel_id;       /* input or result */
+    char code[UTIL_NAME_MAX]; /* join input, fetch-code result */
+    char *title;              /* create input; result of the others */
+    int direct;               /* create: participantUsername was used */
+    struct person *people;    /* create: participants (names in, ids out) */
     size_t n_people;
     char bad_name[UTIL_NAME_MAX]; /* create: the participant that failed */
-    int existing;                /* create: an existing direct channel was returned */
-    int is_direct;               /* fetch-code, join: refused, the channel is direct */
-    struct util_member info;     /* enter */
-    json_t *list;                /* list result */
+    int existing;                 /* create: an existing direct channel was returned */
+    int is_direct;                /* fetch-code, join: refused, the channel is direct */
+    struct util_member info;      /* enter */
+    json_t *list;                 /* list result */
 };
 
-int chstore_run(chatd_db *db, void *arg);
+/* Storage jobs, one per request type (chatd_job_run). */
+int chstore_create(chatd_db *db, void *arg);
+int chstore_fetch_code(chatd_db *db, void *arg);
+int chstore_join(chatd_db *db, void *arg);
+int chstore_list(chatd_db *db, void *arg);
+int chstore_enter(chatd_db *db, void *arg);
+int chstore_quit(chatd_db *db, void *arg);
 int chstore_remove_user(chatd_db *db, int64_t user_id, void *state);
 
 #endif

@@ -23,8 +23,8 @@ static int resolve_people(struct chjob *j, chatd_db *db)
     size_t kept = 0;
     for (size_t i = 0; i < j->n_people; i++) {
         struct person *p = &j->people[i];
-        chatd_stmt *st =
-            util_bind(h, db, "SELECT id, username FROM message_user WHERE username = ?", "s", p->name);
+        chatd_stmt *st = util_bind(
+            h, db, "SELECT id, username FROM message_user WHERE username = ?", "s", p->name);
         if (!st)
             return CHATD_EINTERNAL;
         int rc = h->db_step(st);
@@ -81,8 +81,9 @@ static int add_member(struct chjob *j, chatd_db *db, int64_t channel, int64_t us
                      "iii", channel, user, now);
 }
 
-static int run_create(struct chjob *j, chatd_db *db)
+int chstore_create(chatd_db *db, void *arg)
 {
+    struct chjob *j = arg;
     const chatd_host *h = j->cp->host;
     int rc = resolve_people(j, db);
     if (rc < 0)
@@ -135,14 +136,15 @@ static int run_create(struct chjob *j, chatd_db *db)
     return rc;
 }
 
-static int run_fetch_code(struct chjob *j, chatd_db *db)
+int chstore_fetch_code(chatd_db *db, void *arg)
 {
+    struct chjob *j = arg;
     const chatd_host *h = j->cp->host;
     int rc = util_channel_member(h, db, j->channel_id, j->me, 0, NULL);
     if (rc < 0)
         return rc;
-    chatd_stmt *st = util_bind(h, db, "SELECT invite_code, kind FROM channel WHERE id = ?", "i",
-                               j->channel_id);
+    chatd_stmt *st =
+        util_bind(h, db, "SELECT invite_code, kind FROM channel WHERE id = ?", "i", j->channel_id);
     if (!st)
         return CHATD_EINTERNAL;
     rc = h->db_step(st);
@@ -158,8 +160,9 @@ static int run_fetch_code(struct chjob *j, chatd_db *db)
     return rc == CHATD_ROW ? 0 : rc == CHATD_DONE ? CHATD_ENOTFOUND : rc;
 }
 
-static int run_join(struct chjob *j, chatd_db *db)
+int chstore_join(chatd_db *db, void *arg)
 {
+    struct chjob *j = arg;
     const chatd_host *h = j->cp->host;
     char sql[160];
     snprintf(sql, sizeof sql,
@@ -197,15 +200,16 @@ static int run_join(struct chjob *j, chatd_db *db)
                      "ii", member_version(h), j->channel_id);
 }
 
-static int run_list(struct chjob *j, chatd_db *db)
+int chstore_list(chatd_db *db, void *arg)
 {
+    struct chjob *j = arg;
     const chatd_host *h = j->cp->host;
-    chatd_stmt *st = util_bind(
-        h, db,
-        "SELECT c.id, c.title, c.head_count, c.last_msg_seq, cu.last_read_msg_seq"
-        " FROM channel_user cu JOIN channel c ON c.id = cu.channel_id"
-        " WHERE cu.user_id = ? ORDER BY c.id",
-        "i", j->me);
+    chatd_stmt *st =
+        util_bind(h, db,
+                  "SELECT c.id, c.title, c.head_count, c.last_msg_seq, cu.last_read_msg_seq"
+                  " FROM channel_user cu JOIN channel c ON c.id = cu.channel_id"
+                  " WHERE cu.user_id = ? ORDER BY c.id",
+                  "i", j->me);
     if (!st)
         return CHATD_EINTERNAL;
     json_decref(j->list);
@@ -216,20 +220,21 @@ static int run_list(struct chjob *j, chatd_db *db)
     int rc;
     while ((rc = h->db_step(st)) == CHATD_ROW) {
         int64_t last = h->db_column_int(st, 3), read = h->db_column_int(st, 4);
-        json_array_append_new(
-            j->list, json_pack("{s:o, s:s, s:I, s:I, s:I}", "channelId",
-                               util_channel_json(h->db_column_int(st, 0)), "title",
-                               h->db_column_text(st, 1, NULL), "headCount",
-                               (json_int_t)h->db_column_int(st, 2), "lastMessageSequence",
-                               (json_int_t)last, "unreadCount",
-                               (json_int_t)(last > read ? last - read : 0)));
+        json_array_append_new(j->list,
+                              json_pack("{s:o, s:s, s:I, s:I, s:I}", "channelId",
+                                        util_channel_json(h->db_column_int(st, 0)), "title",
+                                        h->db_column_text(st, 1, NULL), "headCount",
+                                        (json_int_t)h->db_column_int(st, 2), "lastMessageSequence",
+                                        (json_int_t)last, "unreadCount",
+                                        (json_int_t)(last > read ? last - read : 0)));
     }
     h->db_reset(st);
     return rc == CHATD_DONE ? 0 : rc;
 }
 
-static int run_enter(struct chjob *j, chatd_db *db)
+int chstore_enter(chatd_db *db, void *arg)
 {
+    struct chjob *j = arg;
     int rc = util_channel_member(j->cp->host, db, j->channel_id, j->me, 0, &j->info);
     return rc < 0 ? rc : set_title(j, j->info.title);
 }
@@ -251,31 +256,12 @@ static int leave_channels(const chatd_host *h, chatd_db *db, int64_t user_id, in
     return rc;
 }
 
-static int run_quit(struct chjob *j, chatd_db *db)
+int chstore_quit(chatd_db *db, void *arg)
 {
+    struct chjob *j = arg;
     const chatd_host *h = j->cp->host;
     int rc = util_channel_member(h, db, j->channel_id, j->me, 1, NULL);
     return rc < 0 ? rc : leave_channels(h, db, j->me, j->channel_id);
-}
-
-int chstore_run(chatd_db *db, void *arg)
-{
-    struct chjob *j = arg;
-    switch (j->op) {
-    case OP_CREATE:
-        return run_create(j, db);
-    case OP_FETCH_CODE:
-        return run_fetch_code(j, db);
-    case OP_JOIN:
-        return run_join(j, db);
-    case OP_LIST:
-        return run_list(j, db);
-    case OP_ENTER:
-        return run_enter(j, db);
-    case OP_QUIT:
-        return run_quit(j, db);
-    }
-    return CHATD_EINVAL;
 }
 
 int chstore_remove_user(chatd_db *db, int64_t user_id, void *state)

@@ -2,8 +2,6 @@
 
 #include <stdlib.h>
 
-#include "hmap.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,8 +51,7 @@ int util_exec(const chatd_host *h, chatd_db *db, const char *sql, const char *fm
     return rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
 }
 
-int util_int(const chatd_host *h, chatd_db *db, int64_t *out, const char *sql, const char *fmt,
-             ...)
+int util_int(const chatd_host *h, chatd_db *db, int64_t *out, const char *sql, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -205,74 +202,78 @@ struct bucket {
 };
 
 struct util_buckets {
-    hmap *keys;
+    const chatd_host *h;
+    chatd_map *keys;
     double rate, burst;
     int64_t last_sweep_ms;
 };
 
-struct util_buckets *util_buckets_new(int64_t rate, int64_t burst)
+struct util_buckets *util_buckets_new(const chatd_host *h, int64_t rate, int64_t burst)
 {
+    if (!CHATD_HOST_HAS(h, map_sweep))
+        return NULL; /* a host older than ABI 1.1 */
     struct util_buckets *b = calloc(1, sizeof *b);
-    if (!b || !(b->keys = hmap_new(0))) {
+    if (!b || !(b->keys = h->map_new(0))) {
         free(b);
         return NULL;
     }
+    b->h = h;
     b->rate = (double)rate;
     b->burst = (double)burst;
     return b;
+}
+
+static int drop_always(int64_t id, const char *key, void *value, void *arg)
+{
+    (void)id, (void)key, (void)arg;
+    free(value);
+    return 1;
 }
 
 void util_buckets_free(struct util_buckets *b)
 {
     if (!b)
         return;
-    size_t pos = 0;
-    void *v;
-    while (hmap_iter(b->keys, &pos, NULL, NULL, &v))
-        free(v);
-    hmap_free(b->keys);
+    b->h->map_sweep(b->keys, drop_always, NULL);
+    b->h->map_free(b->keys);
     free(b);
+}
+
+struct sweep_at {
+    int64_t now, full_after;
+};
+
+static int drop_if_full(int64_t id, const char *key, void *value, void *arg)
+{
+    struct sweep_at *at = arg;
+    (void)id, (void)key;
+    if (at->now - ((struct bucket *)value)->ms < at->full_after)
+        return 0;
+    free(value);
+    return 1;
 }
 
 /* A bucket refilled to full holds no information: drop it. */
 static void buckets_sweep(struct util_buckets *b, int64_t now)
 {
-    int64_t full_after = (int64_t)(1000.0 * b->burst / b->rate) + 1000;
-    if (now - b->last_sweep_ms < full_after)
+    struct sweep_at at = {now, (int64_t)(1000.0 * b->burst / b->rate) + 1000};
+    if (now - b->last_sweep_ms < at.full_after)
         return;
     b->last_sweep_ms = now;
-    uint64_t *old = malloc(hmap_count(b->keys) * sizeof *old + 1);
-    size_t n = 0, pos = 0;
-    uint64_t key;
-    void *v;
-    if (!old)
-        return;
-    while (hmap_iter(b->keys, &pos, &key, NULL, &v))
-        if (now - ((struct bucket *)v)->ms >= full_after)
-            old[n++] = key;
-    for (size_t i = 0; i < n; i++)
-        free(hmap_del_id(b->keys, old[i]));
-    free(old);
+    b->h->map_sweep(b->keys, drop_if_full, &at);
 }
 
 int util_buckets_take(struct util_buckets *b, int64_t key, int64_t now_ms)
 {
     buckets_sweep(b, now_ms);
-    struct bucket *k = hmap_get_id(b->keys, (uint64_t)key);
+    struct bucket *k = b->h->map_get(b->keys, key, NULL);
     if (!k) {
-        if (!(k = calloc(1, sizeof *k)) || hmap_put_id(b->keys, (uint64_t)key, k) < 0) {
+        if (!(k = calloc(1, sizeof *k)) || b->h->map_put(b->keys, key, NULL, k) < 0) {
             free(k);
             return 1; /* out of memory is no reason to refuse a user */
         }
-        k->tokens = b->burst;
-    } else {
-        k->tokens += (double)(now_ms - k->ms) * b->rate / 1000.0;
-        if (k->tokens > b->burst)
-            k->tokens = b->burst;
+        k->tokens = b->burst; /* a new bucket is full */
+        k->ms = now_ms;
     }
-    k->ms = now_ms;
-    if (k->tokens < 1.0)
-        return 0;
-    k->tokens -= 1.0;
-    return 1;
+    return chatd_bucket_take(&k->tokens, &k->ms, b->rate, b->burst, now_ms);
 }

@@ -62,7 +62,7 @@ int util_channel_member(const chatd_host *h, chatd_db *db, int64_t channel_id, i
  * once. Loop thread only. Idle keys are dropped, so memory follows the keys
  * active within the last few seconds. */
 struct util_buckets;
-struct util_buckets *util_buckets_new(int64_t rate, int64_t burst);
+struct util_buckets *util_buckets_new(const chatd_host *h, int64_t rate, int64_t burst);
 void util_buckets_free(struct util_buckets *b);
 /* Take one token for key at now_ms: 1 allowed, 0 over the limit. */
 int util_buckets_take(struct util_buckets *b, int64_t key, int64_t now_ms);

@@ -81,7 +81,8 @@ static void done(void *arg, int status)
 }
 
 /* Parse msg for op into a job and submit it. */
-static int handle(struct cplug *cp, chatd_req *req, const json_t *msg, enum cop op)
+static int handle(struct cplug *cp, chatd_req *req, const json_t *msg, enum cop op,
+                  chatd_job_run run)
 {
     const chatd_host *h = cp->host;
     struct cjob *j = calloc(1, sizeof *j);
@@ -116,23 +117,23 @@ static int handle(struct cplug *cp, chatd_req *req, const json_t *msg, enum cop 
         return CHATD_OK;
     }
     int flags = op == OP_FETCH ? CHATD_JOB_READ : CHATD_JOB_WRITE;
-    if (h->submit(cp->p, flags, cstore_run, done, j) < 0) {
+    if (h->submit(cp->p, flags, run, done, j) < 0) {
         job_free(j);
         return CHATD_EINTERNAL;
     }
     return CHATD_PENDING;
 }
 
-#define HANDLER(fn, op)                                                                    \
-    static int fn(chatd_req *req, const json_t *msg, void *state)                          \
-    {                                                                                      \
-        return handle(state, req, msg, op);                                                \
+#define HANDLER(fn, op, run)                                                                       \
+    static int fn(chatd_req *req, const json_t *msg, void *state)                                  \
+    {                                                                                              \
+        return handle(state, req, msg, op, run);                                                   \
     }
-HANDLER(on_fetch, OP_FETCH)
-HANDLER(on_invite, OP_INVITE)
-HANDLER(on_accept, OP_ACCEPT)
-HANDLER(on_reject, OP_REJECT)
-HANDLER(on_disconnect, OP_DISCONNECT)
+HANDLER(on_fetch, OP_FETCH, cstore_fetch)
+HANDLER(on_invite, OP_INVITE, cstore_invite)
+HANDLER(on_accept, OP_ACCEPT, cstore_answer)
+HANDLER(on_reject, OP_REJECT, cstore_answer)
+HANDLER(on_disconnect, OP_DISCONNECT, cstore_disconnect)
 
 static void connection_cleanup(void *state)
 {
@@ -164,11 +165,8 @@ static int connection_init(chatd_plugin *p, const chatd_host *host, const json_t
 }
 
 static const chatd_plugin_desc connection_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "connection",
-    .version = "1.0",
-    .init = connection_init,
-    .cleanup = connection_cleanup,
+    CHATD_PLUGIN_DESC_HEAD,  .name = "connection",          .version = "1.0",
+    .init = connection_init, .cleanup = connection_cleanup,
 };
 
 CHATD_PLUGIN(connection_desc)

@@ -17,17 +17,21 @@ struct cjob {
     struct cplug *cp;
     chatd_req *req;
     enum cop op;
-    int64_t me;                        /* the session's user */
+    int64_t me; /* the session's user */
     char me_name[UTIL_NAME_MAX];
-    char other_name[UTIL_NAME_MAX];    /* input (accept, reject, disconnect) or result (invite) */
-    char code[UTIL_NAME_MAX];          /* invite: the invitee's code */
-    char status[16];                   /* fetch: filter, "" for all */
-    int64_t other;                     /* result: the other user's id */
-    json_t *list;                      /* fetch: result rows */
+    char other_name[UTIL_NAME_MAX]; /* input (accept, reject, disconnect) or result (invite) */
+    char code[UTIL_NAME_MAX];       /* invite: the invitee's code */
+    char status[16];                /* fetch: filter, "" for all */
+    int64_t other;                  /* result: the other user's id */
+    json_t *list;                   /* fetch: result rows */
 };
 
 /* store.c: run functions of the jobs (worker thread). */
-int cstore_run(chatd_db *db, void *arg);
+/* Storage jobs, one per request type (chatd_job_run). */
+int cstore_invite(chatd_db *db, void *arg);
+int cstore_answer(chatd_db *db, void *arg);
+int cstore_disconnect(chatd_db *db, void *arg);
+int cstore_fetch(chatd_db *db, void *arg);
 /* The user-removal hook: counts and rows of the user's relations. */
 int cstore_remove_user(chatd_db *db, int64_t user_id, void *state);
 

@@ -57,11 +57,12 @@ static int other_by_name(struct cjob *j, chatd_db *db)
                     "s", j->other_name);
 }
 
-static int run_invite(struct cjob *j, chatd_db *db)
+int cstore_invite(chatd_db *db, void *arg)
 {
+    struct cjob *j = arg;
     const chatd_host *h = j->cp->host;
-    chatd_stmt *st =
-        util_bind(h, db, "SELECT id, username FROM message_user WHERE invite_code = ?", "s", j->code);
+    chatd_stmt *st = util_bind(h, db, "SELECT id, username FROM message_user WHERE invite_code = ?",
+                               "s", j->code);
     if (!st)
         return CHATD_EINTERNAL;
     int rc = h->db_step(st);
@@ -93,8 +94,9 @@ static int run_invite(struct cjob *j, chatd_db *db)
 }
 
 /* Accept or reject: only the invitee, only while PENDING. */
-static int run_answer(struct cjob *j, chatd_db *db)
+int cstore_answer(chatd_db *db, void *arg)
 {
+    struct cjob *j = arg;
     struct relation r;
     int rc = other_by_name(j, db);
     if (rc == 0)
@@ -119,8 +121,9 @@ static int run_answer(struct cjob *j, chatd_db *db)
     return rc < 0 ? rc : counts_add(j, db, 1);
 }
 
-static int run_disconnect(struct cjob *j, chatd_db *db)
+int cstore_disconnect(chatd_db *db, void *arg)
 {
+    struct cjob *j = arg;
     struct relation r;
     int rc = other_by_name(j, db);
     if (rc == 0)
@@ -136,16 +139,16 @@ static int run_disconnect(struct cjob *j, chatd_db *db)
     return CHATD_ECONFLICT;
 }
 
-static int run_fetch(struct cjob *j, chatd_db *db)
+int cstore_fetch(chatd_db *db, void *arg)
 {
+    struct cjob *j = arg;
     const chatd_host *h = j->cp->host;
-    const char *sql =
-        "SELECT u.username, c.status, inv.username FROM user_connection c"
-        " JOIN message_user u ON u.id = CASE WHEN c.user_a_id = ? THEN c.user_b_id"
-        "                                    ELSE c.user_a_id END"
-        " JOIN message_user inv ON inv.id = c.inviter_user_id"
-        " WHERE (c.user_a_id = ? OR c.user_b_id = ?) AND (? = '' OR c.status = ?)"
-        " ORDER BY u.username";
+    const char *sql = "SELECT u.username, c.status, inv.username FROM user_connection c"
+                      " JOIN message_user u ON u.id = CASE WHEN c.user_a_id = ? THEN c.user_b_id"
+                      "                                    ELSE c.user_a_id END"
+                      " JOIN message_user inv ON inv.id = c.inviter_user_id"
+                      " WHERE (c.user_a_id = ? OR c.user_b_id = ?) AND (? = '' OR c.status = ?)"
+                      " ORDER BY u.username";
     chatd_stmt *st = util_bind(h, db, sql, "iiiss", j->me, j->me, j->me, j->status, j->status);
     if (!st)
         return CHATD_EINTERNAL;
@@ -156,43 +159,26 @@ static int run_fetch(struct cjob *j, chatd_db *db)
     }
     int rc;
     while ((rc = h->db_step(st)) == CHATD_ROW)
-        json_array_append_new(j->list,
-                              json_pack("{s:s, s:s, s:s}", "username",
-                                        h->db_column_text(st, 0, NULL), "status",
-                                        h->db_column_text(st, 1, NULL), "invitedBy",
-                                        h->db_column_text(st, 2, NULL)));
+        json_array_append_new(j->list, json_pack("{s:s, s:s, s:s}", "username",
+                                                 h->db_column_text(st, 0, NULL), "status",
+                                                 h->db_column_text(st, 1, NULL), "invitedBy",
+                                                 h->db_column_text(st, 2, NULL)));
     h->db_reset(st);
     return rc == CHATD_DONE ? 0 : rc;
-}
-
-int cstore_run(chatd_db *db, void *arg)
-{
-    struct cjob *j = arg;
-    switch (j->op) {
-    case OP_FETCH:
-        return run_fetch(j, db);
-    case OP_INVITE:
-        return run_invite(j, db);
-    case OP_ACCEPT:
-    case OP_REJECT:
-        return run_answer(j, db);
-    case OP_DISCONNECT:
-        return run_disconnect(j, db);
-    }
-    return CHATD_EINVAL;
 }
 
 int cstore_remove_user(chatd_db *db, int64_t user_id, void *state)
 {
     struct cplug *cp = state;
     const chatd_host *h = cp->host;
-    int rc = util_exec(h, db,
-                       "UPDATE message_user SET connection_count = connection_count - 1"
-                       " WHERE id IN (SELECT CASE WHEN user_a_id = ? THEN user_b_id"
-                       "                          ELSE user_a_id END"
-                       "              FROM user_connection"
-                       "              WHERE (user_a_id = ? OR user_b_id = ?) AND status = 'ACCEPTED')",
-                       "iii", user_id, user_id, user_id);
+    int rc =
+        util_exec(h, db,
+                  "UPDATE message_user SET connection_count = connection_count - 1"
+                  " WHERE id IN (SELECT CASE WHEN user_a_id = ? THEN user_b_id"
+                  "                          ELSE user_a_id END"
+                  "              FROM user_connection"
+                  "              WHERE (user_a_id = ? OR user_b_id = ?) AND status = 'ACCEPTED')",
+                  "iii", user_id, user_id, user_id);
     if (rc < 0)
         return rc;
     return util_exec(h, db, "DELETE FROM user_connection WHERE user_a_id = ? OR user_b_id = ?",

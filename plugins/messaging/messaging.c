@@ -43,10 +43,10 @@ static void deliver(struct mjob *j)
                        at));
     if (j->duplicate)
         return; /* a retry: everybody was told the first time */
-    json_t *note = json_pack("{s:o, s:I, s:s, s:s, s:s}", "channelId",
-                             util_channel_json(j->channel_id), "messageSequence",
-                             (json_int_t)j->seq, "username", j->me_name, "content", j->content,
-                             "createdAt", at);
+    json_t *note =
+        json_pack("{s:o, s:I, s:s, s:s, s:s}", "channelId", util_channel_json(j->channel_id),
+                  "messageSequence", (json_int_t)j->seq, "username", j->me_name, "content",
+                  j->content, "createdAt", at);
     if (!note)
         return;
     if (j->n_members)
@@ -66,8 +66,8 @@ static void done(void *arg, int status)
         deliver(j);
     else if (j->op == OP_FETCH)
         h->reply(j->req, "FETCH_MESSAGES_RESPONSE",
-                 json_pack("{s:o, s:O}", "channelId", util_channel_json(j->channel_id),
-                           "messages", j->list));
+                 json_pack("{s:o, s:O}", "channelId", util_channel_json(j->channel_id), "messages",
+                           j->list));
     else
         h->req_done(j->req); /* READ_ACK has no answer */
     job_free(j);
@@ -130,7 +130,8 @@ static const char *parse(struct mjob *j, const json_t *msg, int *limit)
     return NULL;
 }
 
-static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, enum mop op)
+static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, enum mop op,
+                  chatd_job_run run)
 {
     const chatd_host *h = mp->host;
     struct mjob *j = calloc(1, sizeof *j);
@@ -146,7 +147,8 @@ static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, enum mop 
     const char *bad = parse(j, msg, &limit);
     if (!bad && op == OP_WRITE && !util_buckets_take(mp->writes, j->me, h->now_ms())) {
         h->count(mp->p, "writes_rate_limited", 1);
-        h->error(req, CHATD_ERR_RATE_LIMITED, "too many messages; slow down (max_writes_per_second)");
+        h->error(req, CHATD_ERR_RATE_LIMITED,
+                 "too many messages; slow down (max_writes_per_second)");
         job_free(j);
         return CHATD_OK;
     }
@@ -155,22 +157,21 @@ static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, enum mop 
         job_free(j);
         return CHATD_OK;
     }
-    if (h->submit(mp->p, op == OP_FETCH ? CHATD_JOB_READ : CHATD_JOB_WRITE, mstore_run, done, j) <
-        0) {
+    if (h->submit(mp->p, op == OP_FETCH ? CHATD_JOB_READ : CHATD_JOB_WRITE, run, done, j) < 0) {
         job_free(j);
         return CHATD_EINTERNAL;
     }
     return CHATD_PENDING;
 }
 
-#define HANDLER(fn, op)                                                                    \
-    static int fn(chatd_req *req, const json_t *msg, void *state)                          \
-    {                                                                                      \
-        return handle(state, req, msg, op);                                                \
+#define HANDLER(fn, op, run)                                                                       \
+    static int fn(chatd_req *req, const json_t *msg, void *state)                                  \
+    {                                                                                              \
+        return handle(state, req, msg, op, run);                                                   \
     }
-HANDLER(on_write, OP_WRITE)
-HANDLER(on_fetch, OP_FETCH)
-HANDLER(on_read_ack, OP_READ_ACK)
+HANDLER(on_write, OP_WRITE, mstore_write)
+HANDLER(on_fetch, OP_FETCH, mstore_fetch)
+HANDLER(on_read_ack, OP_READ_ACK, mstore_read_ack)
 
 static void messaging_cleanup(void *state)
 {
@@ -180,8 +181,7 @@ static void messaging_cleanup(void *state)
     free(mp);
 }
 
-static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t *conf,
-                          void **state)
+static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t *conf, void **state)
 {
     if (util_need_sql(host, p) < 0)
         return CHATD_EINVAL;
@@ -192,19 +192,17 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
     mp->p = p;
     mp->host = host;
     int64_t rate, burst, slots, cache_max, cache_min;
-    if (util_conf_int(host, p, conf, "max_content_bytes", 4096, 1, 1 << 24, &mp->max_content) <
-            0 ||
+    if (util_conf_int(host, p, conf, "max_content_bytes", 4096, 1, 1 << 24, &mp->max_content) < 0 ||
         util_conf_int(host, p, conf, "max_writes_per_second", 500, 1, 10000000, &rate) < 0 ||
         util_conf_int(host, p, conf, "write_burst", 5000, 1, 10000000, &burst) < 0 ||
         util_conf_int(host, p, conf, "member_cache_channels", 4096, 0, 1 << 20, &slots) < 0 ||
-        util_conf_int(host, p, conf, "member_cache_members", 200000, 0, 100000000,
-                      &cache_max) < 0 ||
-        util_conf_int(host, p, conf, "member_cache_min_members", 1, 1, 100000000,
-                      &cache_min) < 0)
+        util_conf_int(host, p, conf, "member_cache_members", 200000, 0, 100000000, &cache_max) <
+            0 ||
+        util_conf_int(host, p, conf, "member_cache_min_members", 1, 1, 100000000, &cache_min) < 0)
         return CHATD_EINVAL;
     if (!(mp->members = mcache_new((size_t)slots, (size_t)cache_max, (size_t)cache_min)))
         return CHATD_ENOMEM;
-    if (!(mp->writes = util_buckets_new(rate, burst)))
+    if (!(mp->writes = util_buckets_new(host, rate, burst)))
         return CHATD_ENOMEM;
     if (host->on_message(p, "WRITE_MESSAGE", on_write) < 0 ||
         host->on_message(p, "FETCH_MESSAGES_REQUEST", on_fetch) < 0 ||
@@ -215,11 +213,8 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
 }
 
 static const chatd_plugin_desc messaging_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "messaging",
-    .version = "1.0",
-    .init = messaging_init,
-    .cleanup = messaging_cleanup,
+    CHATD_PLUGIN_DESC_HEAD, .name = "messaging",          .version = "1.0",
+    .init = messaging_init, .cleanup = messaging_cleanup,
 };
 
 CHATD_PLUGIN(messaging_desc)

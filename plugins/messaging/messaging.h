@@ -25,12 +25,12 @@ struct mjob {
     uint64_t conn;
     char me_name[UTIL_NAME_MAX];
     int64_t channel_id;
-    char *content;                    /* write */
+    char *content; /* write */
     char client_id[CLIENT_ID_MAX + 1];
     int has_client_id;
-    int64_t seq;                      /* write result; read-ack input; fetch: before */
-    int64_t created_ms;               /* write result */
-    int duplicate;                    /* write: a retry of a stored message */
+    int64_t seq;        /* write result; read-ack input; fetch: before */
+    int64_t created_ms; /* write result */
+    int duplicate;      /* write: a retry of a stored message */
     /* write: the other members, for push, in the arrays push_absent takes
      * (filled by the worker, so the loop hands them on as they are); the
      * names point into `members`, which the job holds a reference of */
@@ -38,11 +38,14 @@ struct mjob {
     int64_t *member_ids;
     const char **member_name_ptrs;
     size_t n_members;
-    int64_t limit;                    /* fetch */
-    json_t *list;                     /* fetch result */
+    int64_t limit; /* fetch */
+    json_t *list;  /* fetch result */
 };
 
-int mstore_run(chatd_db *db, void *arg);
+/* Storage jobs, one per request type (chatd_job_run). */
+int mstore_write(chatd_db *db, void *arg);
+int mstore_fetch(chatd_db *db, void *arg);
+int mstore_read_ack(chatd_db *db, void *arg);
 
 /* members.c: lists of a channel's members checked against its member_version.
  * Lists are shared and immutable; every mcache_get is paired with one

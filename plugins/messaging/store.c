@@ -24,8 +24,9 @@ static int load_members(struct mjob *j, chatd_db *db, int64_t version)
     return 0;
 }
 
-static int run_write(struct mjob *j, chatd_db *db)
+int mstore_write(chatd_db *db, void *arg)
 {
+    struct mjob *j = arg;
     const chatd_host *h = j->mp->host;
     struct util_member info;
     /* Locks the channel row where the dialect needs it: writers to one channel
@@ -66,8 +67,9 @@ static int run_write(struct mjob *j, chatd_db *db)
     return rc < 0 ? rc : load_members(j, db, info.member_version);
 }
 
-static int run_fetch(struct mjob *j, chatd_db *db)
+int mstore_fetch(chatd_db *db, void *arg)
 {
+    struct mjob *j = arg;
     const chatd_host *h = j->mp->host;
     int rc = util_channel_member(h, db, j->channel_id, j->me, 0, NULL);
     if (rc < 0)
@@ -98,8 +100,9 @@ static int run_fetch(struct mjob *j, chatd_db *db)
     return rc == CHATD_DONE ? 0 : rc;
 }
 
-static int run_read_ack(struct mjob *j, chatd_db *db)
+int mstore_read_ack(chatd_db *db, void *arg)
 {
+    struct mjob *j = arg;
     const chatd_host *h = j->mp->host;
     struct util_member info;
     int rc = util_channel_member(h, db, j->channel_id, j->me, 0, &info);
@@ -110,20 +113,6 @@ static int run_read_ack(struct mjob *j, chatd_db *db)
                      "UPDATE channel_user SET last_read_msg_seq = ? WHERE channel_id = ?"
                      " AND user_id = ? AND last_read_msg_seq < ?",
                      "iiii", upto, j->channel_id, j->me, upto);
-}
-
-int mstore_run(chatd_db *db, void *arg)
-{
-    struct mjob *j = arg;
-    switch (j->op) {
-    case OP_WRITE:
-        return run_write(j, db);
-    case OP_FETCH:
-        return run_fetch(j, db);
-    case OP_READ_ACK:
-        return run_read_ack(j, db);
-    }
-    return CHATD_EINVAL;
 }
 
 int mstore_remove_user(chatd_db *db, int64_t user_id, void *state)

@@ -66,11 +66,8 @@ static int push_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
 }
 
 static const chatd_plugin_desc push_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "push",
-    .version = "1.0",
-    .init = push_init,
-    .cleanup = push_cleanup,
+    CHATD_PLUGIN_DESC_HEAD, .name = "push",          .version = "1.0",
+    .init = push_init,      .cleanup = push_cleanup,
 };
 
 CHATD_PLUGIN(push_desc)

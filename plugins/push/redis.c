@@ -33,7 +33,8 @@ static int redis_open(const chatd_host *h, chatd_plugin *p, const json_t *conf, 
         return CHATD_ENOMEM;
     rs->h = h;
     rs->p = p;
-    snprintf(rs->stream, sizeof rs->stream, "%s", stream ? json_string_value(stream) : "chatd:push");
+    snprintf(rs->stream, sizeof rs->stream, "%s",
+             stream ? json_string_value(stream) : "chatd:push");
     snprintf(rs->maxlen, sizeof rs->maxlen, "%lld", (long long)max_length);
     h->log(p, CHATD_LOG_INFO, "push notifications go to the redis stream %s", rs->stream);
     *state = rs;
@@ -58,8 +59,9 @@ static int redis_deliver(void *state, const json_t *n)
     char *event = json_dumps(json_object_get(n, "event"), JSON_COMPACT);
     if (!event)
         return CHATD_ENOMEM;
-    const char *argv[] = {"XADD", rs->stream, "MAXLEN", "~", rs->maxlen, "*", "userId", uid,
-                          "username", username ? username : "", "event", event};
+    const char *argv[] = {"XADD",  rs->stream, "MAXLEN", "~",        rs->maxlen,
+                          "*",     "userId",   uid,      "username", username ? username : "",
+                          "event", event};
     size_t lens[sizeof argv / sizeof argv[0]];
     for (size_t i = 0; i < sizeof argv / sizeof argv[0]; i++)
         lens[i] = strlen(argv[i]);

@@ -48,8 +48,8 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define CONN_CAP 1000000      /* WebSockets at most, whatever is asked */
-#define DURATION_CAP 3600.0   /* seconds of load at most */
+#define CONN_CAP 1000000    /* WebSockets at most, whatever is asked */
+#define DURATION_CAP 3600.0 /* seconds of load at most */
 #define MAX_TARGETS 64
 #define MAX_PIDS 64
 #define MAX_FRAME (16u << 20) /* a longer incoming frame is a protocol error */
@@ -65,7 +65,7 @@ static const char *scenario_names[] = {"idle", "direct", "fanout", "mixed"};
 
 static struct {
     int scenario;
-    int cluster;             /* --scenario cluster: direct or fanout over several targets */
+    int cluster; /* --scenario cluster: direct or fanout over several targets */
     int connections, pairs, members, writers, users;
     int one_way;
     double writer_share, zipf;
@@ -101,9 +101,9 @@ struct chan {
     long long id;
     int *members; /* user indices; members[0] creates the channel */
     int n;
-    int ncreate;  /* members[0..ncreate) are in the CREATE (friends of the creator) */
+    int ncreate; /* members[0..ncreate) are in the CREATE (friends of the creator) */
     int direct;
-    int entered;  /* WebSockets entered in it */
+    int entered; /* WebSockets entered in it */
     char invite[16];
 };
 
@@ -137,11 +137,11 @@ static struct wconn *conns;
 static int nconns;
 static struct {
     int a, b;
-} *edges;
+} * edges;
 static int nedges;
 static struct {
     int user, chan;
-} *joins;
+} * joins;
 static int njoins;
 static int nsources;
 static char run_tag[8];
@@ -153,18 +153,30 @@ struct counters {
 static struct counters ctr, ctr_meas0, ctr_meas1;
 static struct load_hist h_ack, h_deliv;
 static uint64_t inflight_total;
-static int running;      /* writers send */
+static int running; /* writers send */
 static int exit_code;
-static int measuring;    /* latencies count */
+static int measuring; /* latencies count */
 
 /* ---- phases and timing --------------------------------------------------- */
 
 enum phase {
-    PH_INIT, PH_HTTP, PH_CONNECT, PH_PROBE, PH_FRIENDS, PH_CREATE, PH_JOIN, PH_ENTER,
-    PH_SETTLE, PH_WARMUP, PH_RUN, PH_DRAIN, PH_END
+    PH_INIT,
+    PH_HTTP,
+    PH_CONNECT,
+    PH_PROBE,
+    PH_FRIENDS,
+    PH_CREATE,
+    PH_JOIN,
+    PH_ENTER,
+    PH_SETTLE,
+    PH_WARMUP,
+    PH_RUN,
+    PH_DRAIN,
+    PH_END
 };
-static const char *phase_names[] = {"init", "login", "connect", "probe", "friends", "create",
-                                    "join", "enter", "settle", "warmup", "run", "drain", "end"};
+static const char *phase_names[] = {"init",   "login", "connect", "probe",  "friends",
+                                    "create", "join",  "enter",   "settle", "warmup",
+                                    "run",    "drain", "end"};
 static int phase = PH_INIT;
 static uint64_t phase_t0, prog_t0;
 static double phase_secs[PH_END + 1];
@@ -597,8 +609,8 @@ static void writer_build(int w)
     size_t pad = (size_t)O.size - TS_DIGITS - 1;
     size_t cap = 160 + (size_t)O.size;
     char *t = xcalloc(1, cap);
-    int n = snprintf(t, cap,
-                     "{\"type\":\"WRITE_MESSAGE\",\"channelId\":%lld,\"requestId\":\"w", chans[c->chan].id);
+    int n = snprintf(t, cap, "{\"type\":\"WRITE_MESSAGE\",\"channelId\":%lld,\"requestId\":\"w",
+                     chans[c->chan].id);
     wr->off_req = (uint32_t)n;
     memset(t + n, '0', TS_DIGITS);
     n += TS_DIGITS;
@@ -752,8 +764,8 @@ static struct sockaddr_in source_of(int k)
 
 /* A non-blocking TCP socket bound to source address k (any port, chosen at
  * connect time so one address serves many destinations), connecting. */
-static struct bufferevent *tcp_connect(int source, int target, void *arg,
-                                       bufferevent_data_cb rd, bufferevent_event_cb ev)
+static struct bufferevent *tcp_connect(int source, int target, void *arg, bufferevent_data_cb rd,
+                                       bufferevent_event_cb ev)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -827,8 +839,8 @@ static int handshake_read(int ci)
     if (sscanf(head, "HTTP/1.1 %d", &status) != 1 || status != 101) {
         size_t avail = evbuffer_get_length(in);
         const char *all = (const char *)evbuffer_pullup(in, -1);
-        die("WebSocket handshake of connection %d (%s) refused: %.*s", ci,
-            target_names[c->target], (int)(avail > 400 ? 400 : avail), all);
+        die("WebSocket handshake of connection %d (%s) refused: %.*s", ci, target_names[c->target],
+            (int)(avail > 400 ? 400 : avail), all);
     }
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
     char buf[64], want[32];
@@ -1021,8 +1033,8 @@ static void http_send(struct hconn *h)
 {
     struct user *u = &users[h->user];
     char body[128];
-    int bl = snprintf(body, sizeof body, "{\"username\":\"%s\",\"password\":\"" PASSWORD "\"}",
-                      u->name);
+    int bl =
+        snprintf(body, sizeof body, "{\"username\":\"%s\",\"password\":\"" PASSWORD "\"}", u->name);
     evbuffer_add_printf(bufferevent_get_output(h->bev),
                         "POST /api/v1/auth/%s HTTP/1.1\r\nHost: %s\r\n"
                         "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
@@ -1520,11 +1532,11 @@ static double ms(uint64_t ns)
 
 static json_t *hist_json(const struct load_hist *h)
 {
-    return json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "count", (json_int_t)h->total,
-                     "p50_ms", ms(load_hist_quantile(h, 0.5)), "p90_ms",
-                     ms(load_hist_quantile(h, 0.9)), "p99_ms", ms(load_hist_quantile(h, 0.99)),
-                     "p999_ms", ms(load_hist_quantile(h, 0.999)), "max_ms", ms(h->max),
-                     "mean_ms", load_hist_mean(h) / 1e6);
+    return json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "count", (json_int_t)h->total, "p50_ms",
+                     ms(load_hist_quantile(h, 0.5)), "p90_ms", ms(load_hist_quantile(h, 0.9)),
+                     "p99_ms", ms(load_hist_quantile(h, 0.99)), "p999_ms",
+                     ms(load_hist_quantile(h, 0.999)), "max_ms", ms(h->max), "mean_ms",
+                     load_hist_mean(h) / 1e6);
 }
 
 static void row(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1599,10 +1611,9 @@ static void finish(void)
          * delivery can arrive before its write's ack, which is when it is
          * expected, so only whole-run counts must match exactly */
         row("whole run: sent/acked", "%10" PRIu64 " %10" PRIu64, t.sent, t.acked);
-        row("whole run: delivered/expected", "%10" PRIu64 " %10" PRIu64, t.delivered,
-            t.expected);
-        printf("  %-30s %10s %8s %8s %8s %8s %9s\n", "latency (ms)", "p50", "p99", "p99.9",
-               "max", "mean", "count");
+        row("whole run: delivered/expected", "%10" PRIu64 " %10" PRIu64, t.delivered, t.expected);
+        printf("  %-30s %10s %8s %8s %8s %8s %9s\n", "latency (ms)", "p50", "p99", "p99.9", "max",
+               "mean", "count");
         lat_row("ack (write -> durable ack)", &h_ack);
         lat_row("delivery (write -> notify)", &h_deliv);
     }
@@ -1634,18 +1645,18 @@ static void finish(void)
     json_t *tg = json_array();
     for (int i = 0; i < ntargets; i++)
         json_array_append_new(tg, json_string(target_names[i]));
-    json_t *j = json_pack(
-        "{s:s, s:s, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:i, s:i}",
-        "scenario", name, "pattern", scenario_names[sc], "targets", tg, "connections", nconns,
-        "users", nusers, "sources", nsources, "channels", nchans, "writers", nwriters,
-        "friendships", nedges, "joins", njoins, "duration_s", secs, "warmup_s", O.warmup,
-        "rate_target", O.rate, "window", O.window, "content_bytes", O.size);
-    json_object_set_new(
-        j, "setup_s",
-        json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "login", phase_secs[PH_HTTP], "connect",
-                  phase_secs[PH_CONNECT], "probe", phase_secs[PH_PROBE], "friends",
-                  phase_secs[PH_FRIENDS], "create", phase_secs[PH_CREATE], "join",
-                  phase_secs[PH_JOIN], "enter", phase_secs[PH_ENTER]));
+    json_t *j =
+        json_pack("{s:s, s:s, s:o, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:i, s:i}",
+                  "scenario", name, "pattern", scenario_names[sc], "targets", tg, "connections",
+                  nconns, "users", nusers, "sources", nsources, "channels", nchans, "writers",
+                  nwriters, "friendships", nedges, "joins", njoins, "duration_s", secs, "warmup_s",
+                  O.warmup, "rate_target", O.rate, "window", O.window, "content_bytes", O.size);
+    json_object_set_new(j, "setup_s",
+                        json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "login",
+                                  phase_secs[PH_HTTP], "connect", phase_secs[PH_CONNECT], "probe",
+                                  phase_secs[PH_PROBE], "friends", phase_secs[PH_FRIENDS], "create",
+                                  phase_secs[PH_CREATE], "join", phase_secs[PH_JOIN], "enter",
+                                  phase_secs[PH_ENTER]));
     json_object_set_new(j, "measured",
                         json_pack("{s:I, s:I, s:I, s:f, s:f, s:f}", "sent", (json_int_t)sent,
                                   "acked", (json_int_t)acked, "delivered", (json_int_t)deliv,
@@ -1659,21 +1670,21 @@ static void finish(void)
                   (json_int_t)t.write_errors, "rate_limited", (json_int_t)t.rate_limited,
                   "other_errors", (json_int_t)t.other_errors, "disconnects",
                   (json_int_t)t.disconnects, "pings", (json_int_t)t.pings));
-    json_object_set_new(j, "latency",
-                        json_pack("{s:o, s:o}", "ack", hist_json(&h_ack), "delivery",
-                                  hist_json(&h_deliv)));
+    json_object_set_new(
+        j, "latency",
+        json_pack("{s:o, s:o}", "ack", hist_json(&h_ack), "delivery", hist_json(&h_deliv)));
     if (O.npids) {
         json_t *pids = json_array();
         for (int i = 0; i < O.npids; i++)
             json_array_append_new(pids, json_integer(O.pids[i]));
-        json_object_set_new(
-            j, "server",
-            json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "pids", pids, "rss_kib_start",
-                      (json_int_t)srv_start.rss_kib, "rss_kib_before_ws",
-                      (json_int_t)srv_before_ws.rss_kib, "rss_kib_ready",
-                      (json_int_t)srv_ready.rss_kib, "rss_kib_end", (json_int_t)srv_meas1.rss_kib,
-                      "rss_kib_peak", (json_int_t)srv_meas1.hwm_kib, "cpu_s",
-                      srv_meas1.cpu_s - srv_meas0.cpu_s, "cpu_cores", srv_cpu));
+        json_object_set_new(j, "server",
+                            json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "pids", pids,
+                                      "rss_kib_start", (json_int_t)srv_start.rss_kib,
+                                      "rss_kib_before_ws", (json_int_t)srv_before_ws.rss_kib,
+                                      "rss_kib_ready", (json_int_t)srv_ready.rss_kib, "rss_kib_end",
+                                      (json_int_t)srv_meas1.rss_kib, "rss_kib_peak",
+                                      (json_int_t)srv_meas1.hwm_kib, "cpu_s",
+                                      srv_meas1.cpu_s - srv_meas0.cpu_s, "cpu_cores", srv_cpu));
         if (sc == SC_IDLE)
             json_object_set_new(
                 json_object_get(j, "server"), "rss_kib_per_connection",
@@ -1691,40 +1702,41 @@ static void finish(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: chatd-load --scenario idle|direct|fanout|mixed|cluster [options]\n"
-"\n"
-"  --target HOST:PORT     chatd to load (repeat for several nodes; 127.0.0.0/8 only)\n"
-"  --duration S           seconds of measured load (idle: seconds held) [10]\n"
-"  --warmup S             seconds of load before measuring [0]\n"
-"  --drain S              seconds to wait for the last acks and deliveries [5]\n"
-"  --settle S             seconds between setup and load [1]\n"
-"  --connections N        idle, mixed: WebSockets; direct: 2 x pairs; fanout: members\n"
-"  --users U              idle: users the connections are spread over [min(N,100)]\n"
-"  --pairs P              direct: pairs of users, each in a direct channel\n"
-"  --one-way              direct: only the first of each pair writes\n"
-"  --members M            fanout: members of the channel, one WebSocket each\n"
-"  --writers W            fanout: members that write [1]\n"
-"  --writer-share F       mixed: share of connections that write [0.05]\n"
-"  --min-size/--max-size  mixed: channel sizes, Zipf-distributed [2, 50]\n"
-"  --zipf S               mixed: Zipf exponent of the sizes [1.0]\n"
-"  --pattern direct|fanout  cluster: the layout spread over the targets [fanout]\n"
-"  --rate R               total writes per second (open loop); 0: closed loop [0]\n"
-"  --window W             closed loop: writes in flight per writer [4]\n"
-"  --max-inflight N       open loop: unanswered writes per writer at most [1000]\n"
-"  --size B               bytes of each message's content (>= 20) [64]\n"
-"  --sources K            source addresses (from --source-base on); 0: one per 20000 [0]\n"
-"  --source-base ADDR     first source address [127.0.0.2]\n"
-"  --connect-window N     WebSocket handshakes in flight [256]\n"
-"  --setup-window N       setup requests in flight [256]\n"
-"  --http-conns N         keep-alive HTTP connections for logins [8]\n"
-"  --create-max N         members put in a CREATE; the rest JOIN by code [100]\n"
-"  --server-pid PID       server process for RSS and CPU (repeat for several)\n"
-"  --setup-timeout S      give up when setup takes longer [300]\n"
-"  --json FILE            write the results as JSON\n"
-"  --seed N               layout seed [1]\n"
-"  --quiet                no progress on stderr\n"
-"  --busy-poll            poll without sleeping (for a generator on its own core)\n");
+    fprintf(
+        f,
+        "usage: chatd-load --scenario idle|direct|fanout|mixed|cluster [options]\n"
+        "\n"
+        "  --target HOST:PORT     chatd to load (repeat for several nodes; 127.0.0.0/8 only)\n"
+        "  --duration S           seconds of measured load (idle: seconds held) [10]\n"
+        "  --warmup S             seconds of load before measuring [0]\n"
+        "  --drain S              seconds to wait for the last acks and deliveries [5]\n"
+        "  --settle S             seconds between setup and load [1]\n"
+        "  --connections N        idle, mixed: WebSockets; direct: 2 x pairs; fanout: members\n"
+        "  --users U              idle: users the connections are spread over [min(N,100)]\n"
+        "  --pairs P              direct: pairs of users, each in a direct channel\n"
+        "  --one-way              direct: only the first of each pair writes\n"
+        "  --members M            fanout: members of the channel, one WebSocket each\n"
+        "  --writers W            fanout: members that write [1]\n"
+        "  --writer-share F       mixed: share of connections that write [0.05]\n"
+        "  --min-size/--max-size  mixed: channel sizes, Zipf-distributed [2, 50]\n"
+        "  --zipf S               mixed: Zipf exponent of the sizes [1.0]\n"
+        "  --pattern direct|fanout  cluster: the layout spread over the targets [fanout]\n"
+        "  --rate R               total writes per second (open loop); 0: closed loop [0]\n"
+        "  --window W             closed loop: writes in flight per writer [4]\n"
+        "  --max-inflight N       open loop: unanswered writes per writer at most [1000]\n"
+        "  --size B               bytes of each message's content (>= 20) [64]\n"
+        "  --sources K            source addresses (from --source-base on); 0: one per 20000 [0]\n"
+        "  --source-base ADDR     first source address [127.0.0.2]\n"
+        "  --connect-window N     WebSocket handshakes in flight [256]\n"
+        "  --setup-window N       setup requests in flight [256]\n"
+        "  --http-conns N         keep-alive HTTP connections for logins [8]\n"
+        "  --create-max N         members put in a CREATE; the rest JOIN by code [100]\n"
+        "  --server-pid PID       server process for RSS and CPU (repeat for several)\n"
+        "  --setup-timeout S      give up when setup takes longer [300]\n"
+        "  --json FILE            write the results as JSON\n"
+        "  --seed N               layout seed [1]\n"
+        "  --quiet                no progress on stderr\n"
+        "  --busy-poll            poll without sleeping (for a generator on its own core)\n");
 }
 
 static int in_loopback(struct in_addr a)
@@ -1769,31 +1781,76 @@ static double num(const char *opt, const char *v, double lo, double hi)
 static void parse_args(int argc, char **argv)
 {
     enum {
-        o_scenario = 256, o_target, o_duration, o_warmup, o_drain, o_settle, o_connections,
-        o_users, o_pairs, o_one_way, o_members, o_writers, o_writer_share, o_min_size,
-        o_max_size, o_zipf, o_pattern, o_rate, o_window, o_max_inflight, o_size, o_sources,
-        o_source_base, o_connect_window, o_setup_window, o_http_conns, o_create_max,
-        o_server_pid, o_setup_timeout, o_json, o_seed, o_quiet, o_busy_poll, o_help
+        o_scenario = 256,
+        o_target,
+        o_duration,
+        o_warmup,
+        o_drain,
+        o_settle,
+        o_connections,
+        o_users,
+        o_pairs,
+        o_one_way,
+        o_members,
+        o_writers,
+        o_writer_share,
+        o_min_size,
+        o_max_size,
+        o_zipf,
+        o_pattern,
+        o_rate,
+        o_window,
+        o_max_inflight,
+        o_size,
+        o_sources,
+        o_source_base,
+        o_connect_window,
+        o_setup_window,
+        o_http_conns,
+        o_create_max,
+        o_server_pid,
+        o_setup_timeout,
+        o_json,
+        o_seed,
+        o_quiet,
+        o_busy_poll,
+        o_help
     };
-    static const struct option lo[] = {
-        {"scenario", 1, 0, o_scenario},       {"target", 1, 0, o_target},
-        {"duration", 1, 0, o_duration},       {"warmup", 1, 0, o_warmup},
-        {"drain", 1, 0, o_drain},             {"settle", 1, 0, o_settle},
-        {"connections", 1, 0, o_connections}, {"users", 1, 0, o_users},
-        {"pairs", 1, 0, o_pairs},             {"one-way", 0, 0, o_one_way},
-        {"members", 1, 0, o_members},         {"writers", 1, 0, o_writers},
-        {"writer-share", 1, 0, o_writer_share}, {"min-size", 1, 0, o_min_size},
-        {"max-size", 1, 0, o_max_size},       {"zipf", 1, 0, o_zipf},
-        {"pattern", 1, 0, o_pattern},         {"rate", 1, 0, o_rate},
-        {"window", 1, 0, o_window},           {"max-inflight", 1, 0, o_max_inflight},
-        {"size", 1, 0, o_size},               {"sources", 1, 0, o_sources},
-        {"source-base", 1, 0, o_source_base}, {"connect-window", 1, 0, o_connect_window},
-        {"setup-window", 1, 0, o_setup_window}, {"http-conns", 1, 0, o_http_conns},
-        {"create-max", 1, 0, o_create_max},   {"server-pid", 1, 0, o_server_pid},
-        {"setup-timeout", 1, 0, o_setup_timeout}, {"json", 1, 0, o_json},
-        {"seed", 1, 0, o_seed},               {"quiet", 0, 0, o_quiet},
-        {"busy-poll", 0, 0, o_busy_poll},
-        {"help", 0, 0, o_help},               {0, 0, 0, 0}};
+    static const struct option lo[] = {{"scenario", 1, 0, o_scenario},
+                                       {"target", 1, 0, o_target},
+                                       {"duration", 1, 0, o_duration},
+                                       {"warmup", 1, 0, o_warmup},
+                                       {"drain", 1, 0, o_drain},
+                                       {"settle", 1, 0, o_settle},
+                                       {"connections", 1, 0, o_connections},
+                                       {"users", 1, 0, o_users},
+                                       {"pairs", 1, 0, o_pairs},
+                                       {"one-way", 0, 0, o_one_way},
+                                       {"members", 1, 0, o_members},
+                                       {"writers", 1, 0, o_writers},
+                                       {"writer-share", 1, 0, o_writer_share},
+                                       {"min-size", 1, 0, o_min_size},
+                                       {"max-size", 1, 0, o_max_size},
+                                       {"zipf", 1, 0, o_zipf},
+                                       {"pattern", 1, 0, o_pattern},
+                                       {"rate", 1, 0, o_rate},
+                                       {"window", 1, 0, o_window},
+                                       {"max-inflight", 1, 0, o_max_inflight},
+                                       {"size", 1, 0, o_size},
+                                       {"sources", 1, 0, o_sources},
+                                       {"source-base", 1, 0, o_source_base},
+                                       {"connect-window", 1, 0, o_connect_window},
+                                       {"setup-window", 1, 0, o_setup_window},
+                                       {"http-conns", 1, 0, o_http_conns},
+                                       {"create-max", 1, 0, o_create_max},
+                                       {"server-pid", 1, 0, o_server_pid},
+                                       {"setup-timeout", 1, 0, o_setup_timeout},
+                                       {"json", 1, 0, o_json},
+                                       {"seed", 1, 0, o_seed},
+                                       {"quiet", 0, 0, o_quiet},
+                                       {"busy-poll", 0, 0, o_busy_poll},
+                                       {"help", 0, 0, o_help},
+                                       {0, 0, 0, 0}};
     const char *scen = NULL, *pattern = "fanout";
     O.duration = 10;
     O.drain = 5;
@@ -1816,49 +1873,115 @@ static void parse_args(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case o_scenario: scen = optarg; break;
-        case o_target: add_target(optarg); break;
-        case o_duration: O.duration = num("--duration", optarg, 0.1, DURATION_CAP); break;
-        case o_warmup: O.warmup = num("--warmup", optarg, 0, DURATION_CAP); break;
-        case o_drain: O.drain = num("--drain", optarg, 0, 600); break;
-        case o_settle: O.settle = num("--settle", optarg, 0, 600); break;
-        case o_connections: O.connections = (int)num("--connections", optarg, 1, CONN_CAP); break;
-        case o_users: O.users = (int)num("--users", optarg, 1, CONN_CAP); break;
-        case o_pairs: O.pairs = (int)num("--pairs", optarg, 1, CONN_CAP / 2); break;
-        case o_one_way: O.one_way = 1; break;
-        case o_members: O.members = (int)num("--members", optarg, 2, CONN_CAP); break;
-        case o_writers: O.writers = (int)num("--writers", optarg, 1, CONN_CAP); break;
-        case o_writer_share: O.writer_share = num("--writer-share", optarg, 0, 1); break;
-        case o_min_size: O.min_size = (int)num("--min-size", optarg, 2, 100000); break;
-        case o_max_size: O.max_size = (int)num("--max-size", optarg, 2, 100000); break;
-        case o_zipf: O.zipf = num("--zipf", optarg, 0, 10); break;
-        case o_pattern: pattern = optarg; break;
-        case o_rate: O.rate = num("--rate", optarg, 0, 1e8); break;
-        case o_window: O.window = (int)num("--window", optarg, 1, 100000); break;
-        case o_max_inflight: O.max_inflight = (int)num("--max-inflight", optarg, 1, 1e7); break;
-        case o_size: O.size = (int)num("--size", optarg, TS_DIGITS + 1, 60000); break;
-        case o_sources: O.sources = (int)num("--sources", optarg, 0, 65536); break;
+        case o_scenario:
+            scen = optarg;
+            break;
+        case o_target:
+            add_target(optarg);
+            break;
+        case o_duration:
+            O.duration = num("--duration", optarg, 0.1, DURATION_CAP);
+            break;
+        case o_warmup:
+            O.warmup = num("--warmup", optarg, 0, DURATION_CAP);
+            break;
+        case o_drain:
+            O.drain = num("--drain", optarg, 0, 600);
+            break;
+        case o_settle:
+            O.settle = num("--settle", optarg, 0, 600);
+            break;
+        case o_connections:
+            O.connections = (int)num("--connections", optarg, 1, CONN_CAP);
+            break;
+        case o_users:
+            O.users = (int)num("--users", optarg, 1, CONN_CAP);
+            break;
+        case o_pairs:
+            O.pairs = (int)num("--pairs", optarg, 1, CONN_CAP / 2);
+            break;
+        case o_one_way:
+            O.one_way = 1;
+            break;
+        case o_members:
+            O.members = (int)num("--members", optarg, 2, CONN_CAP);
+            break;
+        case o_writers:
+            O.writers = (int)num("--writers", optarg, 1, CONN_CAP);
+            break;
+        case o_writer_share:
+            O.writer_share = num("--writer-share", optarg, 0, 1);
+            break;
+        case o_min_size:
+            O.min_size = (int)num("--min-size", optarg, 2, 100000);
+            break;
+        case o_max_size:
+            O.max_size = (int)num("--max-size", optarg, 2, 100000);
+            break;
+        case o_zipf:
+            O.zipf = num("--zipf", optarg, 0, 10);
+            break;
+        case o_pattern:
+            pattern = optarg;
+            break;
+        case o_rate:
+            O.rate = num("--rate", optarg, 0, 1e8);
+            break;
+        case o_window:
+            O.window = (int)num("--window", optarg, 1, 100000);
+            break;
+        case o_max_inflight:
+            O.max_inflight = (int)num("--max-inflight", optarg, 1, 1e7);
+            break;
+        case o_size:
+            O.size = (int)num("--size", optarg, TS_DIGITS + 1, 60000);
+            break;
+        case o_sources:
+            O.sources = (int)num("--sources", optarg, 0, 65536);
+            break;
         case o_source_base:
             if (inet_pton(AF_INET, optarg, &O.source_base) != 1 || !in_loopback(O.source_base))
                 die("--source-base %s: expected an address in 127.0.0.0/8", optarg);
             break;
-        case o_connect_window: O.connect_window = (int)num("--connect-window", optarg, 1, 1e6); break;
-        case o_setup_window: O.setup_window = (int)num("--setup-window", optarg, 1, 1e6); break;
-        case o_http_conns: O.http_conns = (int)num("--http-conns", optarg, 1, 1024); break;
-        case o_create_max: O.create_max = (int)num("--create-max", optarg, 1, 100000); break;
+        case o_connect_window:
+            O.connect_window = (int)num("--connect-window", optarg, 1, 1e6);
+            break;
+        case o_setup_window:
+            O.setup_window = (int)num("--setup-window", optarg, 1, 1e6);
+            break;
+        case o_http_conns:
+            O.http_conns = (int)num("--http-conns", optarg, 1, 1024);
+            break;
+        case o_create_max:
+            O.create_max = (int)num("--create-max", optarg, 1, 100000);
+            break;
         case o_server_pid:
             if (O.npids >= MAX_PIDS)
                 die("at most %d --server-pid", MAX_PIDS);
             O.pids[O.npids++] = (int)num("--server-pid", optarg, 1, INT_MAX);
             break;
-        case o_setup_timeout: O.setup_timeout = num("--setup-timeout", optarg, 1, 86400); break;
-        case o_json: O.json = optarg; break;
-        case o_seed: O.seed = (unsigned long long)num("--seed", optarg, 0, 1e18); break;
-        case o_quiet: O.quiet = 1; break;
-        case o_busy_poll: O.busy_poll = 1; break;
+        case o_setup_timeout:
+            O.setup_timeout = num("--setup-timeout", optarg, 1, 86400);
+            break;
+        case o_json:
+            O.json = optarg;
+            break;
+        case o_seed:
+            O.seed = (unsigned long long)num("--seed", optarg, 0, 1e18);
+            break;
+        case o_quiet:
+            O.quiet = 1;
+            break;
+        case o_busy_poll:
+            O.busy_poll = 1;
+            break;
         case o_help:
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(2);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (optind < argc)
@@ -1928,8 +2051,8 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
         if (rl.rlim_cur < need)
-            die("%d connections need %llu file descriptors; the limit is %llu (ulimit -n)",
-                nconns, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+            die("%d connections need %llu file descriptors; the limit is %llu (ulimit -n)", nconns,
+                (unsigned long long)need, (unsigned long long)rl.rlim_cur);
     }
 
     /* a hard stop, whatever happens */

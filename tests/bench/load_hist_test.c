@@ -8,14 +8,14 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            failures++;                                                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                           \
-            fprintf(stderr, __VA_ARGS__);                                                  \
-            fputc('\n', stderr);                                                           \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
 int main(void)
@@ -29,8 +29,8 @@ int main(void)
         CHECK(lo <= v && v <= hi, "value %llu outside bucket %zu [%llu, %llu]",
               (unsigned long long)v, b, (unsigned long long)lo, (unsigned long long)hi);
         CHECK(b >= prev, "bucket order broken at %llu", (unsigned long long)v);
-        CHECK((double)(hi - lo) <= (double)v / LOAD_HIST_SUB + 1e-9,
-              "bucket of %llu too wide", (unsigned long long)v);
+        CHECK((double)(hi - lo) <= (double)v / LOAD_HIST_SUB + 1e-9, "bucket of %llu too wide",
+              (unsigned long long)v);
         prev = b;
     }
     CHECK(load_hist_bucket(UINT64_MAX) == LOAD_HIST_BUCKETS - 1, "top bucket");
@@ -53,8 +53,7 @@ int main(void)
     CHECK(load_hist_quantile(&h, 1.0) == h.max, "q1 is max");
     load_hist_reset(&h);
     load_hist_record(&h, 7);
-    CHECK(load_hist_quantile(&h, 0.5) == 7 && load_hist_quantile(&h, 0.999) == 7,
-          "single value");
+    CHECK(load_hist_quantile(&h, 0.5) == 7 && load_hist_quantile(&h, 0.999) == 7, "single value");
     load_hist_free(&h);
     printf("%d passed, %d failed\n", failures ? 0 : 1, failures ? 1 : 0);
     return failures ? 1 : 0;

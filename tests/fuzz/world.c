@@ -18,16 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bus.h"
+#include "app.h"
 #include "config.h"
-#include "dispatch.h"
+#include "conn.h"
+#include "http.h"
 #include "log.h"
-#include "plugins.h"
-#include "presence.h"
-#include "redis.h"
-#include "router.h"
-#include "server.h"
-#include "session.h"
 #include "store.h"
 
 #ifndef FUZZ_SOURCE_ROOT
@@ -191,8 +186,8 @@ int world_client_open(struct world_client *c, int keep_rx)
     c->keep_rx = keep_rx;
     /* Our end must read, or the server's output never leaves its buffer. */
     bufferevent_enable(c->pair[1], EV_READ | EV_WRITE);
-    if (server_adopt(c->pair[0], "127.0.0.1") < 0) {
-        c->pair[0] = NULL; /* freed by server_adopt */
+    if (http_accept(c->pair[0], "127.0.0.1") < 0) {
+        c->pair[0] = NULL; /* freed by http_accept */
         return -1;
     }
     W.clients++;
@@ -281,13 +276,13 @@ void world_client_close(struct world_client *c)
         W.clients--;
         c->pair[0] = NULL; /* the server frees it */
     }
-    for (int i = 0; i < 50 && server_connection_count() > W.clients; i++)
+    for (int i = 0; i < 50 && conn_count() > W.clients; i++)
         world_settle(NULL);
-    if (server_connection_count() > W.clients) {
+    if (conn_count() > W.clients) {
         /* The client has gone: a connection the server keeps open anyway
          * would pile up across inputs (and across real clients). */
         fprintf(stderr, "fuzz world: %ld connection(s) open on the server, %ld client(s) left\n",
-                server_connection_count(), W.clients);
+                conn_count(), W.clients);
         abort();
     }
 }
@@ -587,20 +582,8 @@ void world_init(int what)
     if (!(W.base = event_base_new()))
         die("cannot create the event loop");
     char err[1024] = "";
-    if (store_init(W.base, &W.s, chatd_sql_dir(&W.s)) < 0 || dispatch_init() < 0 ||
-        router_init(&W.s) < 0 || presence_init() < 0)
-        die("start-up failed: out of memory");
-    if (redis_init(W.base, &W.s) < 0 || bus_init(W.base, &W.s) < 0)
-        die("start-up failed: out of memory");
-    struct store_backend *sessions = NULL;
-    if ((strcmp(W.s.session_backend, "redis") != 0 &&
-         !(sessions = store_backend_open(W.s.session_backend, err, sizeof err))) ||
-        session_init(W.base, &W.s, sessions) < 0)
-        die("session store: %s", err[0] ? err : "cannot load sessions");
-    if (plugins_load_all(&W.s, err, sizeof err) < 0)
+    if (app_start(W.base, &W.s, 0, err, sizeof err) < 0)
         die("%s", err);
-    if (server_start(W.base, &W.s) < 0)
-        die("cannot start the server (see %s)", W.s.log_file[0] ? W.s.log_file : "stderr");
     if (what & WORLD_USERS)
         make_users();
 }

@@ -30,7 +30,8 @@ struct later {
 static void answer_later(void *arg)
 {
     struct later *l = arg;
-    g->host->reply(l->req, "PROBE_PENDING_RESPONSE", json_pack("{s:I}", "delayMs", (json_int_t)l->delay_ms));
+    g->host->reply(l->req, "PROBE_PENDING_RESPONSE",
+                   json_pack("{s:I}", "delayMs", (json_int_t)l->delay_ms));
     free(l);
 }
 
@@ -167,11 +168,8 @@ static void probe_cleanup(void *state)
 }
 
 static const chatd_plugin_desc probe_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "probe",
-    .version = "1.0",
-    .init = probe_init,
-    .cleanup = probe_cleanup,
+    CHATD_PLUGIN_DESC_HEAD, .name = "probe",          .version = "1.0",
+    .init = probe_init,     .cleanup = probe_cleanup,
 };
 
 CHATD_PLUGIN(probe_desc)

@@ -64,10 +64,10 @@ static void load_fail(const char *file, const char *const *ov, int n, char *err,
     config_free(&s);
 }
 
-#define assert_contains(hay, needle)                                                       \
-    do {                                                                                   \
-        if (!strstr((hay), (needle)))                                                      \
-            fail_msg("expected \"%s\" in \"%s\"", (needle), (hay));                      \
+#define assert_contains(hay, needle)                                                               \
+    do {                                                                                           \
+        if (!strstr((hay), (needle)))                                                              \
+            fail_msg("expected \"%s\" in \"%s\"", (needle), (hay));                                \
     } while (0)
 
 static void test_defaults(void **state)
@@ -199,10 +199,9 @@ static void test_values_from_file(void **state)
     assert_true(json_is_array(tags));
     assert_int_equal(json_array_size(tags), 2);
     assert_string_equal(json_string_value(json_array_get(tags, 1)), "y");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "nested"), "depth")),
-                     2);
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(s.plugins, 1), "name")), "other");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "nested"), "depth")), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(s.plugins, 1), "name")),
+                        "other");
     config_free(&s);
 }
 
@@ -234,10 +233,8 @@ static void test_overrides_win_over_file(void **state)
     (void)state;
     struct settings s;
     const char *ov[] = {
-        "http.max_body_size=1000",
-        "server.listen=\"1.2.3.4:9\"",
-        "http.allowed_origins=[\"c\"]",
-        "storage.sqlite.path=other.db",
+        "http.max_body_size=1000",      "server.listen=\"1.2.3.4:9\"",
+        "http.allowed_origins=[\"c\"]", "storage.sqlite.path=other.db",
         "ws.max_outbuf=4096",
     };
     load_ok(write_conf(full_conf), ov, 5, &s);
@@ -479,8 +476,8 @@ static void test_err_settings_together(void **state)
 {
     (void)state;
     char err[512];
-    load_fail(write_conf("ws = {\n  ping_interval = 30;\n  idle_timeout = 20;\n};\n"), NULL, 0,
-              err, sizeof err);
+    load_fail(write_conf("ws = {\n  ping_interval = 30;\n  idle_timeout = 20;\n};\n"), NULL, 0, err,
+              sizeof err);
     assert_contains(err, ":3:");
     assert_contains(err, "ws.idle_timeout");
     const char *ov[] = {"ws.ping_interval=75"};
@@ -565,8 +562,8 @@ static void test_err_plugin_not_utf8(void **state)
 {
     (void)state;
     char err[512];
-    load_fail(write_conf("plugins = ( { name = \"a\x84\"; }, { name = \"b\"; } );\n"), NULL, 0,
-              err, sizeof err);
+    load_fail(write_conf("plugins = ( { name = \"a\x84\"; }, { name = \"b\"; } );\n"), NULL, 0, err,
+              sizeof err);
     assert_non_null(strstr(err, "'plugins.[0].name': not valid UTF-8"));
     load_fail(write_conf("plugins = ( { name = \"x\"; note = \"\x84\"; } );\n"), NULL, 0, err,
               sizeof err);

@@ -103,10 +103,10 @@ static void test_str_put_get_replace_del(void **state)
     assert_null(hmap_get_str(m, "XXXXX"));
 
     assert_int_equal(hmap_put_str(m, "bob", VAL(2)), 0);
-    assert_int_equal(hmap_put_str(m, "", VAL(3)), 0);        /* empty key */
-    assert_int_equal(hmap_put_str(m, "alic", VAL(4)), 0);    /* prefix of another key */
-    assert_int_equal(hmap_put_str(m, "alice2", VAL(5)), 0);  /* extension of another key */
-    assert_int_equal(hmap_put_str(m, "Alice", VAL(6)), 0);   /* case matters */
+    assert_int_equal(hmap_put_str(m, "", VAL(3)), 0);       /* empty key */
+    assert_int_equal(hmap_put_str(m, "alic", VAL(4)), 0);   /* prefix of another key */
+    assert_int_equal(hmap_put_str(m, "alice2", VAL(5)), 0); /* extension of another key */
+    assert_int_equal(hmap_put_str(m, "Alice", VAL(6)), 0);  /* case matters */
     assert_int_equal(hmap_count(m), 6);
 
     assert_ptr_equal(hmap_get_str(m, "alice"), VAL(1));
@@ -327,9 +327,9 @@ static void test_iterate_ids(void **state)
         assert_true(id >= 11 && (id - 11) % 3 == 0);
         uint64_t i = (id - 11) / 3;
         assert_true(i < N);
-        assert_true(i % 5 != 0);           /* deleted keys are not visited */
-        assert_ptr_equal(v, VAL(i));       /* the value goes with its key */
-        assert_int_equal(seen[i], 0);      /* each entry once */
+        assert_true(i % 5 != 0);      /* deleted keys are not visited */
+        assert_ptr_equal(v, VAL(i));  /* the value goes with its key */
+        assert_int_equal(seen[i], 0); /* each entry once */
         seen[i] = 1;
         visits++;
     }

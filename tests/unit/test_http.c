@@ -42,8 +42,8 @@ static void test_query_absent(void **state)
     assert_null(q("a=1&b=2", "A"));
     assert_null(q("", "a"));
     assert_null(q(NULL, "a"));
-    assert_null(q("a=1&b=2", "1"));   /* values are not keys */
-    assert_null(q("xa=1", "a"));      /* a suffix is not the key */
+    assert_null(q("a=1&b=2", "1")); /* values are not keys */
+    assert_null(q("xa=1", "a"));    /* a suffix is not the key */
 }
 
 static void test_query_prefix_is_not_key(void **state)
@@ -78,7 +78,7 @@ static void test_query_malformed(void **state)
     assert_null(q("k=%zz", "k"));
     assert_null(q("k=%4g", "k"));
     assert_null(q("k=%g4", "k"));
-    assert_null(q("k=ab%4&x=1", "k"));  /* the escape is cut short by '&' */
+    assert_null(q("k=ab%4&x=1", "k")); /* the escape is cut short by '&' */
     assert_null(q("k=%00", "k"));
     assert_null(q("k=a%00b", "k"));
     /* A malformed value does not spoil other keys. */

@@ -47,9 +47,10 @@ static void test_fine_values_are_no_fault(void **state)
 {
     (void)state;
     /* a surrogate pair, the largest integers, tiny reals, every escape */
-    struct json_fault f = scan("{\"a\":\"\\ud83d\\ude00\",\"b\":9223372036854775807,"
-                               "\"c\":-9223372036854775808,\"d\":1e-400,"
-                               "\"e\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\",\"f\":[true,false,null]}");
+    struct json_fault f =
+        scan("{\"a\":\"\\ud83d\\ude00\",\"b\":9223372036854775807,"
+             "\"c\":-9223372036854775808,\"d\":1e-400,"
+             "\"e\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\",\"f\":[true,false,null]}");
     assert_true(f.is_json);
     assert_null(f.why);
 }
@@ -76,9 +77,10 @@ static void test_type_and_request_id_are_read(void **state)
 static void test_text_that_is_not_json(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"", "{", "{\"a\":}", "{\"a\" 1}", "[1,]", "{\"a\":1,}",
-                                      "\"unterminated", "tru", "01", "1.", "-", "{a:1}",
-                                      "{\"a\":1} x", "\"\\x\"", "\"\\u12\"", "\"a\tb\""};
+    static const char *const bad[] = {
+        "",          "{",       "{\"a\":}", "{\"a\" 1}", "[1,]",  "{\"a\":1,}",  "\"unterminated",
+        "tru",       "01",      "1.",       "-",         "{a:1}", "{\"a\":1} x", "\"\\x\"",
+        "\"\\u12\"", "\"a\tb\""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct json_fault f = scan(bad[i]);
         assert_false(f.is_json);

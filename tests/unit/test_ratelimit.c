@@ -9,7 +9,11 @@
 
 #include <cmocka.h>
 
+#include "host.h"
 #include "ratelimit.h"
+
+/* The core's host table: its maps are what the limiter keeps keys in. */
+#define H host_table("")
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HAVE_ASAN 1
@@ -42,7 +46,7 @@ static size_t heap_in_use(void)
 static void test_not_blocked_before_max(void **state)
 {
     (void)state;
-    struct ratelimit *r = ratelimit_new(3, 1000);
+    struct ratelimit *r = ratelimit_new(H, 3, 1000);
     assert_non_null(r);
     assert_false(ratelimit_blocked(r, "alice", T0));
     ratelimit_fail(r, "alice", T0);
@@ -55,7 +59,7 @@ static void test_not_blocked_before_max(void **state)
 static void test_blocked_at_max(void **state)
 {
     (void)state;
-    struct ratelimit *r = ratelimit_new(3, 1000);
+    struct ratelimit *r = ratelimit_new(H, 3, 1000);
     assert_non_null(r);
     ratelimit_fail(r, "alice", T0);
     ratelimit_fail(r, "alice", T0 + 100);
@@ -71,7 +75,7 @@ static void test_blocked_at_max(void **state)
 static void test_max_one(void **state)
 {
     (void)state;
-    struct ratelimit *r = ratelimit_new(1, 50);
+    struct ratelimit *r = ratelimit_new(H, 1, 50);
     assert_non_null(r);
     assert_false(ratelimit_blocked(r, "k", T0));
     ratelimit_fail(r, "k", T0);
@@ -84,7 +88,7 @@ static void test_max_one(void **state)
 static void test_other_keys_unaffected(void **state)
 {
     (void)state;
-    struct ratelimit *r = ratelimit_new(2, 1000);
+    struct ratelimit *r = ratelimit_new(H, 2, 1000);
     assert_non_null(r);
     ratelimit_fail(r, "alice", T0);
     ratelimit_fail(r, "alice", T0);
@@ -105,7 +109,7 @@ static void test_other_keys_unaffected(void **state)
 static void test_window_expires(void **state)
 {
     (void)state;
-    struct ratelimit *r = ratelimit_new(3, 1000);
+    struct ratelimit *r = ratelimit_new(H, 3, 1000);
     assert_non_null(r);
     for (int i = 0; i < 3; i++)
         ratelimit_fail(r, "alice", T0 + i);
@@ -130,7 +134,7 @@ static void test_failures_spread_over_windows(void **state)
 {
     (void)state;
     /* Failures that never reach max within one window never block. */
-    struct ratelimit *r = ratelimit_new(3, 1000);
+    struct ratelimit *r = ratelimit_new(H, 3, 1000);
     assert_non_null(r);
     for (int64_t t = T0; t < T0 + 20000; t += 600) {
         ratelimit_fail(r, "slow", t);
@@ -142,7 +146,7 @@ static void test_failures_spread_over_windows(void **state)
 static void test_reset(void **state)
 {
     (void)state;
-    struct ratelimit *r = ratelimit_new(2, 1000);
+    struct ratelimit *r = ratelimit_new(H, 2, 1000);
     assert_non_null(r);
     ratelimit_fail(r, "alice", T0);
     ratelimit_fail(r, "alice", T0);
@@ -169,7 +173,7 @@ static void test_reset(void **state)
 static void test_free_with_entries(void **state)
 {
     (void)state;
-    struct ratelimit *r = ratelimit_new(5, 1000);
+    struct ratelimit *r = ratelimit_new(H, 5, 1000);
     assert_non_null(r);
     char key[32];
     for (int i = 0; i < 100; i++) {
@@ -183,7 +187,7 @@ static void test_free_with_entries(void **state)
 static void test_clock_starting_at_zero(void **state)
 {
     (void)state;
-    struct ratelimit *r = ratelimit_new(2, 100);
+    struct ratelimit *r = ratelimit_new(H, 2, 100);
     assert_non_null(r);
     ratelimit_fail(r, "k", 0);
     ratelimit_fail(r, "k", 1);
@@ -203,7 +207,7 @@ static void test_memory_bounded(void **state)
     enum { PER_WINDOW = 2000, WINDOWS = 60 };
     const int64_t window = 1000;
     char key[48];
-    struct ratelimit *r = ratelimit_new(1, window);
+    struct ratelimit *r = ratelimit_new(H, 1, window);
     assert_non_null(r);
 
     size_t baseline = 0;
@@ -222,8 +226,7 @@ static void test_memory_bounded(void **state)
     size_t after = heap_in_use();
     /* 56 more windows of 2000 new keys would add megabytes if kept. */
     if (after > baseline + baseline / 2 + 64 * 1024)
-        fail_msg("heap grew from %zu to %zu bytes over %d windows", baseline, after,
-                 WINDOWS - 5);
+        fail_msg("heap grew from %zu to %zu bytes over %d windows", baseline, after, WINDOWS - 5);
 
     /* Keys of old windows are gone or at least no longer blocked. */
     int64_t now = T0 + WINDOWS * window;
@@ -245,7 +248,7 @@ static void test_sweep_keeps_active_keys(void **state)
 {
     (void)state;
     const int64_t window = 1000;
-    struct ratelimit *r = ratelimit_new(3, window);
+    struct ratelimit *r = ratelimit_new(H, 3, window);
     assert_non_null(r);
     ratelimit_fail(r, "old", T0);
     ratelimit_fail(r, "old", T0 + 1);

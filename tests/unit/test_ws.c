@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "utf8.h"
 #include "ws.h"
 
 /* Validate exactly len bytes held in a buffer of exactly that size, so that
@@ -31,18 +32,18 @@ static void test_utf8_valid_inputs(void **state)
     assert_true(valid_n("", 0));
     assert_true(VALID("hello, world"));
     assert_true(VALID("\x01\x7f"));
-    assert_true(VALID("a\0b"));                 /* NUL is a valid code point */
-    assert_true(VALID("\xc2\x80"));             /* U+0080, smallest 2-byte */
-    assert_true(VALID("caf\xc3\xa9"));          /* é */
-    assert_true(VALID("\xdf\xbf"));             /* U+07FF, largest 2-byte */
-    assert_true(VALID("\xe0\xa0\x80"));         /* U+0800, smallest 3-byte */
-    assert_true(VALID("\xe2\x82\xac"));         /* € */
-    assert_true(VALID("\xed\x9f\xbf"));         /* U+D7FF, just below the surrogates */
-    assert_true(VALID("\xee\x80\x80"));         /* U+E000, just above them */
-    assert_true(VALID("\xef\xbf\xbf"));         /* U+FFFF */
-    assert_true(VALID("\xf0\x90\x80\x80"));     /* U+10000, smallest 4-byte */
-    assert_true(VALID("\xf0\x9f\x98\x80"));     /* 😀 */
-    assert_true(VALID("\xf4\x8f\xbf\xbf"));     /* U+10FFFF, the last code point */
+    assert_true(VALID("a\0b"));             /* NUL is a valid code point */
+    assert_true(VALID("\xc2\x80"));         /* U+0080, smallest 2-byte */
+    assert_true(VALID("caf\xc3\xa9"));      /* é */
+    assert_true(VALID("\xdf\xbf"));         /* U+07FF, largest 2-byte */
+    assert_true(VALID("\xe0\xa0\x80"));     /* U+0800, smallest 3-byte */
+    assert_true(VALID("\xe2\x82\xac"));     /* € */
+    assert_true(VALID("\xed\x9f\xbf"));     /* U+D7FF, just below the surrogates */
+    assert_true(VALID("\xee\x80\x80"));     /* U+E000, just above them */
+    assert_true(VALID("\xef\xbf\xbf"));     /* U+FFFF */
+    assert_true(VALID("\xf0\x90\x80\x80")); /* U+10000, smallest 4-byte */
+    assert_true(VALID("\xf0\x9f\x98\x80")); /* 😀 */
+    assert_true(VALID("\xf4\x8f\xbf\xbf")); /* U+10FFFF, the last code point */
     assert_true(VALID("x\xc3\xa9y\xe2\x82\xacz\xf0\x9f\x98\x80!"));
 }
 
@@ -53,7 +54,7 @@ static void test_utf8_invalid_inputs(void **state)
     assert_false(VALID("\x80"));
     assert_false(VALID("\xbf"));
     assert_false(VALID("ab\x80"));
-    assert_false(VALID("\xc3\xa9\xa9"));        /* one continuation too many */
+    assert_false(VALID("\xc3\xa9\xa9")); /* one continuation too many */
     /* Lead byte followed by a non-continuation. */
     assert_false(VALID("\xc3\x41"));
     assert_false(VALID("\xe2\x82\x41"));
@@ -63,12 +64,12 @@ static void test_utf8_invalid_inputs(void **state)
     assert_false(VALID("\xc0\x80"));
     assert_false(VALID("\xc1\xbf"));
     assert_false(VALID("\xe0\x80\x80"));
-    assert_false(VALID("\xe0\x9f\xbf"));        /* U+07FF in 3 bytes */
+    assert_false(VALID("\xe0\x9f\xbf")); /* U+07FF in 3 bytes */
     assert_false(VALID("\xf0\x80\x80\x80"));
-    assert_false(VALID("\xf0\x8f\xbf\xbf"));    /* U+FFFF in 4 bytes */
+    assert_false(VALID("\xf0\x8f\xbf\xbf")); /* U+FFFF in 4 bytes */
     /* UTF-16 surrogates. */
-    assert_false(VALID("\xed\xa0\x80"));        /* U+D800 */
-    assert_false(VALID("\xed\xbf\xbf"));        /* U+DFFF */
+    assert_false(VALID("\xed\xa0\x80"));             /* U+D800 */
+    assert_false(VALID("\xed\xbf\xbf"));             /* U+DFFF */
     assert_false(VALID("\xed\xa0\xbd\xed\xb8\x80")); /* a CESU-8 pair */
     /* Beyond U+10FFFF. */
     assert_false(VALID("\xf4\x90\x80\x80"));
@@ -166,8 +167,8 @@ static void test_frame_long(void **state)
     /* 70000 = 0x11170 */
     check_frame(70000, (const unsigned char[]){0x81, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70}, 10);
     /* 0x01020304 bytes: every length byte distinct. */
-    check_frame(0x01020304,
-                (const unsigned char[]){0x81, 127, 0, 0, 0, 0, 0x01, 0x02, 0x03, 0x04}, 10);
+    check_frame(0x01020304, (const unsigned char[]){0x81, 127, 0, 0, 0, 0, 0x01, 0x02, 0x03, 0x04},
+                10);
 }
 
 static void test_frame_copies_text(void **state)
@@ -201,14 +202,10 @@ static void test_refcount(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8_valid_inputs),
-        cmocka_unit_test(test_utf8_invalid_inputs),
-        cmocka_unit_test(test_utf8_truncated),
-        cmocka_unit_test(test_accept_key),
-        cmocka_unit_test(test_frame_short),
-        cmocka_unit_test(test_frame_medium),
-        cmocka_unit_test(test_frame_long),
-        cmocka_unit_test(test_frame_copies_text),
+        cmocka_unit_test(test_utf8_valid_inputs), cmocka_unit_test(test_utf8_invalid_inputs),
+        cmocka_unit_test(test_utf8_truncated),    cmocka_unit_test(test_accept_key),
+        cmocka_unit_test(test_frame_short),       cmocka_unit_test(test_frame_medium),
+        cmocka_unit_test(test_frame_long),        cmocka_unit_test(test_frame_copies_text),
         cmocka_unit_test(test_refcount),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

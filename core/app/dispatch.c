@@ -1,0 +1,316 @@
+/* Inbound WebSocket messages: parsed, rate-limited, routed by "type" to the
+ * handlers registered, and the requests' life until their answer. */
+#include "dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "clock.h"
+#include "encode.h"
+#include "errors.h"
+#include "hmap.h"
+#include "json_scan.h"
+#include "log.h"
+#include "metrics.h"
+#include "session.h"
+#include "ws.h"
+
+#define REQUEST_ID_MAX 64
+
+struct handler {
+    void *owner;
+    chatd_msg_handler fn;
+    void *state;
+};
+
+struct handler_list {
+    struct handler *v;
+    size_t n;
+};
+
+struct chatd_req {
+    uint64_t conn_id;
+    int64_t user_id;
+    char *username;
+    char *type;
+    json_t *request_id;  /* NULL when the client sent none */
+    int64_t received_us; /* clock_now_us() when its frame was dispatched */
+    int in_handler;
+    int completed;
+};
+
+static struct {
+    struct dispatch_limits lim;
+    hmap *by_type; /* type -> handler_list */
+} ds;
+
+static int keep_alive(chatd_req *req, const json_t *msg, void *state)
+{
+    (void)msg, (void)state;
+    struct client *c = client_find(req->conn_id);
+    if (c && c->session)
+        session_touch(c->session);
+    return CHATD_OK;
+}
+
+int dispatch_init(const struct dispatch_limits *limits)
+{
+    ds.lim = *limits;
+    if (!(ds.by_type = hmap_new(1)))
+        return CHATD_ENOMEM;
+    return dispatch_register(NULL, "KEEP_ALIVE", keep_alive, NULL);
+}
+
+static int free_list(uint64_t id, const char *key, void *value, void *arg)
+{
+    struct handler_list *l = value;
+    (void)id, (void)key, (void)arg;
+    free(l->v);
+    free(l);
+    return 1;
+}
+
+void dispatch_free(void)
+{
+    if (!ds.by_type)
+        return;
+    hmap_sweep(ds.by_type, free_list, NULL);
+    hmap_free(ds.by_type);
+    ds.by_type = NULL;
+}
+
+int dispatch_register(void *owner, const char *type, chatd_msg_handler fn, void *state)
+{
+    if (!type || !*type || !fn)
+        return CHATD_EINVAL;
+    struct handler_list *l = hmap_get_str(ds.by_type, type);
+    if (!l) {
+        if (!(l = calloc(1, sizeof *l)))
+            return CHATD_ENOMEM;
+        if (hmap_put_str(ds.by_type, type, l) < 0) {
+            free(l);
+            return CHATD_ENOMEM;
+        }
+    }
+    struct handler *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+    if (!nv)
+        return CHATD_ENOMEM;
+    l->v = nv;
+    l->v[l->n++] = (struct handler){owner, fn, state};
+    return 0;
+}
+
+void dispatch_remove_owner(void *owner)
+{
+    size_t pos = 0;
+    void *v;
+    while (hmap_iter(ds.by_type, &pos, NULL, NULL, &v)) {
+        struct handler_list *l = v;
+        size_t j = 0;
+        for (size_t i = 0; i < l->n; i++)
+            if (l->v[i].owner != owner)
+                l->v[j++] = l->v[i];
+        l->n = j;
+    }
+}
+
+static int send_to(struct client *c, struct wsmsg *m)
+{
+    return c && m ? ws_send(c->conn, m) : CHATD_ENOTFOUND;
+}
+
+static void req_free(chatd_req *req)
+{
+    json_decref(req->request_id);
+    free(req->username);
+    free(req->type);
+    free(req);
+}
+
+/* Mark req answered; free it unless its handler is still running. */
+static void complete(chatd_req *req)
+{
+    metrics_observe_us("ws_request", (uint64_t)(clock_now_us() - req->received_us));
+    req->completed = 1;
+    if (!req->in_handler)
+        req_free(req);
+}
+
+int dispatch_reply(chatd_req *req, const char *type, json_t *body)
+{
+    struct wsmsg *m = encode_frame(type, body, req->request_id);
+    int rc = send_to(client_find(req->conn_id), m);
+    wsmsg_unref(m);
+    complete(req);
+    return rc;
+}
+
+static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_id,
+                       chatd_error_code code, const char *message)
+{
+    char text[64];
+    if (code == CHATD_ERR_INTERNAL)
+        message = error_internal_text(message, msg_type, text, sizeof text);
+    json_t *body = json_pack("{s:s, s:s}", "code", error_code_name(code), "message",
+                             message ? message : error_code_name(code));
+    if (body && msg_type)
+        json_object_set_new(body, "messageType", json_string(msg_type));
+    struct wsmsg *m = encode_frame("ERROR", body, request_id);
+    send_to(client_find(conn_id), m);
+    wsmsg_unref(m);
+    metrics_count("ws_errors", 1);
+}
+
+int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
+{
+    send_error(req->conn_id, req->type, req->request_id, code, message);
+    complete(req);
+    return 0;
+}
+
+void dispatch_req_done(chatd_req *req)
+{
+    complete(req);
+}
+
+int64_t dispatch_req_user_id(const chatd_req *req)
+{
+    return req->user_id;
+}
+
+const char *dispatch_req_username(const chatd_req *req)
+{
+    return req->username;
+}
+
+uint64_t dispatch_req_conn_id(const chatd_req *req)
+{
+    return req->conn_id;
+}
+
+const char *dispatch_req_type(const chatd_req *req)
+{
+    return req->type;
+}
+
+/* Every message counts against the client's rate, malformed ones too. */
+static int rate_allow(struct client *c)
+{
+    int64_t now = clock_now_ms();
+    if (!c->tokens_ms) { /* a new bucket is full */
+        c->tokens = (double)ds.lim.burst;
+        c->tokens_ms = now;
+    }
+    return chatd_bucket_take(&c->tokens, &c->tokens_ms, (double)ds.lim.rate, (double)ds.lim.burst,
+                             now);
+}
+
+/* Answer a text jansson refused: name the field at fault, and carry the
+ * request's type and requestId when they can be read (json_scan.h). */
+static void reject_unparsed(struct client *c, const char *data, size_t len,
+                            const json_error_t *jerr, int allowed)
+{
+    struct json_fault f;
+    json_scan_fault(data, len, &f);
+    json_t *rid = f.has_request_id ? json_string(f.request_id) : NULL;
+    const char *type = f.has_type ? f.type : NULL;
+    char text[256];
+    if (!allowed) {
+        metrics_count("ws_rate_limited", 1);
+        send_error(c->id, type, rid, CHATD_ERR_RATE_LIMITED,
+                   "too many messages; slow down (ws.rate_limit)");
+    } else {
+        if (f.is_json && f.why && f.where[0])
+            snprintf(text, sizeof text, "field '%s': %s", f.where, f.why);
+        else if (f.is_json && f.why)
+            snprintf(text, sizeof text, "%s", f.why);
+        else if (f.is_json) /* valid JSON jansson refused: a key given twice */
+            snprintf(text, sizeof text, "%s", jerr->text);
+        else
+            snprintf(text, sizeof text, "malformed JSON: %s (at byte %zu)", f.why, f.offset);
+        send_error(c->id, type, rid, CHATD_ERR_BAD_REQUEST, text);
+    }
+    json_decref(rid);
+}
+
+/* The request's requestId when it is valid, else NULL (borrowed from msg). */
+static json_t *request_id_of(const json_t *msg)
+{
+    json_t *rid = json_object_get(msg, "requestId");
+    return json_is_string(rid) && json_string_length(rid) <= REQUEST_ID_MAX ? rid : NULL;
+}
+
+void dispatch_text(struct client *c, const char *data, size_t len)
+{
+    METRICS_ADD("ws_messages_in", 1);
+    if (!c->session || session_expired(c->session)) {
+        ws_close(c->conn, SESSION_CLOSE_ENDED, "session expired");
+        return;
+    }
+    /* Every message counts against the rate, malformed ones too. */
+    int allowed = rate_allow(c);
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!msg) {
+        reject_unparsed(c, data, len, &jerr, allowed);
+        return;
+    }
+    chatd_req *req = NULL;
+    json_t *rid = json_object_get(msg, "requestId");
+    const char *type_s = json_string_value(json_object_get(msg, "type"));
+    if (!allowed) {
+        metrics_count("ws_rate_limited", 1);
+        send_error(c->id, type_s, request_id_of(msg), CHATD_ERR_RATE_LIMITED,
+                   "too many messages; slow down (ws.rate_limit)");
+        goto out;
+    }
+    if (!json_is_object(msg)) {
+        send_error(c->id, NULL, NULL, CHATD_ERR_BAD_REQUEST, "a message must be a JSON object");
+        goto out;
+    }
+    if (rid && rid != request_id_of(msg)) {
+        send_error(c->id, type_s, NULL, CHATD_ERR_BAD_REQUEST,
+                   "requestId must be a string of at most 64 bytes");
+        goto out;
+    }
+    if (!type_s || !*type_s) {
+        send_error(c->id, NULL, rid, CHATD_ERR_BAD_REQUEST, "missing string field 'type'");
+        goto out;
+    }
+    struct handler_list *l = hmap_get_str(ds.by_type, type_s);
+    if (!(req = calloc(1, sizeof *req)) || !(req->type = strdup(type_s)) ||
+        !(req->username = strdup(c->username))) {
+        send_error(c->id, type_s, rid, CHATD_ERR_INTERNAL, "out of memory");
+        goto out;
+    }
+    req->conn_id = c->id;
+    req->user_id = c->user_id;
+    req->request_id = json_incref(rid);
+    req->received_us = clock_now_us();
+    for (size_t i = 0; l && i < l->n && !req->completed; i++) {
+        req->in_handler = 1;
+        int rc = l->v[i].fn(req, msg, l->v[i].state);
+        req->in_handler = 0;
+        if (rc == CHATD_DECLINED && !req->completed)
+            continue;
+        if (rc == CHATD_PENDING && !req->completed) {
+            req = NULL; /* the handler completes it later */
+            goto out;
+        }
+        if (rc < 0 && !req->completed) {
+            req->in_handler = 1; /* answered here, freed below */
+            dispatch_error(req, CHATD_ERR_INTERNAL, "handler failed");
+        }
+        goto out;
+    }
+    if (!req->completed) {
+        req->in_handler = 1;
+        dispatch_error(req, CHATD_ERR_BAD_REQUEST, "unknown message type");
+    }
+out:
+    if (req)
+        req_free(req);
+    json_decref(msg);
+}

@@ -1,0 +1,264 @@
+#include "loader.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "db.h"
+#include "dispatch.h"
+#include "log.h"
+#include "router.h"
+#include "store.h"
+
+#ifndef CHATD_PLUGIN_DIR
+#define CHATD_PLUGIN_DIR "/usr/local/lib/chatd"
+#endif
+#ifndef CHATD_SQL_DIR
+#define CHATD_SQL_DIR "/usr/local/share/chatd/sql"
+#endif
+#ifndef CHATD_SOURCE_SQL_DIR
+#define CHATD_SOURCE_SQL_DIR CHATD_SQL_DIR
+#endif
+
+static struct chatd_plugin *plugins, *plugins_tail;
+
+/* User-removal hooks, in load order; fixed after start-up, so workers read
+ * the array without a lock. */
+static struct user_hook {
+    struct chatd_plugin *owner;
+    chatd_user_hook fn;
+} * user_hooks;
+static size_t n_user_hooks;
+
+/* ---- where things are ---- */
+
+/* The build directory when this executable is core/chatd inside a meson build
+ * tree, else NULL. Lets `build/core/chatd -c etc/chatd.conf` run uninstalled. */
+static const char *build_root(void)
+{
+    static char root[PATH_MAX + 8];
+    static int done;
+    if (done)
+        return root[0] ? root : NULL;
+    done = 1;
+    char exe[PATH_MAX - 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return NULL;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0'; /* .../build/core */
+    char probe[PATH_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/../meson-private", exe);
+    struct stat sb;
+    if (stat(probe, &sb) == 0 && S_ISDIR(sb.st_mode))
+        snprintf(root, sizeof root, "%s/..", exe);
+    return root[0] ? root : NULL;
+}
+
+const char *loader_plugin_dir(const struct settings *s)
+{
+    if (s->plugin_dir[0])
+        return s->plugin_dir;
+    return build_root() ? NULL : CHATD_PLUGIN_DIR;
+}
+
+const char *loader_sql_dir(const struct settings *s)
+{
+    if (s->sql_dir[0])
+        return s->sql_dir;
+    return build_root() ? CHATD_SOURCE_SQL_DIR : CHATD_SQL_DIR;
+}
+
+static void plugin_path(const struct settings *s, const char *name, const char *given, char *out,
+                        size_t len)
+{
+    /* Paths past PATH_MAX fail at stat() with the path named: truncation is harmless. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+    const char *dir = loader_plugin_dir(s);
+    if (given && *given) {
+        if (strchr(given, '/') || !dir)
+            snprintf(out, len, "%s", given);
+        else
+            snprintf(out, len, "%s/%s", dir, given);
+    } else if (dir) {
+        snprintf(out, len, "%s/%s.so", dir, name);
+    } else {
+        snprintf(out, len, "%s/plugins/%s/%s.so", build_root(), name, name);
+    }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+}
+
+/* ---- loading ---- */
+
+static void plugin_free(struct chatd_plugin *p)
+{
+    dispatch_remove_owner(p);
+    router_remove_owner(p);
+    if (p->dl)
+        dlclose(p->dl);
+    json_decref(p->config);
+    free(p->name);
+    free(p->path);
+    free(p);
+}
+
+static int load_one(const struct settings *s, const chatd_host *host, json_t *conf, char *err,
+                    size_t errlen)
+{
+    const char *name = json_string_value(json_object_get(conf, "name"));
+    const char *given = json_string_value(json_object_get(conf, "path"));
+    const char *backend = json_string_value(json_object_get(conf, "backend"));
+    char path[PATH_MAX];
+    plugin_path(s, name, given, path, sizeof path);
+    struct chatd_plugin *p = calloc(1, sizeof *p);
+    if (!p || !(p->name = strdup(name)) || !(p->path = strdup(path))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    p->config = json_incref(conf);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(err, errlen, "plugin '%s': no such file %s", name, path);
+        goto fail;
+    }
+    if (!(p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
+        snprintf(err, errlen, "plugin '%s': cannot load %s: %s", name, path, dlerror());
+        goto fail;
+    }
+    chatd_plugin_entry_fn entry;
+    *(void **)&entry = dlsym(p->dl, CHATD_PLUGIN_ENTRY_SYMBOL);
+    const chatd_plugin_desc *d = entry ? entry() : NULL;
+    if (!d) {
+        snprintf(err, errlen, "plugin '%s': %s exports no %s", name, path,
+                 CHATD_PLUGIN_ENTRY_SYMBOL);
+        goto fail;
+    }
+    if (d->struct_size < offsetof(chatd_plugin_desc, abi_minor) + sizeof d->abi_minor ||
+        d->abi_major != CHATD_ABI_MAJOR) {
+        snprintf(err, errlen,
+                 "plugin '%s': %s was built for plugin ABI %d.%d; this chatd speaks %d.%d", name,
+                 path, d->abi_major, d->abi_minor, CHATD_ABI_MAJOR, CHATD_ABI_MINOR);
+        goto fail;
+    }
+    /* Copy what the plugin declared; fields it does not know stay zero. */
+    memcpy(&p->desc, d, d->struct_size < sizeof p->desc ? d->struct_size : sizeof p->desc);
+    if (!p->desc.init) {
+        snprintf(err, errlen, "plugin '%s': %s has no init function", name, path);
+        goto fail;
+    }
+    /* A backend that names a SQL driver gets its pools; any other value
+     * (push's "log", say) is the plugin's own to interpret. */
+    if (backend && db_driver_find(backend) &&
+        !(p->backend = store_backend_open(backend, err, errlen))) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "plugin '%s': backend '%s': %s", name, backend, why);
+        goto fail;
+    }
+    /* Link it before init: init registers handlers that name p. */
+    if (plugins_tail)
+        plugins_tail->next = p;
+    else
+        plugins = p;
+    plugins_tail = p;
+    int rc = p->desc.init(p, host, conf, &p->state);
+    p->initialised = 1; /* cleanup runs even after a failed init, with the state it set */
+    if (rc < 0) {
+        snprintf(err, errlen, "plugin '%s': init failed (%d)", name, rc);
+        return rc; /* unloaded with the others by plugins_unload_all */
+    }
+    log_info("loaded plugin %s %s from %s", name, p->desc.version ? p->desc.version : "?", path);
+    return 0;
+fail:
+    if (p)
+        plugin_free(p);
+    return CHATD_EINVAL;
+}
+
+int loader_load_all(const struct settings *s, const chatd_host *host, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *conf;
+    json_array_foreach(s->plugins, i, conf)
+    {
+        int rc = load_one(s, host, conf, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void loader_unload_all(void)
+{
+    /* Last loaded first: a later plugin may depend on an earlier one. */
+    while (plugins) {
+        struct chatd_plugin *last = plugins, *prev = NULL;
+        while (last->next) {
+            prev = last;
+            last = last->next;
+        }
+        if (prev)
+            prev->next = NULL;
+        else
+            plugins = NULL;
+        if (last->initialised && last->desc.cleanup && last->state)
+            last->desc.cleanup(last->state);
+        plugin_free(last);
+    }
+    plugins_tail = NULL;
+    free(user_hooks);
+    user_hooks = NULL;
+    n_user_hooks = 0;
+}
+
+void loader_emit(const chatd_event *ev)
+{
+    if ((int)ev->type <= 0 || (int)ev->type >= LOADER_EVENT_TYPES)
+        return;
+    for (struct chatd_plugin *p = plugins; p; p = p->next)
+        if (p->events[ev->type])
+            p->events[ev->type](ev, p->state);
+}
+
+int loader_on_event(struct chatd_plugin *p, chatd_event_type type, chatd_event_handler fn)
+{
+    if ((int)type <= 0 || (int)type >= LOADER_EVENT_TYPES)
+        return CHATD_EINVAL;
+    p->events[type] = fn;
+    return 0;
+}
+
+int loader_on_user_removing(struct chatd_plugin *p, chatd_user_hook fn)
+{
+    if (p->initialised)
+        return CHATD_EINVAL; /* workers read the list without a lock: init() only */
+    struct user_hook *n = realloc(user_hooks, (n_user_hooks + 1) * sizeof *n);
+    if (!n)
+        return CHATD_ENOMEM;
+    user_hooks = n;
+    user_hooks[n_user_hooks++] = (struct user_hook){p, fn};
+    return 0;
+}
+
+int loader_user_removing(chatd_db *db, int64_t user_id)
+{
+    for (size_t i = 0; i < n_user_hooks; i++) {
+        int rc = user_hooks[i].fn(db, user_id, user_hooks[i].owner->state);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * Plugins: where they are found, loading each (dlopen RTLD_NOW | RTLD_LOCAL,
+ * its descriptor copied up to its declared size and the rest zero-filled,
+ * its ABI major checked), the events and user-removal hooks each
+ * registered, and their removal at unload. Loop thread only, but for
+ * loader_user_removing (a worker, inside a job).
+ */
+#ifndef CHATD_LOADER_H
+#define CHATD_LOADER_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "chatd/plugin.h"
+
+struct settings;
+struct store_backend;
+
+/* The number of event types (chatd_event_type runs from 1). */
+#define LOADER_EVENT_TYPES (CHATD_EVENT_CHANNEL_CHANGED + 1)
+
+struct chatd_plugin {
+    char *name;
+    char *path;
+    void *dl;
+    chatd_plugin_desc desc; /* copied, zero-filled past the plugin's struct_size */
+    void *state;
+    json_t *config;
+    struct store_backend *backend;
+    int initialised;
+    chatd_event_handler events[LOADER_EVENT_TYPES]; /* by chatd_event_type */
+    struct chatd_plugin *next;
+};
+
+/* Where plugins and migrations are found: the build tree's when this binary
+ * runs from it, else the install paths. Borrowed strings (plugin dir may be
+ * NULL: plugins/<name>/<name>.so under the build tree). */
+const char *loader_plugin_dir(const struct settings *s);
+const char *loader_sql_dir(const struct settings *s);
+
+/* Load and initialise every plugin of the config, in order, handing each
+ * host. On failure the reason (naming the plugin and path) is in err. */
+int loader_load_all(const struct settings *s, const chatd_host *host, char *err, size_t errlen);
+/* Clean up and unload every plugin, last loaded first. */
+void loader_unload_all(void);
+
+/* Subscribe p to one event type. 0 or CHATD_EINVAL. */
+int loader_on_event(struct chatd_plugin *p, chatd_event_type type, chatd_event_handler fn);
+/* Hand an event (borrowed) to every plugin subscribed to its type. */
+void loader_emit(const chatd_event *ev);
+/* Add a user-removal hook of p: init() only (workers read the list unlocked). */
+int loader_on_user_removing(struct chatd_plugin *p, chatd_user_hook fn);
+/* Run every plugin's user-removal hook inside db's transaction. Worker thread. */
+int loader_user_removing(chatd_db *db, int64_t user_id);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * Configuration: the libconfig file, --set overrides, validation against the
+ * schema of known settings, and the parsed values the core runs with.
+ * Loop thread, at start-up only.
+ */
+#ifndef CHATD_CONFIG_H
+#define CHATD_CONFIG_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#define CONFIG_MAX_ORIGINS 32
+
+struct settings {
+    /* server */
+    char *listen; /* "host:port" */
+    char *data_dir;
+    int64_t max_connections;
+    int64_t max_connections_per_addr;
+    int64_t shutdown_timeout;
+    char *plugin_dir; /* "" = built-in default */
+    char *sql_dir;
+    /* http */
+    int64_t http_max_head;
+    int64_t http_max_body;
+    int64_t http_max_headers;
+    int64_t http_keepalive_timeout;
+    char *web_root;
+    char **allowed_origins; /* NULL-terminated; empty = any origin */
+    char **trusted_proxies; /* peers whose X-Forwarded-For names the client */
+    /* ws */
+    int64_t ws_max_message;
+    int64_t ws_ping_interval;
+    int64_t ws_idle_timeout;
+    int64_t ws_handshake_timeout;
+    int64_t ws_max_outbuf;
+    int64_t ws_rate; /* messages per second per WebSocket */
+    int64_t ws_burst;
+    int64_t ws_max_per_user; /* WebSockets per user on this node */
+    /* session */
+    int64_t session_ttl;
+    char *session_backend;
+    /* storage */
+    int64_t storage_readers;
+    int64_t storage_cpu_workers;
+    int64_t storage_batch_max;
+    int64_t storage_batch_wait_us;
+    int64_t storage_retries;
+    char *sqlite_path;
+    char *sqlite_synchronous;
+    int64_t sqlite_busy_timeout;
+    /* mariadb */
+    char *mariadb_host;
+    int64_t mariadb_port;
+    char *mariadb_user;
+    char *mariadb_password;
+    char *mariadb_database;
+    char *mariadb_socket;
+    int64_t mariadb_connect_timeout;
+    int64_t mariadb_io_timeout;
+    int64_t mariadb_writers;
+    /* redis */
+    char *redis_host;
+    int64_t redis_port;
+    char *redis_prefix;
+    int64_t redis_reconnect_max_ms;
+    int64_t redis_presence_ttl;
+    /* log */
+    char *log_level;
+    char *log_file;
+    /* plugins: one JSON object per entry of the plugins list */
+    json_t *plugins;
+};
+
+/*
+ * Read FILE, apply the overrides ("path=value" strings, borrowed), validate,
+ * and fill *out. On error returns a negative code and writes one line naming
+ * file, line and setting into err (errlen bytes).
+ */
+int config_load(const char *file, const char *const *overrides, int n_overrides,
+                struct settings *out, char *err, size_t errlen);
+/* Free what config_load allocated in s. */
+void config_free(struct settings *s);
+
+/* Print every known setting with its default, for docs and --help. */
+void config_print_schema(void);
+
+#endif

@@ -1,0 +1,256 @@
+#include "bus.h"
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "redis.h"
+
+#define NODE_LEN 16
+
+static struct {
+    const struct settings *s;
+    char node[NODE_LEN + 1]; /* random id of this process */
+    struct event *heartbeat;
+    struct bus_events ev;
+} bus;
+
+static int enabled(void)
+{
+    return redis_enabled() && bus.heartbeat;
+}
+
+static void topic_of(char *out, size_t len, const char *kind, int64_t id)
+{
+    snprintf(out, len, "%s%s:%lld", redis_prefix(), kind, (long long)id);
+}
+
+/* ---- receiving ---- */
+
+/* "<node> <json>" from another node: the JSON, or NULL (malformed, or ours:
+ * delivered here already). */
+static const char *frame_of(const char *data, size_t len, size_t *json_len)
+{
+    if (len <= NODE_LEN + 1 || memcmp(data, bus.node, NODE_LEN) == 0)
+        return NULL;
+    metrics_count("bus_deliveries_in", 1);
+    *json_len = len - NODE_LEN - 1;
+    return data + NODE_LEN + 1;
+}
+
+static int64_t id_of(const char *topic)
+{
+    const char *colon = strrchr(topic, ':');
+    return colon ? strtoll(colon + 1, NULL, 10) : 0;
+}
+
+static void on_channel(const char *topic, const char *data, size_t len)
+{
+    size_t n;
+    const char *json = frame_of(data, len, &n);
+    if (json)
+        bus.ev.channel_frame(id_of(topic), json, n);
+}
+
+/* A user topic carries frames ("<node> {...}") and commands ("<node> !..."). */
+static void on_user(const char *topic, const char *data, size_t len)
+{
+    int64_t user_id = id_of(topic);
+    if (len > NODE_LEN + 7 && memcmp(data, bus.node, NODE_LEN) != 0 &&
+        memcmp(data + NODE_LEN + 1, "!leave:", 7) == 0) {
+        char num[24];
+        size_t n = len - NODE_LEN - 8 < sizeof num - 1 ? len - NODE_LEN - 8 : sizeof num - 1;
+        memcpy(num, data + NODE_LEN + 8, n);
+        num[n] = '\0';
+        bus.ev.user_leave(user_id, strtoll(num, NULL, 10));
+        return;
+    }
+    size_t n;
+    const char *json = frame_of(data, len, &n);
+    if (json)
+        bus.ev.user_frame(user_id, json, n);
+}
+
+void bus_user_leave_channel(int64_t user_id, int64_t channel_id)
+{
+    if (!enabled())
+        return;
+    char topic[96], payload[NODE_LEN + 32];
+    topic_of(topic, sizeof topic, "u", user_id);
+    int n = snprintf(payload, sizeof payload, "%s !leave:%lld", bus.node, (long long)channel_id);
+    redis_cmd(NULL, "PUBLISH %s %b", topic, payload, (size_t)n);
+}
+
+/* ---- sending ---- */
+
+static void publish(const char *kind, int64_t id, const char *json, size_t len,
+                    struct redis_call *call)
+{
+    char topic[96];
+    topic_of(topic, sizeof topic, kind, id);
+    char *payload = malloc(NODE_LEN + 1 + len);
+    int rc = CHATD_ENOMEM;
+    if (payload) {
+        memcpy(payload, bus.node, NODE_LEN);
+        payload[NODE_LEN] = ' ';
+        memcpy(payload + NODE_LEN + 1, json, len);
+        rc = redis_cmd(call, "PUBLISH %s %b", topic, payload, NODE_LEN + 1 + len);
+        free(payload);
+    }
+    if (rc == 0)
+        metrics_count("bus_publishes", 1);
+    else if (call)
+        call->fn(NULL, call);
+}
+
+void bus_publish_channel(int64_t channel_id, const char *json, size_t len)
+{
+    if (enabled())
+        publish("ch", channel_id, json, len, NULL);
+}
+
+/* The number of receivers PUBLISH answered (our own subscription counts
+ * among them when we hold one). */
+static void counted(struct redisReply *r, struct redis_call *call)
+{
+    struct bus_receivers *rx = (struct bus_receivers *)call;
+    rx->done(rx, r && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1);
+}
+
+void bus_publish_user(int64_t user_id, const char *json, size_t len, struct bus_receivers *r)
+{
+    if (!enabled()) {
+        if (r)
+            r->done(r, 0);
+        return;
+    }
+    if (r)
+        r->call.fn = counted;
+    publish("u", user_id, json, len, r ? &r->call : NULL);
+}
+
+/* ---- interest and presence ---- */
+
+void bus_user_interest(int64_t user_id, int on)
+{
+    if (!enabled())
+        return;
+    char topic[96];
+    topic_of(topic, sizeof topic, "u", user_id);
+    (on ? redis_subscribe : redis_unsubscribe)(topic);
+}
+
+void bus_channel_interest(int64_t channel_id, int on)
+{
+    if (!enabled())
+        return;
+    char topic[96];
+    topic_of(topic, sizeof topic, "ch", channel_id);
+    (on ? redis_subscribe : redis_unsubscribe)(topic);
+}
+
+/* <prefix>in:<channel> holds "<user>:<node>" -> the entry's expiry (ms). */
+static void entered_write(int64_t channel_id, int64_t user_id)
+{
+    char key[96];
+    topic_of(key, sizeof key, "in", channel_id);
+    int64_t ttl_ms = bus.s->redis_presence_ttl * 1000;
+    redis_cmd(NULL, "HSET %s %lld:%s %lld", key, (long long)user_id, bus.node,
+              (long long)(clock_wall_ms() + ttl_ms));
+    redis_cmd(NULL, "PEXPIRE %s %lld", key, (long long)(2 * ttl_ms));
+}
+
+void bus_entered(int64_t channel_id, int64_t user_id, int on)
+{
+    if (!enabled())
+        return;
+    if (on) {
+        entered_write(channel_id, user_id);
+        return;
+    }
+    char key[96];
+    topic_of(key, sizeof key, "in", channel_id);
+    redis_cmd(NULL, "HDEL %s %lld:%s", key, (long long)user_id, bus.node);
+}
+
+static void refresh_one(int64_t channel_id, int64_t user_id, void *arg)
+{
+    (void)arg;
+    entered_write(channel_id, user_id);
+}
+
+/* Keep this node's entries alive; a node that stops refreshing them (it
+ * died) is forgotten after redis.presence_ttl. */
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (redis_ready())
+        bus.ev.each_entered(refresh_one, NULL);
+}
+
+static void who_replied(struct redisReply *r, struct redis_call *call)
+{
+    struct bus_who *w = (struct bus_who *)call;
+    char *set = NULL;
+    if (r && r->type == REDIS_REPLY_ARRAY && (set = calloc(w->n + 1, 1))) {
+        int64_t now = clock_wall_ms();
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            int64_t uid = strtoll(r->element[i]->str, NULL, 10);
+            int64_t expiry = strtoll(r->element[i + 1]->str, NULL, 10);
+            if (expiry <= now)
+                continue; /* a node that stopped its heartbeat */
+            for (size_t k = 0; k < w->n; k++)
+                if (w->ids[k] == uid)
+                    set[k] = 1;
+        }
+    }
+    w->done(w, set);
+    free(set);
+}
+
+void bus_who_entered(int64_t channel_id, struct bus_who *w)
+{
+    char key[96];
+    topic_of(key, sizeof key, "in", channel_id);
+    w->call.fn = who_replied;
+    if (!enabled() || redis_cmd(&w->call, "HGETALL %s", key) < 0)
+        who_replied(NULL, &w->call);
+}
+
+int bus_init(struct event_base *base, const struct settings *s, const struct bus_events *ev)
+{
+    bus.s = s;
+    bus.ev = *ev;
+    if (!redis_enabled())
+        return 0;
+    unsigned char r[NODE_LEN / 2];
+    if (RAND_bytes(r, sizeof r) != 1) {
+        log_error("bus: no random bytes for the node id");
+        return CHATD_EINTERNAL;
+    }
+    for (int i = 0; i < NODE_LEN / 2; i++)
+        sprintf(bus.node + 2 * i, "%02x", r[i]);
+    if (redis_on_message("ch:", on_channel) < 0 || redis_on_message("u:", on_user) < 0 ||
+        !(bus.heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, NULL)))
+        return CHATD_ENOMEM;
+    int64_t every_ms = s->redis_presence_ttl * 1000 / 3;
+    struct timeval tv = {every_ms / 1000, (every_ms % 1000) * 1000};
+    event_add(bus.heartbeat, &tv);
+    log_info("node %s: cross-node delivery through redis %s:%lld", bus.node, s->redis_host,
+             (long long)s->redis_port);
+    return 0;
+}
+
+void bus_free(void)
+{
+    if (bus.heartbeat)
+        event_free(bus.heartbeat);
+    bus.heartbeat = NULL;
+}

@@ -1,0 +1,567 @@
+#include "store.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+
+enum pool_kind { POOL_WRITE, POOL_READ, POOL_CPU };
+
+struct job {
+    chatd_job_run run;
+    chatd_job_done done;
+    void (*post_fn)(void *arg);
+    void *arg;
+    int status;
+    enum pool_kind kind;
+    struct store_backend *backend; /* NULL for CPU jobs and posts */
+    int64_t submit_us, start_us;   /* monotonic: handed to a pool, taken by a worker */
+    struct job *next;
+};
+
+struct job_list {
+    struct job *head, *tail;
+    size_t len;
+};
+
+struct pool {
+    enum pool_kind kind;
+    struct store_backend *backend; /* NULL for the CPU pool */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct job_list queue;
+    int stopping;
+    int n_threads;
+    pthread_t *threads;
+};
+
+struct store_backend {
+    const struct db_driver *drv;
+    struct pool write, read;
+    int write_failing; /* loop thread: the last write found the store unable to write */
+    struct store_backend *next;
+};
+
+static struct {
+    struct event_base *base;
+    const struct settings *s;
+    const char *sql_dir;
+    struct event *wake;
+    pthread_mutex_t lock; /* guards done */
+    struct job_list done;
+    struct pool cpu;
+    struct store_backend *backends;
+    long in_flight; /* loop thread only */
+} st = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void list_push(struct job_list *l, struct job *j)
+{
+    j->next = NULL;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+    l->len++;
+}
+
+static struct job *list_pop(struct job_list *l)
+{
+    struct job *j = l->head;
+    if (j) {
+        l->head = j->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->len--;
+    }
+    return j;
+}
+
+/* Hand finished jobs to the loop; one wake-up covers a whole batch. */
+static void complete(struct job_list *batch)
+{
+    if (!batch->head)
+        return;
+    pthread_mutex_lock(&st.lock);
+    int was_empty = st.done.head == NULL;
+    if (st.done.tail)
+        st.done.tail->next = batch->head;
+    else
+        st.done.head = batch->head;
+    st.done.tail = batch->tail;
+    st.done.len += batch->len;
+    pthread_mutex_unlock(&st.lock);
+    if (was_empty)
+        event_active(st.wake, EV_READ, 0);
+}
+
+/* How long a job waited for a worker, and took until its answer was due. */
+static void observe(const struct job *j, int64_t now_us)
+{
+    static const char *const waited[] = {"store_write_wait", "store_read_wait", "store_cpu_wait"};
+    static const char *const total[] = {"store_write", "store_read", "store_cpu"};
+    metrics_observe_us(waited[j->kind], (uint64_t)(j->start_us - j->submit_us));
+    metrics_observe_us(total[j->kind], (uint64_t)(now_us - j->submit_us));
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    pthread_mutex_lock(&st.lock);
+    struct job *j = st.done.head;
+    st.done.head = st.done.tail = NULL;
+    st.done.len = 0;
+    pthread_mutex_unlock(&st.lock);
+    int64_t now_us = clock_now_us();
+    while (j) {
+        struct job *next = j->next;
+        if (j->post_fn) {
+            j->post_fn(j->arg);
+        } else {
+            observe(j, now_us);
+            /* A store that cannot write (read-only, disk full) keeps answering
+             * reads: remember it, so /healthz can tell. */
+            if (j->kind == POOL_WRITE && j->status == CHATD_EUNAVAIL)
+                j->backend->write_failing = 1;
+            st.in_flight--;
+            metrics_count("jobs_completed", 1);
+            if (j->done)
+                j->done(j->arg, j->status);
+        }
+        free(j);
+        j = next;
+    }
+}
+
+static int is_transient(int rc)
+{
+    return rc == CHATD_EBUSY;
+}
+
+/* One attempt at a batch in one transaction: each job in its own savepoint,
+ * so one job's failure rolls back only its own work, and one commit (one
+ * fsync) makes the whole batch durable. 0, or why it failed. */
+static int batch_once(chatd_db *db, struct job_list *batch)
+{
+    const struct db_driver *drv = db->drv;
+    int rc = drv->begin(db, 1);
+    for (struct job *j = batch->head; rc == 0 && j; j = j->next) {
+        if ((rc = drv->exec(db, "SAVEPOINT job")) < 0)
+            break;
+        j->status = j->run(db, j->arg);
+        if (is_transient(j->status)) {
+            rc = j->status;
+            break;
+        }
+        if (j->status < 0)
+            rc = drv->exec(db, "ROLLBACK TO SAVEPOINT job");
+        if (rc == 0)
+            rc = drv->exec(db, "RELEASE SAVEPOINT job");
+    }
+    if (rc == 0)
+        rc = drv->commit(db);
+    if (rc < 0)
+        drv->rollback(db);
+    return rc;
+}
+
+static void backoff(int attempt)
+{
+    struct timespec ts = {0, (long)(1000000L << (attempt < 6 ? attempt : 6))};
+    nanosleep(&ts, NULL);
+}
+
+/*
+ * Run a batch of write jobs, retrying lock conflicts. With several writers
+ * (MariaDB) two batches can lock rows in opposite orders and deadlock again
+ * and again: after two conflicts the batch is split and each job commits
+ * on its own, which one conflict cannot block for long.
+ */
+static void run_write_batch(chatd_db *db, struct job_list *batch)
+{
+    int retries = (int)st.s->storage_retries;
+    for (int attempt = 0;; attempt++) {
+        int rc = batch_once(db, batch);
+        if (rc == 0)
+            return;
+        if (is_transient(rc) && batch->len > 1 && attempt >= 1) {
+            for (struct job *j = batch->head; j;) {
+                struct job *next = j->next;
+                struct job_list one = {j, j, 1};
+                j->next = NULL;
+                run_write_batch(db, &one);
+                j->next = next;
+                j = next;
+            }
+            return;
+        }
+        if (!is_transient(rc) || attempt >= retries) {
+            /* Nothing of the batch was written: say so to every job. */
+            for (struct job *j = batch->head; j; j = j->next)
+                j->status = CHATD_EUNAVAIL;
+            log_warn("storage: a batch of %zu jobs failed (%d)", batch->len, rc);
+            return;
+        }
+        backoff(attempt);
+    }
+}
+
+static void run_read(chatd_db *db, struct job *j)
+{
+    const struct db_driver *drv = db->drv;
+    int retries = (int)st.s->storage_retries;
+    for (int attempt = 0;; attempt++) {
+        int rc = drv->begin(db, 0);
+        j->status = rc; /* a backend that cannot begin fails the job, never passes it */
+        if (rc == 0) {
+            j->status = rc = j->run(db, j->arg);
+            int c = drv->commit(db);
+            if (rc >= 0 && c < 0)
+                j->status = rc = c;
+        }
+        if (rc < 0)
+            drv->rollback(db);
+        /* A read is always safe to run again: once after a lost connection
+         * (a server restarted while this one sat idle; begin reconnects). */
+        if (rc == CHATD_EUNAVAIL && attempt == 0)
+            continue;
+        if (!is_transient(rc) || attempt >= retries) {
+            if (is_transient(rc))
+                j->status = CHATD_EUNAVAIL;
+            return;
+        }
+        backoff(attempt);
+    }
+}
+
+/* Take the next jobs: a whole batch for the writer, one job otherwise. */
+static int pool_take(struct pool *p, struct job_list *out)
+{
+    size_t max = p->kind == POOL_WRITE ? (size_t)st.s->storage_batch_max : 1;
+    pthread_mutex_lock(&p->lock);
+    while (!p->queue.head && !p->stopping)
+        pthread_cond_wait(&p->cond, &p->lock);
+    if (!p->queue.head) {
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+    }
+    if (p->kind == POOL_WRITE && st.s->storage_batch_wait_us > 0 && p->queue.len < max &&
+        !p->stopping) {
+        /* Let concurrent writers join this commit, for at most batch_wait_us. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long ns = until.tv_nsec + st.s->storage_batch_wait_us * 1000L;
+        until.tv_sec += ns / 1000000000L;
+        until.tv_nsec = ns % 1000000000L;
+        while (p->queue.len < max && !p->stopping &&
+               pthread_cond_timedwait(&p->cond, &p->lock, &until) == 0)
+            ;
+    }
+    *out = (struct job_list){0};
+    while (out->len < max && p->queue.head)
+        list_push(out, list_pop(&p->queue));
+    pthread_mutex_unlock(&p->lock);
+    int64_t now_us = clock_now_us();
+    for (struct job *j = out->head; j; j = j->next)
+        j->start_us = now_us;
+    return 1;
+}
+
+static void *pool_main(void *arg)
+{
+    struct pool *p = arg;
+    chatd_db *db = NULL;
+    char err[256] = "";
+    struct job_list batch;
+    while (pool_take(p, &batch)) {
+        if (p->kind != POOL_CPU && !db && p->backend->drv->open(st.s, &db, err, sizeof err) < 0) {
+            log_error("storage: %s", err);
+            db = NULL;
+            for (struct job *j = batch.head; j; j = j->next)
+                j->status = CHATD_EUNAVAIL;
+            complete(&batch);
+            continue;
+        }
+        if (p->kind == POOL_WRITE) {
+            run_write_batch(db, &batch);
+            metrics_observe_batch(batch.len);
+        } else if (p->kind == POOL_READ) {
+            run_read(db, batch.head);
+        } else {
+            batch.head->status = batch.head->run(NULL, batch.head->arg);
+        }
+        complete(&batch);
+    }
+    if (db)
+        db->drv->close(db);
+    return NULL;
+}
+
+static int pool_start(struct pool *p, enum pool_kind kind, struct store_backend *b, int n)
+{
+    p->kind = kind;
+    p->backend = b;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    if (!(p->threads = calloc((size_t)n, sizeof *p->threads)))
+        return CHATD_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0)
+            return CHATD_ENOMEM;
+        p->n_threads++;
+    }
+    return 0;
+}
+
+static void pool_stop(struct pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->n_threads; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    p->threads = NULL;
+    p->n_threads = 0;
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
+}
+
+const struct db_driver *db_driver_find(const char *name)
+{
+    static const struct db_driver *const drivers[] = {&db_sqlite, &db_mariadb, NULL};
+    for (int i = 0; drivers[i]; i++)
+        if (strcmp(drivers[i]->name, name) == 0)
+            return drivers[i];
+    return NULL;
+}
+
+int store_init(struct event_base *base, const struct settings *s, const char *sql_dir)
+{
+    st.base = base;
+    st.s = s;
+    st.sql_dir = sql_dir;
+    st.wake = event_new(base, -1, 0, on_wake, NULL);
+    if (!st.wake)
+        return CHATD_ENOMEM;
+    return pool_start(&st.cpu, POOL_CPU, NULL, (int)s->storage_cpu_workers);
+}
+
+struct store_backend *store_backend_open(const char *name, char *err, size_t errlen)
+{
+    for (struct store_backend *b = st.backends; b; b = b->next)
+        if (strcmp(b->drv->name, name) == 0)
+            return b;
+    const struct db_driver *drv = db_driver_find(name);
+    if (!drv) {
+        snprintf(err, errlen, "unknown storage backend '%s'", name);
+        return NULL;
+    }
+    if (db_migrate(drv, st.s, st.sql_dir, err, errlen) < 0)
+        return NULL;
+    struct store_backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->drv = drv;
+    int writers = drv->max_writers ? drv->max_writers : (int)st.s->mariadb_writers;
+    if (pool_start(&b->write, POOL_WRITE, b, writers) < 0 ||
+        pool_start(&b->read, POOL_READ, b, (int)st.s->storage_readers) < 0) {
+        snprintf(err, errlen, "cannot start storage threads");
+        return NULL;
+    }
+    b->next = st.backends;
+    st.backends = b;
+    return b;
+}
+
+static void pool_push(struct pool *p, struct job *j)
+{
+    pthread_mutex_lock(&p->lock);
+    list_push(&p->queue, j);
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_job_done done,
+                 void *arg)
+{
+    if (!run)
+        return CHATD_EINVAL;
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return CHATD_ENOMEM;
+    j->run = run;
+    j->done = done;
+    j->arg = arg;
+    j->submit_us = clock_now_us();
+    j->backend = flags & CHATD_JOB_CPU ? NULL : b;
+    j->kind = flags & CHATD_JOB_CPU ? POOL_CPU : flags & CHATD_JOB_READ ? POOL_READ : POOL_WRITE;
+    st.in_flight++;
+    metrics_count("jobs_submitted", 1);
+    if (flags & CHATD_JOB_CPU)
+        pool_push(&st.cpu, j);
+    else if (!b) {
+        free(j);
+        st.in_flight--;
+        return CHATD_EINVAL;
+    } else if (flags & CHATD_JOB_READ)
+        pool_push(&b->read, j);
+    else
+        pool_push(&b->write, j);
+    return 0;
+}
+
+int store_post(void (*fn)(void *arg), void *arg)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return CHATD_ENOMEM;
+    j->post_fn = fn;
+    j->arg = arg;
+    struct job_list one = {j, j, 1};
+    complete(&one);
+    return 0;
+}
+
+int store_run_sync(struct store_backend *b, chatd_job_run run, void *arg)
+{
+    chatd_db *db = NULL;
+    char err[256] = "";
+    int rc = b->drv->open(st.s, &db, err, sizeof err);
+    if (rc < 0) {
+        log_error("storage: %s", err);
+        return rc;
+    }
+    struct job j = {.run = run, .arg = arg};
+    run_read(db, &j);
+    db->drv->close(db);
+    return j.status;
+}
+
+const char *store_backend_name(const struct store_backend *b)
+{
+    return b->drv->name;
+}
+
+long store_in_flight(void)
+{
+    return st.in_flight;
+}
+
+static size_t pool_len(struct pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    size_t n = p->queue.len;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+long store_queue_depth(void)
+{
+    size_t n = st.cpu.threads ? pool_len(&st.cpu) : 0;
+    for (struct store_backend *b = st.backends; b; b = b->next)
+        n += pool_len(&b->write) + pool_len(&b->read);
+    return (long)n;
+}
+
+struct health_check {
+    void (*done)(void *arg, int ok);
+    void *arg;
+    int pending, ok;
+};
+
+struct health_probe {
+    struct health_check *h;
+    struct store_backend *b;
+};
+
+static int health_run(chatd_db *db, void *arg)
+{
+    (void)arg;
+    chatd_stmt *st = db_bind(db, "SELECT 1", "");
+    int rc = st ? db->drv->step(st) : CHATD_EUNAVAIL;
+    if (st)
+        db->drv->reset(st);
+    return rc == CHATD_ROW ? 0 : CHATD_EUNAVAIL;
+}
+
+/* A real write, for a store whose last write failed: it is healthy again
+ * when this commits. */
+static int health_write(chatd_db *db, void *arg)
+{
+    (void)arg;
+    int rc =
+        db_run(db, "UPDATE chatd_health SET checked_at = ? WHERE id = 1", "i", clock_wall_ms());
+    return rc < 0 ? rc : 0;
+}
+
+/* One answer to a health check (b: the failing backend a write probe was for). */
+static void health_answer(struct health_check *h, struct store_backend *b, int status)
+{
+    if (b && status >= 0)
+        b->write_failing = 0;
+    if (status < 0)
+        h->ok = 0;
+    if (--h->pending == 0) {
+        h->done(h->arg, h->ok);
+        free(h);
+    }
+}
+
+static void health_done(void *arg, int status)
+{
+    struct health_probe *p = arg;
+    health_answer(p->h, p->b, status);
+    free(p);
+}
+
+int store_health_check(void (*done)(void *arg, int ok), void *arg)
+{
+    struct health_check *h = calloc(1, sizeof *h);
+    if (!h)
+        return CHATD_ENOMEM;
+    *h = (struct health_check){done, arg, 1, 1};
+    for (struct store_backend *b = st.backends; b; b = b->next) {
+        /* Every backend answers a read; one whose last write failed must also
+         * take a write. */
+        for (int write = 0; write <= b->write_failing; write++) {
+            struct health_probe *p = calloc(1, sizeof *p);
+            if (p)
+                *p = (struct health_probe){h, write ? b : NULL};
+            h->pending++;
+            if (!p || store_submit(b, write ? CHATD_JOB_WRITE : CHATD_JOB_READ,
+                                   write ? health_write : health_run, health_done, p) < 0) {
+                free(p);
+                health_answer(h, NULL, CHATD_ENOMEM);
+            }
+        }
+    }
+    health_answer(h, NULL, 0); /* drop the starting count; answers now if no backend */
+    return 0;
+}
+
+void store_shutdown(void)
+{
+    while (st.backends) {
+        struct store_backend *b = st.backends;
+        st.backends = b->next;
+        pool_stop(&b->write);
+        pool_stop(&b->read);
+        free(b);
+    }
+    if (st.cpu.threads)
+        pool_stop(&st.cpu);
+    /* Run whatever completed after the loop stopped, so every done() runs once. */
+    if (st.wake) {
+        on_wake(-1, 0, NULL);
+        event_free(st.wake);
+        st.wake = NULL;
+    }
+}

@@ -1,0 +1,376 @@
+/*
+ * chatd plugin ABI. This header is the whole contract between the chatd core
+ * and a plugin; a plugin includes nothing else of chatd and never links
+ * against the executable.
+ *
+ * Versioning: CHATD_ABI_MAJOR changes only when an existing field or call
+ * changes meaning; the core refuses a plugin of another major. Minors only
+ * append fields at the end of chatd_plugin_desc and chatd_host. Both
+ * structures start with their own size: the core reads no further than the
+ * plugin's struct_size (missing fields count as NULL), and a plugin checks
+ * host->struct_size (CHATD_HOST_HAS) before calling a newer host function.
+ *
+ * Threads: every host call is made from the loop thread (the thread that
+ * calls init, handlers and job done() callbacks), except host->post(),
+ * random_bytes() and now_ms(), which any thread may call, and the
+ * host->db_* calls, which are made from a job's worker thread inside run(). Ownership is stated per call: "borrowed" means valid until the call
+ * or callback returns; "takes" means the callee owns it afterwards, even when
+ * the call fails.
+ */
+#ifndef CHATD_PLUGIN_H
+#define CHATD_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CHATD_ABI_MAJOR 1
+#define CHATD_ABI_MINOR 0
+
+/* Return codes. 0 is success; errors are negative. */
+#define CHATD_OK 0
+#define CHATD_DECLINED 1       /* handler: not mine, try the next handler */
+#define CHATD_PENDING 2        /* handler: I will answer later, exactly once */
+#define CHATD_ROW 3            /* db_step: a row is ready */
+#define CHATD_DONE 4           /* db_step: no more rows */
+#define CHATD_EINVAL (-1)      /* bad argument or malformed input */
+#define CHATD_ENOMEM (-2)      /* out of memory */
+#define CHATD_ENOTFOUND (-3)   /* no such row / user / channel */
+#define CHATD_ECONFLICT (-4)   /* unique constraint or state conflict */
+#define CHATD_EFORBIDDEN (-5)  /* not allowed for this user */
+#define CHATD_ELIMIT (-6)      /* a configured limit was reached */
+#define CHATD_EUNAVAIL (-7)    /* backend down: nothing was written */
+#define CHATD_EBUSY (-8)       /* transient lock conflict: the core retries */
+#define CHATD_EINTERNAL (-9)   /* anything else: a bug */
+
+/* Wire error codes of PROTOCOL.md section 4, for host->error(). */
+typedef enum {
+    CHATD_ERR_BAD_REQUEST = 1,
+    CHATD_ERR_UNAUTHORIZED,
+    CHATD_ERR_FORBIDDEN,
+    CHATD_ERR_NOT_FOUND,
+    CHATD_ERR_CONFLICT,
+    CHATD_ERR_LIMIT_EXCEEDED,
+    CHATD_ERR_RATE_LIMITED,
+    CHATD_ERR_UNAVAILABLE,
+    CHATD_ERR_INTERNAL,
+} chatd_error_code;
+
+typedef enum {
+    CHATD_LOG_ERROR = 0,
+    CHATD_LOG_WARN,
+    CHATD_LOG_INFO,
+    CHATD_LOG_DEBUG,
+} chatd_log_level;
+
+/* Opaque handles. All are owned by the core. */
+typedef struct chatd_plugin chatd_plugin; /* this plugin, as the core knows it */
+typedef struct chatd_req chatd_req;       /* one WebSocket request */
+typedef struct chatd_http chatd_http;     /* one HTTP request */
+typedef struct chatd_db chatd_db;         /* a worker's database connection */
+typedef struct chatd_stmt chatd_stmt;     /* a prepared statement of that connection */
+
+/* Events a plugin may subscribe to with host->on_event(). */
+typedef enum {
+    CHATD_EVENT_CONN_OPENED = 1, /* a WebSocket was authenticated and opened */
+    CHATD_EVENT_CONN_CLOSED,     /* a WebSocket closed (any reason) */
+    CHATD_EVENT_USER_REGISTERED, /* a user was created */
+    CHATD_EVENT_USER_REMOVED,    /* a user was removed (unregister) */
+    CHATD_EVENT_UNDELIVERABLE,   /* a notification found no WebSocket to show it: push it */
+    CHATD_EVENT_CHANNEL_CHANGED, /* a channel's members changed (channel_id) */
+} chatd_event_type;
+
+typedef struct {
+    chatd_event_type type;
+    int64_t user_id;          /* the user concerned (0 for CHANNEL_CHANGED) */
+    uint64_t conn_id;         /* CONN_*: the WebSocket; else 0 */
+    const char *username;     /* borrowed; may be NULL */
+    int64_t channel_id;       /* CHANNEL_CHANGED, and UNDELIVERABLE of a channel message */
+    const json_t *body;       /* UNDELIVERABLE: the whole notification, "type" included; borrowed */
+} chatd_event;
+
+/*
+ * WebSocket message handler, called on the loop thread for every message
+ * whose "type" it registered. msg is borrowed (the whole JSON object, "type"
+ * included). Returns CHATD_OK when it has answered (or the message needs no
+ * answer), CHATD_DECLINED to pass the message on, or CHATD_PENDING when it
+ * keeps req and completes it later with exactly one of host->reply(),
+ * host->error() or host->req_done().
+ */
+typedef int (*chatd_msg_handler)(chatd_req *req, const json_t *msg, void *state);
+
+/*
+ * HTTP route handler, called on the loop thread. Same return contract as
+ * chatd_msg_handler; a CHATD_PENDING request is completed with exactly one
+ * host->http_reply() or host->http_error(), which is safe even when the
+ * client has gone meanwhile.
+ */
+typedef int (*chatd_http_handler)(chatd_http *req, void *state);
+
+typedef void (*chatd_event_handler)(const chatd_event *ev, void *state);
+
+/*
+ * Storage job. run() executes on a worker thread with a connection of the
+ * plugin's backend, inside a transaction the core opens and commits; it may
+ * block and call host->db_*(). It returns 0 to commit or a negative CHATD_E*
+ * to roll its work back. run() may be called again for the same arg when the
+ * core retries a transient conflict: it must (re)set its results each time.
+ * done() then runs on the loop thread with run's status (or CHATD_EUNAVAIL
+ * when the backend could not be reached); done() owns arg again.
+ */
+typedef int (*chatd_job_run)(chatd_db *db, void *arg);
+typedef void (*chatd_job_done)(void *arg, int status);
+
+/* host->submit() flags */
+#define CHATD_JOB_WRITE 0x0 /* may write: serialised and group-committed */
+#define CHATD_JOB_READ 0x1  /* reads only: may run in parallel with others */
+#define CHATD_JOB_CPU 0x2   /* no database at all (e.g. password hashing); db is NULL */
+
+/*
+ * A user-removal hook: runs on a worker thread inside the transaction that
+ * removes the user, so a plugin's rows about the user go with it atomically.
+ * state is the plugin's state (read it only). Returns 0 or a negative CHATD_E*
+ * (which rolls the removal back).
+ */
+typedef int (*chatd_user_hook)(chatd_db *db, int64_t user_id, void *state);
+
+/* Flags of host->http_route(). */
+#define CHATD_HTTP_AUTH 0x1 /* the core rejects the request with 401 unless a valid session */
+
+/*
+ * The host table: the core's services, valid from init() until cleanup()
+ * returns. Fields are only ever appended.
+ */
+typedef struct chatd_host {
+    size_t struct_size;
+    int abi_major;
+    int abi_minor;
+
+    /* ---- logging and metrics ---- */
+
+    /* Log one line as this plugin. Never pass a token or password. */
+    void (*log)(chatd_plugin *p, chatd_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+    /* Add delta to the counter chatd_<name>_total (created on first use; name borrowed). */
+    void (*count)(chatd_plugin *p, const char *name, uint64_t delta);
+
+    /* ---- registration (init() or later; removed automatically at unload) ---- */
+
+    /* Handle WebSocket messages of this "type" (borrowed, copied). */
+    int (*on_message)(chatd_plugin *p, const char *type, chatd_msg_handler fn);
+    /* Handle HTTP requests for an exact method and path (both copied). */
+    int (*http_route)(chatd_plugin *p, const char *method, const char *path, int flags,
+                      chatd_http_handler fn);
+    /* Be told of events of one type (one handler per type and plugin). */
+    int (*on_event)(chatd_plugin *p, chatd_event_type type, chatd_event_handler fn);
+    /* Tell every subscribed plugin of an event (ev borrowed), e.g. USER_REMOVED
+     * from the plugin that removed the user. */
+    void (*emit)(chatd_plugin *p, const chatd_event *ev);
+
+    /* ---- WebSocket requests (req is borrowed; valid until completed) ---- */
+
+    int64_t (*req_user_id)(const chatd_req *req);
+    /* Username of the session's user; borrowed, valid while req is. */
+    const char *(*req_username)(const chatd_req *req);
+    uint64_t (*req_conn_id)(const chatd_req *req);
+    /* The request's "type" (borrowed). */
+    const char *(*req_type)(const chatd_req *req);
+    /* Answer with {"type": type, ...body, "requestId"?}. Takes body (may be NULL). Completes req. */
+    int (*reply)(chatd_req *req, const char *type, json_t *body);
+    /* Answer with an ERROR frame (message borrowed). Completes req. */
+    int (*error)(chatd_req *req, chatd_error_code code, const char *message);
+    /* Complete a pending req that needs no answer. */
+    void (*req_done)(chatd_req *req);
+
+    /* ---- sending (type borrowed; body taken; encoded once for all recipients) ---- */
+
+    /* Send to one WebSocket; CHATD_ENOTFOUND when it is gone. */
+    int (*send_conn)(uint64_t conn_id, const char *type, json_t *body);
+    /* Send to every WebSocket of the user on this node; returns how many got it. */
+    int (*send_user)(int64_t user_id, const char *type, json_t *body);
+
+    /* ---- sessions ---- */
+
+    /* Create a login session for user: writes the new token (NUL-terminated) into
+     * token_out (at least 64 bytes). Asynchronous: done(arg, status) on the loop. */
+    int (*session_create)(int64_t user_id, const char *username, char *token_out,
+                          void (*done)(void *arg, int status), void *arg);
+    /* End the session behind the token of this HTTP request, or every session of
+     * a user (user_id > 0); closes the WebSockets with 4001. */
+    int (*session_end_http)(chatd_http *req);
+    int (*session_end_user)(int64_t user_id);
+    /* Seconds a session lives without KEEP_ALIVE. */
+    int64_t (*session_ttl)(void);
+
+    /* ---- HTTP requests (req borrowed until completed) ---- */
+
+    /* Body bytes (borrowed, NUL-terminated) and its length. */
+    const char *(*http_body)(const chatd_http *req, size_t *len);
+    /* Value of a request header (case-insensitive name) or NULL; borrowed. */
+    const char *(*http_header)(const chatd_http *req, const char *name);
+    /* Client address as text (borrowed), e.g. "127.0.0.1". */
+    const char *(*http_peer)(const chatd_http *req);
+    /* Authenticated user of a CHATD_HTTP_AUTH route, else 0. */
+    int64_t (*http_user_id)(const chatd_http *req);
+    /* Reply; body taken (may be NULL for no body); extra_headers borrowed, a
+     * block of "Name: value\r\n" lines or NULL. Completes req. */
+    int (*http_reply)(chatd_http *req, int status, json_t *body, const char *extra_headers);
+    /* Reply {"error": CODE, "message": message} with the status matching code. */
+    int (*http_error)(chatd_http *req, chatd_error_code code, const char *message);
+
+    /* ---- storage jobs ---- */
+
+    /* Queue a job on this plugin's backend (see chatd_job_run). arg is owned by the
+     * caller throughout; run gets it on a worker, done gets it back on the loop. */
+    int (*submit)(chatd_plugin *p, int flags, chatd_job_run run, chatd_job_done done, void *arg);
+
+    /* ---- database calls: worker thread, inside run() only ---- */
+
+    /* Prepare (cached per connection by the sql pointer's text). Portable SQL with
+     * '?' placeholders. The statement is reset and unbound when returned. */
+    chatd_stmt *(*db_prepare)(chatd_db *db, const char *sql);
+    int (*db_bind_int)(chatd_stmt *st, int idx, int64_t v);          /* idx from 1 */
+    int (*db_bind_text)(chatd_stmt *st, int idx, const char *s, size_t len); /* copied */
+    int (*db_bind_blob)(chatd_stmt *st, int idx, const void *b, size_t len); /* copied */
+    int (*db_bind_null)(chatd_stmt *st, int idx);
+    /* CHATD_ROW, CHATD_DONE, or a negative CHATD_E* (ECONFLICT on a unique key). */
+    int (*db_step)(chatd_stmt *st);
+    int64_t (*db_column_int)(chatd_stmt *st, int col);               /* col from 0 */
+    /* Text of a column, borrowed until the next step/reset; len may be NULL. */
+    const char *(*db_column_text)(chatd_stmt *st, int col, size_t *len);
+    int (*db_column_is_null)(chatd_stmt *st, int col);
+    /* Reset a statement for re-use (also done by db_prepare). */
+    void (*db_reset)(chatd_stmt *st);
+    int64_t (*db_last_insert_id)(chatd_db *db);
+    /* Rows changed by the last statement. */
+    int64_t (*db_changes)(chatd_db *db);
+    /* Name of the backend's SQL dialect: "sqlite" or "mariadb". */
+    const char *(*db_dialect)(chatd_db *db);
+    /* Run every plugin's user-removal hook inside this job's transaction
+     * (called by the plugin that removes a user, from its run()). */
+    int (*db_user_removing)(chatd_db *db, int64_t user_id);
+
+    /* ---- any thread ---- */
+
+    /* Run fn(arg) on the loop thread soon. The only host call allowed from any thread. */
+    int (*post)(void (*fn)(void *arg), void *arg);
+
+    /* ---- misc ---- */
+
+    /* Fill buf with len cryptographically random bytes (any thread). */
+    int (*random_bytes)(void *buf, size_t len);
+    /* Current time in milliseconds since the epoch (any thread). */
+    int64_t (*now_ms)(void);
+
+    /* ---- presence: the one active channel of each WebSocket (this node) ---- */
+
+    /* Make channel_id the WebSocket's active channel (0 clears it). */
+    int (*conn_enter)(uint64_t conn_id, int64_t channel_id);
+    /* The WebSocket's active channel, or 0. */
+    int64_t (*conn_channel)(uint64_t conn_id);
+    /* Whether any WebSocket of the user is entered in the channel. */
+    int (*user_in_channel)(int64_t user_id, int64_t channel_id);
+    /* Whether the user has any WebSocket open. */
+    int (*user_online)(int64_t user_id);
+    /* Clear the active channel of every WebSocket of the user entered in it, on every node. */
+    void (*user_leave_channel)(int64_t user_id, int64_t channel_id);
+    /* Send to every WebSocket entered in the channel but except_conn (0: none);
+     * body taken, encoded once. Returns how many got it. */
+    int (*send_channel)(int64_t channel_id, uint64_t except_conn, const char *type, json_t *body);
+
+    /* ---- notifications ---- */
+
+    /* Send to every WebSocket of the user; with none, hand it to push
+     * (UNDELIVERABLE). username borrowed, body taken. Returns WebSockets reached. */
+    int (*notify_user)(int64_t user_id, const char *username, const char *type, json_t *body);
+    /* Hand a notification straight to push (for a user who would not see it);
+     * channel_id may be 0. username borrowed, body taken. */
+    void (*push)(int64_t user_id, const char *username, int64_t channel_id, const char *type,
+                 json_t *body);
+
+    /* ---- more registration ---- */
+
+    /* Run fn inside every user-removal transaction (see chatd_user_hook). init() only. */
+    int (*on_user_removing)(chatd_plugin *p, chatd_user_hook fn);
+
+    /* ---- environment ---- */
+
+    /* server.data_dir (borrowed). */
+    const char *(*data_dir)(void);
+    /* The plugin's SQL storage backend ("sqlite", "mariadb"), or NULL when its
+     * `backend` setting names none (then the setting is the plugin's own to read). */
+    const char *(*backend_name)(chatd_plugin *p);
+
+    /* Push a channel's notification to those of the users (arrays of n,
+     * borrowed) with no WebSocket entered in the channel on any node; on many
+     * nodes the answer comes from Redis, so the pushes may follow later.
+     * body taken. */
+    void (*push_absent)(int64_t channel_id, const int64_t *user_ids,
+                        const char *const *usernames, size_t n, const char *type, json_t *body);
+
+    /* Send one command to the nodes' shared Redis (argv[i] of argvlen[i]
+     * bytes, copied); done(arg, status) on the loop when it answered (0) or
+     * failed (CHATD_EUNAVAIL, also when no redis.host is set). done may be NULL. */
+    int (*redis_command)(int argc, const char *const *argv, const size_t *argvlen,
+                         void (*done)(void *arg, int status), void *arg);
+
+    /* A counter shared by every node (in Redis) that lives window_s seconds
+     * from its first increment: add > 0 increments, 0 reads, < 0 deletes.
+     * done(arg, status, count) on the loop. CHATD_EUNAVAIL at once, with done
+     * not called, when the nodes share no Redis: the plugin counts alone. */
+    int (*shared_count)(const char *key, int64_t add, int64_t window_s,
+                        void (*done)(void *arg, int status, int64_t count), void *arg);
+} chatd_host;
+
+/* True when the host offers the given field (it may be older than this header). */
+#define CHATD_HOST_HAS(host, field)                                                       \
+    ((host)->struct_size >= offsetof(chatd_host, field) + sizeof((host)->field) &&         \
+     (host)->field != NULL)
+
+/*
+ * The plugin descriptor. init() gets:
+ *   p       this plugin's handle (pass it back to host calls),
+ *   host    the host table (borrowed, valid until cleanup returns),
+ *   config  this plugin's entry of the config's plugins list as a JSON object
+ *           (borrowed, valid until init returns; copy what you keep),
+ * and sets *state to anything it wants handed back to its callbacks. A
+ * negative return stops chatd's start-up. cleanup(state) is called once at
+ * shutdown, after the last job of the plugin completed — and also after a
+ * failed init, when init had set a non-NULL *state.
+ */
+typedef struct chatd_plugin_desc {
+    size_t struct_size;
+    int abi_major;
+    int abi_minor;
+    const char *name;
+    const char *version;
+    int (*init)(chatd_plugin *p, const chatd_host *host, const json_t *config, void **state);
+    void (*cleanup)(void *state);
+} chatd_plugin_desc;
+
+/* The one exported symbol of a plugin. */
+#define CHATD_PLUGIN_ENTRY_SYMBOL "chatd_plugin_entry"
+typedef const chatd_plugin_desc *(*chatd_plugin_entry_fn)(void);
+
+/* Define the entry point; use once per plugin with a static descriptor. */
+#define CHATD_PLUGIN(desc)                                                                 \
+    __attribute__((visibility("default"))) const chatd_plugin_desc *chatd_plugin_entry(void); \
+    __attribute__((visibility("default"))) const chatd_plugin_desc *chatd_plugin_entry(void) \
+    {                                                                                      \
+        return &(desc);                                                                    \
+    }
+
+/* Initialiser for the descriptor's first fields. */
+#define CHATD_PLUGIN_DESC_HEAD                                                             \
+    .struct_size = sizeof(chatd_plugin_desc), .abi_major = CHATD_ABI_MAJOR,                \
+    .abi_minor = CHATD_ABI_MINOR
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CHATD_PLUGIN_H */
