@@ -745,9 +745,17 @@ class FrameTimeout(AssertionError):
 class RawWebSocket:
     """A minimal client: handshake, masked frame writer, frame reader."""
 
-    def __init__(self, port, timeout=5.0):
+    def __init__(self, port, timeout=5.0, rcvbuf=None):
+        """``rcvbuf``: a receive buffer this small (set before connecting, so the
+        window the server sees stays small: a slow reader fills up fast)."""
         self.port = port
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        if rcvbuf is None:
+            self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((HOST, port))
         self.buf = b""
         self.status = None
         self.headers = {}

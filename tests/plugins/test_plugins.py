@@ -3,6 +3,7 @@
 and chatd-plugin.pc, purpose-built test plugins, refusal of another ABI major
 and of a missing file, and the configuration checks of start-up."""
 
+import asyncio
 import glob
 import os
 import re
@@ -219,6 +220,60 @@ class TestPluginTests(unittest.TestCase):
         self.assertNotIn("probe detail", body["message"])
         self.assertIn("ref %s: probe detail for the log" % m.group(1), self.srv.log_text())
 
+    def test_plugin_http_route_get_and_head(self):
+        status, _, body = self.srv.request("GET", "/probe/hello")
+        self.assertEqual((status, body), (200, {"hello": "probe"}))
+        conn = self.srv.connection()
+        try:
+            conn.request("HEAD", "/probe/hello")
+            resp = conn.getresponse()
+            self.assertEqual((resp.status, resp.read()), (200, b""))
+            self.assertEqual(resp.headers.get("Content-Length"), str(len('{"hello":"probe"}')))
+        finally:
+            conn.close()
+
+    def test_event_table_holds_every_type_and_no_more(self):
+        user = self.srv.new_user("evt")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            resp = await ws_request(ws, {"type": "PROBE_EVENTS"})
+            await ws.close()
+            return resp
+        self.assertEqual(run(go())["badEventRefused"], 1)
+
+    def test_redis_command_without_redis_is_unavailable(self):
+        user = self.srv.new_user("rdn")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            resp = await ws_request(ws, {"type": "PROBE_REDIS", "args": ["PING"]})
+            await ws.close()
+            return resp
+        self.assertEqual(run(go()), {"type": "PROBE_REDIS_RESPONSE", "status": -7})
+
+    def test_user_removal_hook_runs_inside_the_removal(self):
+        async def probe(user, msg):
+            ws = await ws_connect(self.srv, user.token)
+            resp = await ws_request(ws, msg)
+            await ws.close()
+            return resp
+        watcher = self.srv.new_user("rmw")
+        before = run(probe(watcher, {"type": "PROBE_EVENTS"}))["removed"]
+        gone = self.srv.new_user("rmg")
+        self.assertEqual(self.srv.unregister(gone.token)[0], 204)
+        self.assertEqual(run(probe(watcher, {"type": "PROBE_EVENTS"}))["removed"], before + 1)
+        # a hook that fails rolls the whole removal back: the user is still there
+        kept = self.srv.new_user("rmk")
+        run(probe(watcher, {"type": "PROBE_FAIL_REMOVAL", "on": True}))
+        try:
+            status, _, body = self.srv.unregister(kept.token)
+            self.assertEqual(status // 100, 5, body)
+        finally:
+            run(probe(watcher, {"type": "PROBE_FAIL_REMOVAL", "on": False}))
+        self.assertEqual(self.srv.login_response(kept.username, kept.password)[0], 200)
+        self.assertEqual(run(probe(watcher, {"type": "PROBE_EVENTS"}))["removed"], before + 1)
+
     def test_events_reach_plugins(self):
         async def events(user):
             ws = await ws_connect(self.srv, user.token)
@@ -235,6 +290,189 @@ class TestPluginTests(unittest.TestCase):
         self.assertEqual(after["opened"], before["opened"] + 1)
         self.assertGreaterEqual(after["closed"], before["closed"] + 1)
 
+
+
+class CompatibilityTests(unittest.TestCase):
+    """Plugins of older minors keep loading: one built against a frozen copy of
+    the ABI 1.0 header, one whose descriptor ends before cleanup."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-compat-")
+        conf = write_conf(cls.tmp, [
+            AUTH,
+            '{ name = "abi10"; path = "%s"; }' % os.path.join(TEST_PLUGINS, "abi10.so"),
+            '{ name = "short_desc"; path = "%s"; }' % os.path.join(TEST_PLUGINS, "short_desc.so")])
+        cls.srv = ConfServer(harness.chatd_bin(), conf).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()  # a clean exit: the short descriptor's missing cleanup is not called
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_abi_1_0_plugin_answers(self):
+        user = self.srv.new_user("a10")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            resp = await ws_request(ws, {"type": "ABI10_PING", "requestId": "p"})
+            await ws.close()
+            return resp
+        resp = run(go())
+        self.assertEqual(resp["type"], "ABI10_PONG")
+        self.assertGreaterEqual(resp["hostMinor"], 1)
+        self.assertIn("loaded plugin abi10 1.0", self.srv.log_text())
+
+    def test_short_descriptor_plugin_answers(self):
+        user = self.srv.new_user("shd")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            resp = await ws_request(ws, {"type": "SHORT_PING", "requestId": "s"})
+            await ws.close()
+            return resp
+        self.assertEqual(run(go()), {"type": "SHORT_PONG", "requestId": "s"})
+
+
+class RedisCommandTests(unittest.TestCase):
+    """host->redis_command against a real Redis."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, os.path.join(SOURCE, "tests", "cluster"))
+        from backends import Redis
+        if not shutil.which("redis-server"):
+            raise unittest.SkipTest("redis-server not installed")
+        cls.redis = Redis().start()
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-redis-")
+        conf = write_conf(cls.tmp, [AUTH, '{ name = "probe"; path = "%s"; }'
+                                    % os.path.join(TEST_PLUGINS, "probe.so")])
+        cls.srv = ConfServer(harness.chatd_bin(), conf, extra_sets=[
+            'redis.host="127.0.0.1"', "redis.port=%d" % cls.redis.port]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.redis.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_command_answered_and_refused(self):
+        user = self.srv.new_user("rdc")
+
+        async def go():
+            ws = await ws_connect(self.srv, user.token)
+            for _ in range(50):  # the node connects to Redis just after it is ready
+                ok = await ws_request(ws, {"type": "PROBE_REDIS", "args": ["SET", "k", "v"]})
+                if ok["status"] == 0:
+                    break
+                await asyncio.sleep(0.1)
+            bad = await ws_request(ws, {"type": "PROBE_REDIS", "args": ["NO_SUCH_COMMAND"]})
+            await ws.close()
+            return ok, bad
+        ok, bad = run(go())
+        self.assertEqual(ok["status"], 0)
+        self.assertEqual(bad["status"], -7)  # an error reply is a failure: CHATD_EUNAVAIL
+        self.assertEqual(subprocess.run(["redis-cli", "-p", str(self.redis.port), "GET", "k"],
+                                        stdout=subprocess.PIPE).stdout.strip(), b"v")
+
+
+class ReentrancyTests(unittest.TestCase):
+    """A slow reader closed in the middle of a fan-out is told to the plugins
+    afterwards, not inside the fan-out's loop: the probe sends PROBE_GONE to
+    the channel from its CONN_CLOSED handler, and every reader gets it after
+    the same messages (inside the loop, the readers after the slow one in the
+    list would get it first)."""
+
+    PLUGINS = [
+        AUTH,
+        '{ name = "connection"; backend = "sqlite"; }',
+        '{ name = "channel"; backend = "sqlite"; }',
+        '{ name = "messaging"; backend = "sqlite"; max_writes_per_second = 100000;'
+        ' write_burst = 100000; }',
+    ]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-reent-")
+        conf = write_conf(cls.tmp, cls.PLUGINS + ['{ name = "probe"; path = "%s"; }'
+                                                  % os.path.join(TEST_PLUGINS, "probe.so")])
+        cls.srv = ConfServer(harness.chatd_bin(), conf, extra_sets=[
+            "ws.max_outbuf=131072", "ws.rate_limit=100000", "ws.rate_burst=100000"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_conn_closed_is_told_outside_the_fan_out(self):
+        sys.path.insert(0, os.path.join(SOURCE, "tests", "e2e"))
+        from domain import Client
+
+        srv = self.srv
+        owner = srv.new_user("own")
+        slow = srv.new_user("slw")
+        readers = [srv.new_user("rd%d" % i) for i in range(6)]
+
+        async def go():
+            clients = {}
+
+            async def client(user):
+                c = Client(await ws_connect(srv, user.token), user, user.username)
+                clients[user.username] = c
+                return c
+            co = await client(owner)
+            for u in [slow] + readers:  # friends of the owner
+                cu = await client(u)
+                await co.request("INVITE_REQUEST", {"userInviteCode": u.invite_code})
+                await cu.request("ACCEPT_REQUEST", {"username": owner.username})
+            resp = await co.request("CREATE_REQUEST", {"title": "fan", "participantUsernames":
+                                                       [u.username for u in [slow] + readers]})
+            cid = resp["channelId"]
+            # entered in this order, listed newest first: three readers come after the
+            # slow one in the fan-out's walk, three before it
+            for u in readers[:3]:
+                await clients[u.username].request("ENTER_REQUEST", {"channelId": cid})
+            raw = harness.RawWebSocket(srv.port, rcvbuf=4096)
+            self.assertEqual(raw.handshake(slow.token, "bearer"), 101)
+            raw.send_json({"type": "ENTER_REQUEST", "channelId": cid, "requestId": "e"})
+            for u in readers[3:]:
+                await clients[u.username].request("ENTER_REQUEST", {"channelId": cid})
+            await co.request("PROBE_WATCH", {"channelId": cid})
+            # the slow one never reads: write until its output passes ws.max_outbuf
+            content = "x" * 3000
+            got = {u.username: [] for u in readers}
+            for burst in range(300):
+                rids = []
+                for i in range(25):  # 75 KB, under the readers' ws.max_outbuf
+                    rid = "w%d-%d" % (burst, i)
+                    rids.append(rid)
+                    await co.send({"type": "WRITE_MESSAGE", "channelId": cid, "content": content,
+                                   "requestId": rid})
+                for rid in rids:
+                    ack = await co.reply(rid)
+                    self.assertEqual(ack["type"], "WRITE_MESSAGE_ACK", ack)
+                for u in readers:
+                    got[u.username] += await clients[u.username].collect(None, 0.0)
+                if all(any(m["type"] == "PROBE_GONE" for m in got[u.username])
+                       for u in readers):
+                    break
+            for u in readers:  # what is still on its way
+                got[u.username] += await clients[u.username].collect(None, 0.5)
+            raw.close()
+            for c in clients.values():
+                await c.close()
+            return got
+        got = run(go())
+        before = {}
+        for name, msgs in got.items():
+            types = [m["type"] for m in msgs]
+            self.assertEqual(types.count("PROBE_GONE"), 1, (name, types[-5:]))
+            before[name] = types.index("PROBE_GONE")
+            seqs = [m["messageSequence"] for m in msgs if m["type"] == "NOTIFY_MESSAGE"]
+            self.assertEqual(seqs, list(range(1, len(seqs) + 1)), name)
+        self.assertEqual(len(set(before.values())), 1,
+                         "NOTIFY_MESSAGEs before PROBE_GONE, per reader: %r" % before)
+        self.assertTrue(srv.alive())
 
 class StartupRefusalTests(unittest.TestCase):
     @classmethod
