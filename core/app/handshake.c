@@ -18,7 +18,10 @@ static struct {
     struct handshake_config cfg;
 } hs;
 
-const char *handshake_token(const struct chatd_http *req, int allow_query, char *buf, size_t len)
+/* The token req carries (cookie, Bearer, or access_token when allow_query),
+ * copied into buf; NULL when none. */
+static const char *handshake_token(const struct chatd_http *req, int allow_query, char *buf,
+                                   size_t len)
 {
     const char *v = http_header_get(req, "Authorization");
     if (v && strncasecmp(v, "Bearer ", 7) == 0) {

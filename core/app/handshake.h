@@ -23,8 +23,5 @@ struct handshake_config {
 int handshake_init(const struct handshake_config *cfg, const char *path);
 /* The router's authentication hook: the session behind req's token. */
 void handshake_auth(struct chatd_http *req, router_auth_done done);
-/* The token req carries (cookie, Bearer, or access_token when allow_query),
- * copied into buf; NULL when none. */
-const char *handshake_token(const struct chatd_http *req, int allow_query, char *buf, size_t len);
 
 #endif

@@ -63,7 +63,8 @@ static const char *build_root(void)
     return root[0] ? root : NULL;
 }
 
-const char *loader_plugin_dir(const struct settings *s)
+/* Where plugins are found by name (NULL: plugins/<name>/<name>.so of the build tree). */
+static const char *loader_plugin_dir(const struct settings *s)
 {
     if (s->plugin_dir[0])
         return s->plugin_dir;

@@ -32,14 +32,13 @@ struct chatd_plugin {
     struct chatd_plugin *next;
 };
 
-/* Where plugins and migrations are found: the build tree's when this binary
- * runs from it, else the install paths. Borrowed strings (plugin dir may be
- * NULL: plugins/<name>/<name>.so under the build tree). */
-const char *loader_plugin_dir(const struct settings *s);
+/* Where migrations are found: the source tree's when this binary runs from
+ * a build tree, else the install path (server.sql_dir overrides). Borrowed. */
 const char *loader_sql_dir(const struct settings *s);
 
 /* Load and initialise every plugin of the config, in order, handing each
- * host. On failure the reason (naming the plugin and path) is in err. */
+ * host. 0, or a negative code with the reason (naming the plugin and path)
+ * in err; what was loaded is unloaded by loader_unload_all. */
 int loader_load_all(const struct settings *s, const chatd_host *host, char *err, size_t errlen);
 /* Clean up and unload every plugin, last loaded first. */
 void loader_unload_all(void);

@@ -13,7 +13,7 @@
 struct settings;
 struct redisReply;
 
-/* Connect (asynchronously) when configured. */
+/* Connect (asynchronously) when configured. 0 or CHATD_ENOMEM. */
 int redis_init(struct event_base *base, const struct settings *s);
 void redis_free(void);
 /* Whether Redis is configured at all (a node of several). */
@@ -43,7 +43,8 @@ int redis_cmd(struct redis_call *call, const char *fmt, ...);
 int redis_cmdv(struct redis_call *call, int argc, const char **argv, const size_t *argvlen);
 
 /* Messages on topics starting with prefix (after redis.prefix) go to
- * handler(topic, payload, len), both borrowed. Start-up only. */
+ * handler(topic, payload, len), both borrowed. Start-up only. 0, or
+ * CHATD_ENOMEM past the handlers the table holds. */
 int redis_on_message(const char *prefix,
                      void (*handler)(const char *topic, const char *data, size_t len));
 /* Count one more (or one fewer) interest in a topic; subscribed while > 0. */

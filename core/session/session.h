@@ -19,20 +19,22 @@ struct session;
 #define SESSION_CLOSE_ENDED 4001 /* the close code of a WebSocket whose session ended */
 
 /* Load the live sessions of the SQL store, or subscribe to the other nodes'
- * session events when session.backend is "redis". Start-up. */
+ * session events when session.backend is "redis"; start the sweep. Start-up.
+ * 0, or a negative code (logged). */
 int session_init(struct event_base *base, const struct settings *s, struct store_backend *b);
 void session_free_all(void);
 
-/* Find the live session of a token: cb(session or NULL, status, arg), where
- * status is CHATD_EUNAVAIL when the shared store could not be asked. cb may
- * run before session_lookup returns (the session is known here) or later. */
+/* Find the live session of a token (borrowed; NULL or malformed: none):
+ * cb(session or NULL, status, arg), where status is CHATD_EUNAVAIL when the
+ * shared store could not be asked. cb runs exactly once, before
+ * session_lookup returns (the session is known here) or later. Returns 0. */
 typedef void (*session_lookup_fn)(struct session *s, int status, void *arg);
 int session_lookup(const char *token, session_lookup_fn cb, void *arg);
 /* The session's key (hash of its token, hex; borrowed) and the live session of a key. */
 const char *session_key(const struct session *s);
 struct session *session_find_key(const char *key);
 /* New session for a user: writes the token into out (>= 64 bytes); done(arg, status)
- * runs on the loop once it is stored. */
+ * runs on the loop once it is stored. 0, or a negative code (done not called). */
 int session_create(int64_t user_id, const char *username, char *out,
                    void (*done)(void *arg, int status), void *arg);
 /* End a session: its WebSockets close with 4001, the token stops working now. */

@@ -13,7 +13,8 @@
 struct settings;
 struct store_backend;
 
-/* Start the completion queue on base and the CPU pool. Loop thread, start-up. */
+/* Start the completion queue on base and the CPU pool. Loop thread, start-up.
+ * 0 or CHATD_ENOMEM. */
 int store_init(struct event_base *base, const struct settings *s, const char *sql_dir);
 /* Open (once) the named backend: migrations, then its write and read pools.
  * Returns NULL with a reason in err. */
@@ -24,17 +25,20 @@ const char *store_backend_name(const struct store_backend *b);
 /* Queue a job (see chatd_job_run). Loop thread. 0 or a negative code. */
 int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_job_done done,
                  void *arg);
-/* Run a read job on the calling thread with a connection of its own. Start-up only. */
+/* Run a read job on the calling thread with a connection of its own: its
+ * status, or why the connection failed. Start-up only. */
 int store_run_sync(struct store_backend *b, chatd_job_run run, void *arg);
-/* Run fn(arg) on the loop thread soon. Any thread. */
+/* Run fn(arg) on the loop thread soon. Any thread. 0 or CHATD_ENOMEM (fn
+ * will not run). */
 int store_post(void (*fn)(void *arg), void *arg);
 
 /* Jobs queued or running, not yet completed on the loop. */
 long store_in_flight(void);
 /* Jobs waiting in the queues (for /metrics). */
 long store_queue_depth(void);
-/* Ask every opened backend a trivial query; done(arg, ok) on the loop thread
- * when all answered (ok = 1) or one failed (ok = 0). Loop thread. */
+/* Ask every opened backend a trivial query (and a write of one whose last
+ * write failed); done(arg, ok) on the loop thread when all answered (ok = 1)
+ * or one failed (ok = 0). Loop thread. 0, or CHATD_ENOMEM (done not called). */
 int store_health_check(void (*done)(void *arg, int ok), void *arg);
 
 /* Stop the pools after their queues are empty and join the threads. */
