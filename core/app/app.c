@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "loader.h"
 #include "metrics.h"
+#include "online.h"
 #include "presence.h"
 #include "redis.h"
 #include "router.h"
@@ -64,7 +65,7 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
                                          .trusted_proxies = s->trusted_proxies};
     const struct handshake_config hs = {.allowed_origins = s->allowed_origins,
                                         .max_per_user = s->ws_max_per_user};
-    const struct presence_observer bus = {.user_interest = bus_user_interest,
+    const struct presence_observer bus = {.user_interest = online_user_interest,
                                           .channel_interest = bus_channel_interest,
                                           .entered = bus_entered};
     snprintf(err, errlen, "start-up failed: out of memory");
@@ -74,7 +75,8 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
         store_init(base, s, loader_sql_dir(s)) < 0 || dispatch_init(&rates) < 0 ||
         router_init(&routes, handshake_auth) < 0 || routes_init() < 0 ||
         handshake_init(&hs, "/ws/v1/message") < 0 || presence_init(&bus) < 0 ||
-        redis_init(base, s) < 0 || bus_init(base, s, &deliver_bus_events) < 0)
+        redis_init(base, s) < 0 || bus_init(base, s, &deliver_bus_events) < 0 ||
+        online_init(base, s) < 0)
         return CHATD_ENOMEM;
     struct store_backend *sessions = NULL;
     err[0] = '\0';
@@ -86,6 +88,7 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
         snprintf(err, errlen, "session store: %s", why);
         return CHATD_EINVAL;
     }
+    loader_init(base);
     if (loader_load_all(s, host_table(s->data_dir), err, errlen) < 0)
         return CHATD_EINVAL;
     if (listen && listener_start(base, s->listen, accepted) < 0) {
@@ -115,6 +118,7 @@ void app_stop(void)
     conn_free_all();
     ws_free();
     loader_unload_all();
+    online_free();
     bus_free();
     redis_free();
     session_free_all();

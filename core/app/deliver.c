@@ -15,9 +15,10 @@
 #include "session.h"
 #include "ws.h"
 
-/* The list's clients linked through the field at next_off, but except, that
- * have a live session. */
-static int send_list(struct client *c, size_t next_off, uint64_t except, struct wsmsg *m)
+/* The list's clients linked through the field at next_off, but except_conn
+ * and those entered in except_channel (when not 0), that have a live session. */
+static int send_list(struct client *c, size_t next_off, uint64_t except_conn,
+                     int64_t except_channel, struct wsmsg *m)
 {
     int n = 0;
     int64_t now = clock_wall_s();
@@ -25,7 +26,8 @@ static int send_list(struct client *c, size_t next_off, uint64_t except, struct 
         /* a slow reader closed by the send stays listed until the next turn */
         struct client *next = *(struct client **)((char *)c + next_off);
         /* a session whose TTL ran out gets nothing, even before its sweep */
-        if (c->id != except && session_live_at(c->session, now))
+        if (c->id != except_conn && (!except_channel || c->channel_id != except_channel) &&
+            session_live_at(c->session, now))
             n += ws_send(c->conn, m) == 0;
         c = next;
     }
@@ -61,9 +63,9 @@ int deliver_user(int64_t user_id, const char *type, json_t *body)
         return 0;
     }
     struct wsmsg *m = encode_frame(type, body, NULL);
-    int n = send_list(c, USER_LIST, 0, m);
+    int n = send_list(c, USER_LIST, 0, 0, m);
     if (m)
-        bus_publish_user(user_id, JSON_OF(m), NULL);
+        bus_publish_user(user_id, 0, JSON_OF(m), NULL);
     wsmsg_unref(m);
     return n;
 }
@@ -76,7 +78,7 @@ int deliver_channel(int64_t channel_id, uint64_t except_conn, const char *type, 
         return 0;
     }
     struct wsmsg *m = encode_frame(type, body, NULL);
-    int n = send_list(c, CHANNEL_LIST, except_conn, m);
+    int n = send_list(c, CHANNEL_LIST, except_conn, 0, m);
     if (m)
         bus_publish_channel(channel_id, JSON_OF(m));
     wsmsg_unref(m);
@@ -142,9 +144,9 @@ int deliver_notify_user(int64_t user_id, const char *username, const char *type,
         op->event = encode_object(type, json_incref(body), NULL);
     }
     struct wsmsg *m = encode_frame(type, body, NULL);
-    int n = send_list(c, USER_LIST, 0, m);
+    int n = send_list(c, USER_LIST, 0, 0, m);
     if (m)
-        bus_publish_user(user_id, JSON_OF(m), op ? &op->rx : NULL);
+        bus_publish_user(user_id, 0, JSON_OF(m), op ? &op->rx : NULL);
     else if (op)
         notify_counted(&op->rx, -1);
     wsmsg_unref(m);
@@ -207,22 +209,40 @@ void deliver_push_absent(int64_t channel_id, const int64_t *user_ids, const char
 
 /* ---- what other nodes send ---- */
 
+int deliver_channel_and_user(int64_t channel_id, int64_t user_id, uint64_t except_conn,
+                             const char *type, json_t *body)
+{
+    struct wsmsg *m = encode_frame(type, body, NULL);
+    /* the user's WebSockets entered in the channel are on both lists: once */
+    int n = send_list(presence_channel_clients(channel_id), CHANNEL_LIST, except_conn, 0, m) +
+            send_list(presence_user_clients(user_id), USER_LIST, except_conn, channel_id, m);
+    if (m) {
+        bus_publish_channel(channel_id, JSON_OF(m));
+        bus_publish_user(user_id, channel_id, JSON_OF(m), NULL);
+    }
+    wsmsg_unref(m);
+    return n;
+}
+
+/* ---- what other nodes send ---- */
+
 /* The JSON of another node's frame, as one frame for the clients of a list. */
-static void deliver_json(struct client *first, size_t next_off, const char *json, size_t len)
+static void deliver_json(struct client *first, size_t next_off, int64_t except_channel,
+                         const char *json, size_t len)
 {
     struct wsmsg *m = wsmsg_new(json, len);
-    send_list(first, next_off, 0, m);
+    send_list(first, next_off, 0, except_channel, m);
     wsmsg_unref(m);
 }
 
 static void bus_channel_frame(int64_t channel_id, const char *json, size_t len)
 {
-    deliver_json(presence_channel_clients(channel_id), CHANNEL_LIST, json, len);
+    deliver_json(presence_channel_clients(channel_id), CHANNEL_LIST, 0, json, len);
 }
 
-static void bus_user_frame(int64_t user_id, const char *json, size_t len)
+static void bus_user_frame(int64_t user_id, int64_t except_channel, const char *json, size_t len)
 {
-    deliver_json(presence_user_clients(user_id), USER_LIST, json, len);
+    deliver_json(presence_user_clients(user_id), USER_LIST, except_channel, json, len);
 }
 
 const struct bus_events deliver_bus_events = {

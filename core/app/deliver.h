@@ -25,6 +25,10 @@ int deliver_channel(int64_t channel_id, uint64_t except_conn, const char *type, 
 /* To the user's WebSockets, or to push when no node holds one. username
  * borrowed; returns how many here got it. */
 int deliver_notify_user(int64_t user_id, const char *username, const char *type, json_t *body);
+/* To every WebSocket entered in the channel and every WebSocket of the user,
+ * each once, on every node, but except_conn; returns how many here got it. */
+int deliver_channel_and_user(int64_t channel_id, int64_t user_id, uint64_t except_conn,
+                             const char *type, json_t *body);
 /* Hand a notification straight to push (UNDELIVERABLE). */
 void deliver_push(int64_t user_id, const char *username, int64_t channel_id, const char *type,
                   json_t *body);

@@ -19,6 +19,7 @@
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
+#include "online.h"
 #include "presence.h"
 #include "redis.h"
 #include "router.h"
@@ -293,6 +294,19 @@ static int h_on_user_removing(chatd_plugin *p, chatd_user_hook fn)
     return loader_on_user_removing(p, fn);
 }
 
+static int h_after(chatd_plugin *p, int64_t delay_ms, void (*fn)(void *arg), void *arg)
+{
+    return loader_after(p, delay_ms, fn, arg);
+}
+
+static int h_watch_presence(chatd_plugin *p, int64_t grace_ms)
+{
+    if (p->initialised || grace_ms < 0)
+        return CHATD_EINVAL;
+    online_watch(grace_ms);
+    return 0;
+}
+
 static int h_user_online(int64_t user_id)
 {
     return presence_user_online(user_id);
@@ -416,6 +430,10 @@ static const chatd_host host = {
     .map_get = h_map_get,
     .map_del = h_map_del,
     .map_sweep = h_map_sweep,
+    .after = h_after,
+    .send_channel_and_user = deliver_channel_and_user,
+    .watch_presence = h_watch_presence,
+    .presence_of = online_query,
 };
 
 const chatd_host *host_table(const char *dir)

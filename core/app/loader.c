@@ -1,6 +1,7 @@
 #include "loader.h"
 
 #include <dlfcn.h>
+#include <event2/event.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,15 @@
 #endif
 
 static struct chatd_plugin *plugins, *plugins_tail;
+static struct event_base *loop_base;
+
+struct plugin_timer {
+    struct event *ev;
+    struct chatd_plugin *owner;
+    void (*fn)(void *arg);
+    void *arg;
+    struct plugin_timer *prev, *next; /* the owner's pending timers */
+};
 
 /* User-removal hooks, in load order; fixed after start-up, so workers read
  * the array without a lock. */
@@ -102,10 +112,62 @@ static void plugin_path(const struct settings *s, const char *name, const char *
 #endif
 }
 
+/* ---- timers ---- */
+
+void loader_init(struct event_base *base)
+{
+    loop_base = base;
+}
+
+static void timer_unlink(struct plugin_timer *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->owner->timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    event_free(t->ev);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct plugin_timer *t = arg;
+    (void)fd, (void)what;
+    void (*fn)(void *) = t->fn;
+    void *fn_arg = t->arg;
+    timer_unlink(t);
+    free(t);
+    fn(fn_arg);
+}
+
+int loader_after(struct chatd_plugin *p, int64_t delay_ms, void (*fn)(void *arg), void *arg)
+{
+    struct plugin_timer *t = calloc(1, sizeof *t);
+    if (!t || !fn || !(t->ev = evtimer_new(loop_base, on_timer, t))) {
+        free(t);
+        return CHATD_ENOMEM;
+    }
+    *t = (struct plugin_timer){t->ev, p, fn, arg, NULL, p->timers};
+    if (p->timers)
+        p->timers->prev = t;
+    p->timers = t;
+    if (delay_ms < 0)
+        delay_ms = 0;
+    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    event_add(t->ev, &tv);
+    return 0;
+}
+
 /* ---- loading ---- */
 
 static void plugin_free(struct chatd_plugin *p)
 {
+    while (p->timers) { /* dropped, not called: the plugin is going */
+        struct plugin_timer *t = p->timers;
+        timer_unlink(t);
+        free(t);
+    }
     dispatch_remove_owner(p);
     router_remove_owner(p);
     if (p->dl)

@@ -13,11 +13,13 @@
 
 #include "chatd/plugin.h"
 
+struct event_base;
+struct plugin_timer;
 struct settings;
 struct store_backend;
 
 /* The number of event types (chatd_event_type runs from 1). */
-#define LOADER_EVENT_TYPES (CHATD_EVENT_CHANNEL_CHANGED + 1)
+#define LOADER_EVENT_TYPES (CHATD_EVENT_USER_OFFLINE + 1)
 
 struct chatd_plugin {
     char *name;
@@ -29,12 +31,19 @@ struct chatd_plugin {
     struct store_backend *backend;
     int initialised;
     chatd_event_handler events[LOADER_EVENT_TYPES]; /* by chatd_event_type */
+    struct plugin_timer *timers;                    /* pending host->after() calls */
     struct chatd_plugin *next;
 };
 
 /* Where migrations are found: the source tree's when this binary runs from
  * a build tree, else the install path (server.sql_dir overrides). Borrowed. */
 const char *loader_sql_dir(const struct settings *s);
+
+/* The loop the plugins' timers run on (start-up, before loading). */
+void loader_init(struct event_base *base);
+/* host->after(): fn(arg) once, delay_ms from now; dropped at p's unload. 0
+ * or CHATD_ENOMEM. */
+int loader_after(struct chatd_plugin *p, int64_t delay_ms, void (*fn)(void *arg), void *arg);
 
 /* Load and initialise every plugin of the config, in order, handing each
  * host. 0, or a negative code with the reason (naming the plugin and path)

@@ -59,23 +59,33 @@ static void on_channel(const char *topic, const char *data, size_t len)
         bus.ev.channel_frame(id_of(topic), json, n);
 }
 
-/* A user topic carries frames ("<node> {...}") and commands ("<node> !..."). */
+/* A user topic carries frames ("<node> {...}", or "<node> ?<channel> {...}"
+ * for the WebSockets not entered in that channel) and commands
+ * ("<node> !leave:<channel>"). */
 static void on_user(const char *topic, const char *data, size_t len)
 {
     int64_t user_id = id_of(topic);
-    if (len > NODE_LEN + 7 && memcmp(data, bus.node, NODE_LEN) != 0 &&
-        memcmp(data + NODE_LEN + 1, "!leave:", 7) == 0) {
-        char num[24];
-        size_t n = len - NODE_LEN - 8 < sizeof num - 1 ? len - NODE_LEN - 8 : sizeof num - 1;
-        memcpy(num, data + NODE_LEN + 8, n);
-        num[n] = '\0';
-        bus.ev.user_leave(user_id, strtoll(num, NULL, 10));
-        return;
-    }
     size_t n;
     const char *json = frame_of(data, len, &n);
-    if (json)
-        bus.ev.user_frame(user_id, json, n);
+    if (!json)
+        return;
+    if (*json != '!' && *json != '?') {
+        bus.ev.user_frame(user_id, 0, json, n);
+        return;
+    }
+    char num[24];
+    size_t skip = *json == '!' ? 7 : 1; /* "!leave:" or "?" */
+    if (n <= skip || (*json == '!' && memcmp(json, "!leave:", 7) != 0))
+        return;
+    size_t k = 0;
+    while (skip + k < n && k < sizeof num - 1 && json[skip + k] >= '0' && json[skip + k] <= '9')
+        num[k] = json[skip + k], k++;
+    num[k] = '\0';
+    int64_t channel_id = strtoll(num, NULL, 10);
+    if (*json == '!')
+        bus.ev.user_leave(user_id, channel_id);
+    else if (skip + k < n && json[skip + k] == ' ')
+        bus.ev.user_frame(user_id, channel_id, json + skip + k + 1, n - skip - k - 1);
 }
 
 void bus_user_leave_channel(int64_t user_id, int64_t channel_id)
@@ -90,18 +100,21 @@ void bus_user_leave_channel(int64_t user_id, int64_t channel_id)
 
 /* ---- sending ---- */
 
-static void publish(const char *kind, int64_t id, const char *json, size_t len,
+/* PUBLISH "<node> <lead><json>" on the kind's topic of id (lead may be ""). */
+static void publish(const char *kind, int64_t id, const char *lead, const char *json, size_t len,
                     struct redis_call *call)
 {
     char topic[96];
     topic_of(topic, sizeof topic, kind, id);
-    char *payload = malloc(NODE_LEN + 1 + len);
+    size_t lead_len = strlen(lead);
+    char *payload = malloc(NODE_LEN + 1 + lead_len + len);
     int rc = CHATD_ENOMEM;
     if (payload) {
         memcpy(payload, bus.node, NODE_LEN);
         payload[NODE_LEN] = ' ';
-        memcpy(payload + NODE_LEN + 1, json, len);
-        rc = redis_cmd(call, "PUBLISH %s %b", topic, payload, NODE_LEN + 1 + len);
+        memcpy(payload + NODE_LEN + 1, lead, lead_len);
+        memcpy(payload + NODE_LEN + 1 + lead_len, json, len);
+        rc = redis_cmd(call, "PUBLISH %s %b", topic, payload, NODE_LEN + 1 + lead_len + len);
         free(payload);
     }
     if (rc == 0)
@@ -113,7 +126,7 @@ static void publish(const char *kind, int64_t id, const char *json, size_t len,
 void bus_publish_channel(int64_t channel_id, const char *json, size_t len)
 {
     if (enabled())
-        publish("ch", channel_id, json, len, NULL);
+        publish("ch", channel_id, "", json, len, NULL);
 }
 
 /* The number of receivers PUBLISH answered (our own subscription counts
@@ -124,16 +137,20 @@ static void counted(struct redisReply *r, struct redis_call *call)
     rx->done(rx, r && r->type == REDIS_REPLY_INTEGER ? (long)r->integer : -1);
 }
 
-void bus_publish_user(int64_t user_id, const char *json, size_t len, struct bus_receivers *r)
+void bus_publish_user(int64_t user_id, int64_t except_channel, const char *json, size_t len,
+                      struct bus_receivers *r)
 {
     if (!enabled()) {
         if (r)
             r->done(r, 0);
         return;
     }
+    char lead[32] = "";
+    if (except_channel)
+        snprintf(lead, sizeof lead, "?%lld ", (long long)except_channel);
     if (r)
         r->call.fn = counted;
-    publish("u", user_id, json, len, r ? &r->call : NULL);
+    publish("u", user_id, lead, json, len, r ? &r->call : NULL);
 }
 
 /* ---- interest and presence ---- */
@@ -246,6 +263,11 @@ int bus_init(struct event_base *base, const struct settings *s, const struct bus
     log_info("node %s: cross-node delivery through redis %s:%lld", bus.node, s->redis_host,
              (long long)s->redis_port);
     return 0;
+}
+
+const char *bus_node(void)
+{
+    return bus.node;
 }
 
 void bus_free(void)

@@ -19,9 +19,10 @@ struct settings;
 
 /* What the other nodes send this one (every pointer borrowed for the call). */
 struct bus_events {
-    /* A frame's JSON for the WebSockets here entered in the channel / of the user. */
+    /* A frame's JSON for the WebSockets here entered in the channel / of the
+     * user (but those entered in except_channel, when not 0). */
     void (*channel_frame)(int64_t channel_id, const char *json, size_t len);
-    void (*user_frame)(int64_t user_id, const char *json, size_t len);
+    void (*user_frame)(int64_t user_id, int64_t except_channel, const char *json, size_t len);
     /* Clear the user's WebSockets here entered in the channel. */
     void (*user_leave)(int64_t user_id, int64_t channel_id);
     /* Call fn for every (channel, user) entered here, for the heartbeat. */
@@ -32,6 +33,8 @@ struct bus_events {
  * ev is copied. 0 or CHATD_ENOMEM. */
 int bus_init(struct event_base *base, const struct settings *s, const struct bus_events *ev);
 void bus_free(void);
+/* This process's random node id (16 hex characters; "" on a single node). */
+const char *bus_node(void);
 
 /* A first WebSocket here needs the topic (on = 1), or the last one left (0). */
 void bus_user_interest(int64_t user_id, int on);
@@ -51,8 +54,10 @@ struct bus_receivers {
     struct redis_call call;
     void (*done)(struct bus_receivers *r, long n);
 };
-/* Hand a frame's JSON to the other nodes' WebSockets of the user; r may be NULL. */
-void bus_publish_user(int64_t user_id, const char *json, size_t len, struct bus_receivers *r);
+/* Hand a frame's JSON to the other nodes' WebSockets of the user, but those
+ * entered in except_channel (0: none); r may be NULL. */
+void bus_publish_user(int64_t user_id, int64_t except_channel, const char *json, size_t len,
+                      struct bus_receivers *r);
 
 /* Which of users ids[0..n) (borrowed until done) are entered in a channel
  * on some node: the first member of the caller's state. done gets set[i] =

@@ -176,6 +176,14 @@ void presence_each_entered(void (*fn)(int64_t channel_id, int64_t user_id, void 
             fn((int64_t)cid, c->user_id, arg);
 }
 
+void presence_each_user(void (*fn)(int64_t user_id, void *arg), void *arg)
+{
+    size_t pos = 0;
+    uint64_t uid;
+    while (hmap_iter(by_user, &pos, &uid, NULL, NULL))
+        fn((int64_t)uid, arg);
+}
+
 struct client *presence_channel_clients(int64_t channel_id)
 {
     struct head *h = head_get(by_channel, channel_id, 0);

@@ -44,6 +44,9 @@ void presence_user_leave_channel(int64_t user_id, int64_t channel_id);
 /* fn(channel, user, arg) for every client entered in a channel (a user may
  * come more than once). The indexes must not change meanwhile. */
 void presence_each_entered(void (*fn)(int64_t channel_id, int64_t user_id, void *arg), void *arg);
+/* fn(user, arg) for every user with a client here. The indexes must not
+ * change meanwhile. */
+void presence_each_user(void (*fn)(int64_t user_id, void *arg), void *arg);
 /* Clients indexed. */
 long presence_count(void);
 

@@ -85,6 +85,11 @@ typedef enum {
     CHATD_EVENT_USER_REMOVED,    /* a user was removed (unregister) */
     CHATD_EVENT_UNDELIVERABLE,   /* a notification found no WebSocket to show it: push it */
     CHATD_EVENT_CHANNEL_CHANGED, /* a channel's members changed (channel_id) */
+    /* ABI 1.1, once host->watch_presence() asked for them: a user came online
+     * (a first WebSocket on any node), or went offline (none on any node for
+     * the grace asked); each told once, on one node. */
+    CHATD_EVENT_USER_ONLINE,
+    CHATD_EVENT_USER_OFFLINE, /* time_ms: when the user's last WebSocket went */
 } chatd_event_type;
 
 typedef struct {
@@ -94,6 +99,7 @@ typedef struct {
     const char *username; /* borrowed; may be NULL */
     int64_t channel_id;   /* CHANNEL_CHANGED, and UNDELIVERABLE of a channel message */
     const json_t *body;   /* UNDELIVERABLE: the whole notification, "type" included; borrowed */
+    int64_t time_ms;      /* USER_OFFLINE: ms since the epoch (ABI 1.1) */
 } chatd_event;
 
 /*
@@ -353,6 +359,28 @@ typedef struct chatd_host {
     size_t (*map_sweep)(chatd_map *m,
                         int (*drop)(int64_t id, const char *key, void *value, void *arg),
                         void *arg);
+
+    /* ---- ABI 1.1: timers and deliveries of the conversations ---- */
+
+    /* Run fn(arg) on the loop thread once, delay_ms from now (0: next turn).
+     * A timer still pending when the plugin unloads is dropped, fn not
+     * called; arg is the plugin's. 0 or CHATD_ENOMEM. */
+    int (*after)(chatd_plugin *p, int64_t delay_ms, void (*fn)(void *arg), void *arg);
+    /* Send to every WebSocket entered in the channel and every WebSocket of
+     * the user (each once, on every node), but except_conn (0: none); body
+     * taken, encoded once. Returns how many here got it. */
+    int (*send_channel_and_user)(int64_t channel_id, int64_t user_id, uint64_t except_conn,
+                                 const char *type, json_t *body);
+    /* Tell this plugin CHATD_EVENT_USER_ONLINE and USER_OFFLINE, a user being
+     * offline only once no node held a WebSocket of theirs for grace_ms (so a
+     * reconnect does not flap). init() only. 0 or CHATD_EINVAL. */
+    int (*watch_presence)(chatd_plugin *p, int64_t grace_ms);
+    /* Which of the users (ids[0..n), borrowed) are online as those events
+     * tell it: done(arg, online) on the loop with online[i] 1 or 0 (borrowed
+     * for the call; NULL when it could not be said). 0, or CHATD_ENOMEM with
+     * done not called. */
+    int (*presence_of)(const int64_t *ids, size_t n,
+                       void (*done)(void *arg, const unsigned char *online), void *arg);
 } chatd_host;
 
 /*

@@ -206,8 +206,10 @@ int chstore_list(chatd_db *db, void *arg)
     const chatd_host *h = j->cp->host;
     chatd_stmt *st =
         util_bind(h, db,
-                  "SELECT c.id, c.title, c.head_count, c.last_msg_seq, cu.last_read_msg_seq"
+                  "SELECT c.id, c.title, c.head_count, c.last_msg_seq, cu.last_read_msg_seq,"
+                  " c.version, c.kind, m.created_at"
                   " FROM channel_user cu JOIN channel c ON c.id = cu.channel_id"
+                  " LEFT JOIN message m ON m.channel_id = c.id AND m.seq = c.last_msg_seq"
                   " WHERE cu.user_id = ? ORDER BY c.id",
                   "i", j->me);
     if (!st)
@@ -220,13 +222,19 @@ int chstore_list(chatd_db *db, void *arg)
     int rc;
     while ((rc = h->db_step(st)) == CHATD_ROW) {
         int64_t last = h->db_column_int(st, 3), read = h->db_column_int(st, 4);
-        json_array_append_new(j->list,
-                              json_pack("{s:o, s:s, s:I, s:I, s:I}", "channelId",
-                                        util_channel_json(h->db_column_int(st, 0)), "title",
-                                        h->db_column_text(st, 1, NULL), "headCount",
-                                        (json_int_t)h->db_column_int(st, 2), "lastMessageSequence",
-                                        (json_int_t)last, "unreadCount",
-                                        (json_int_t)(last > read ? last - read : 0)));
+        char at[32];
+        if (!h->db_column_is_null(st, 7))
+            util_time_rfc3339(h->db_column_int(st, 7), at, sizeof at);
+        json_array_append_new(
+            j->list,
+            json_pack("{s:o, s:s, s:I, s:I, s:I, s:I, s:b, s:o}", "channelId",
+                      util_channel_json(h->db_column_int(st, 0)), "title",
+                      h->db_column_text(st, 1, NULL), "headCount",
+                      (json_int_t)h->db_column_int(st, 2), "lastMessageSequence", (json_int_t)last,
+                      "unreadCount", (json_int_t)(last > read ? last - read : 0), "version",
+                      (json_int_t)h->db_column_int(st, 5), "direct",
+                      strcmp(h->db_column_text(st, 6, NULL), "DIRECT") == 0, "lastMessageAt",
+                      h->db_column_is_null(st, 7) ? json_null() : json_string(at)));
     }
     h->db_reset(st);
     return rc == CHATD_DONE ? 0 : rc;

@@ -17,6 +17,9 @@ static chatd_stmt *vbind(const chatd_host *h, chatd_db *db, const char *sql, con
         int rc;
         if (fmt[i] == 'i') {
             rc = h->db_bind_int(st, i + 1, va_arg(ap, int64_t));
+        } else if (fmt[i] == 'n') {
+            int64_t v = va_arg(ap, int64_t);
+            rc = v ? h->db_bind_int(st, i + 1, v) : h->db_bind_null(st, i + 1);
         } else {
             const char *s = va_arg(ap, const char *);
             rc = s ? h->db_bind_text(st, i + 1, s, strlen(s)) : h->db_bind_null(st, i + 1);
@@ -74,10 +77,10 @@ const char *util_for_update(const chatd_host *h, chatd_db *db)
 int util_channel_member(const chatd_host *h, chatd_db *db, int64_t channel_id, int64_t user_id,
                         int for_update, struct util_member *info)
 {
-    char sql[320];
+    char sql[360];
     snprintf(sql, sizeof sql,
              "SELECT c.title, c.head_count, c.last_msg_seq, cu.last_read_msg_seq, cu.user_id,"
-             " c.member_version"
+             " c.member_version, c.version, c.created_by, c.kind"
              " FROM channel c LEFT JOIN channel_user cu"
              "   ON cu.channel_id = c.id AND cu.user_id = ?"
              " WHERE c.id = ?%s",
@@ -93,6 +96,10 @@ int util_channel_member(const chatd_host *h, chatd_db *db, int64_t channel_id, i
             info->last_seq = h->db_column_int(st, 2);
             info->last_read = h->db_column_int(st, 3);
             info->member_version = h->db_column_int(st, 5);
+            info->version = h->db_column_int(st, 6);
+            info->created_by = h->db_column_int(st, 7);
+            const char *kind = h->db_column_text(st, 8, NULL);
+            info->direct = kind && strcmp(kind, "DIRECT") == 0;
         }
         rc = h->db_column_is_null(st, 4) ? CHATD_EFORBIDDEN : 0;
     } else if (rc == CHATD_DONE) {

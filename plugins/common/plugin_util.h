@@ -14,7 +14,8 @@
 
 /*
  * Prepare sql and bind its '?' parameters from the arguments, one letter of
- * fmt per parameter: 'i' int64_t, 's' const char * (NULL binds NULL).
+ * fmt per parameter: 'i' int64_t, 'n' int64_t that binds NULL when 0, 's'
+ * const char * (NULL binds NULL).
  * Returns the statement (owned by the connection) or NULL. Worker thread.
  */
 chatd_stmt *util_bind(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt, ...);
@@ -50,6 +51,9 @@ struct util_member {
     char title[512];
     int64_t head_count, last_seq, last_read;
     int64_t member_version; /* changes whenever the members do */
+    int64_t version;        /* grows with every change in the channel */
+    int64_t created_by;     /* the user who created the channel */
+    int direct;             /* a direct channel (two members, ever) */
 };
 
 /* The channel, when user_id is a member: 0, CHATD_ENOTFOUND (no such channel)

@@ -151,8 +151,11 @@ static int connection_init(chatd_plugin *p, const chatd_host *host, const json_t
     *state = cp;
     cp->p = p;
     cp->host = host;
+    int64_t grace;
     if (util_conf_int(host, p, conf, "max_connections_per_user", 1000, 1, INT32_MAX,
-                      &cp->max_per_user) < 0)
+                      &cp->max_per_user) < 0 ||
+        util_conf_int(host, p, conf, "presence_grace", 5, 0, 3600, &grace) < 0 ||
+        presence_init(cp, grace) < 0)
         return CHATD_EINVAL;
     if (host->on_message(p, "FETCH_CONNECTIONS_REQUEST", on_fetch) < 0 ||
         host->on_message(p, "INVITE_REQUEST", on_invite) < 0 ||

@@ -32,6 +32,8 @@ int cstore_invite(chatd_db *db, void *arg);
 int cstore_answer(chatd_db *db, void *arg);
 int cstore_disconnect(chatd_db *db, void *arg);
 int cstore_fetch(chatd_db *db, void *arg);
+/* presence.c: friends' presence, with the core's online events. init() only. */
+int presence_init(struct cplug *cp, int64_t grace_s);
 /* The user-removal hook: counts and rows of the user's relations. */
 int cstore_remove_user(chatd_db *db, int64_t user_id, void *state);
 

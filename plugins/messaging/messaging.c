@@ -1,13 +1,11 @@
-/* The messaging plugin's handlers: WRITE_MESSAGE, FETCH_MESSAGES, READ_ACK. */
+/* The messaging plugin's requests: how each is read, run and answered. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "messaging.h"
-
-#define FETCH_DEFAULT 50
-#define FETCH_MAX 200
+#include "wire.h"
 
 static void job_free(struct mjob *j)
 {
@@ -19,8 +17,10 @@ static void job_free(struct mjob *j)
     free(j);
 }
 
-static const char *problem_of(int status)
+static const char *problem_of(const struct mjob *j, int status)
 {
+    if (j->problem)
+        return j->problem;
     switch (status) {
     case CHATD_ENOTFOUND:
         return "no such channel";
@@ -30,23 +30,36 @@ static const char *problem_of(int status)
     return "failed";
 }
 
+static void done(void *arg, int status)
+{
+    struct mjob *j = arg;
+    if (status < 0)
+        util_error_status(j->mp->host, j->req, status, problem_of(j, status));
+    else
+        j->op->answer(j);
+    job_free(j);
+}
+
+/* ---- answers ---- */
+
 /* After the commit: the ack, then live delivery, then push for the rest. */
-static void deliver(struct mjob *j)
+static void answer_write(struct mjob *j)
 {
     const chatd_host *h = j->mp->host;
     char at[32];
     util_time_rfc3339(j->created_ms, at, sizeof at);
     h->reply(j->req, "WRITE_MESSAGE_ACK",
-             json_pack("{s:o, s:I, s:o, s:s}", "channelId", util_channel_json(j->channel_id),
+             json_pack("{s:o, s:I, s:o, s:s, s:I}", "channelId", util_channel_json(j->channel_id),
                        "messageSequence", (json_int_t)j->seq, "clientMessageId",
-                       j->has_client_id ? json_string(j->client_id) : json_null(), "createdAt",
-                       at));
+                       j->has_client_id ? json_string(j->client_id) : json_null(), "createdAt", at,
+                       "version", (json_int_t)j->version));
     if (j->duplicate)
         return; /* a retry: everybody was told the first time */
-    json_t *note =
-        json_pack("{s:o, s:I, s:s, s:s, s:s}", "channelId", util_channel_json(j->channel_id),
-                  "messageSequence", (json_int_t)j->seq, "username", j->me_name, "content",
-                  j->content, "createdAt", at);
+    json_t *note = json_pack(
+        "{s:o, s:I, s:s, s:s, s:s, s:o, s:I}", "channelId", util_channel_json(j->channel_id),
+        "messageSequence", (json_int_t)j->seq, "username", j->me_name, "content", j->content,
+        "createdAt", at, "replyTo", j->reply_to ? json_integer(j->reply_to) : json_null(),
+        "version", (json_int_t)j->version);
     if (!note)
         return;
     if (j->n_members)
@@ -56,164 +69,256 @@ static void deliver(struct mjob *j)
     h->count(j->mp->p, "messages_written", 1);
 }
 
-static void done(void *arg, int status)
+static void answer_edit(struct mjob *j)
 {
-    struct mjob *j = arg;
     const chatd_host *h = j->mp->host;
-    if (status < 0)
-        util_error_status(h, j->req, status, problem_of(status));
-    else if (j->op == OP_WRITE)
-        deliver(j);
-    else if (j->op == OP_FETCH)
-        h->reply(j->req, "FETCH_MESSAGES_RESPONSE",
-                 json_pack("{s:o, s:O}", "channelId", util_channel_json(j->channel_id), "messages",
-                           j->list));
-    else
-        h->req_done(j->req); /* READ_ACK has no answer */
-    job_free(j);
+    char at[32];
+    util_time_rfc3339(j->edited_ms, at, sizeof at);
+    h->reply(j->req, "EDIT_MESSAGE_ACK",
+             json_pack("{s:o, s:I, s:s, s:I}", "channelId", util_channel_json(j->channel_id),
+                       "messageSequence", (json_int_t)j->seq, "editedAt", at, "version",
+                       (json_int_t)j->version));
+    h->send_channel(j->channel_id, j->conn, "NOTIFY_MESSAGE_EDITED",
+                    json_pack("{s:o, s:I, s:s, s:s, s:s, s:I}", "channelId",
+                              util_channel_json(j->channel_id), "messageSequence",
+                              (json_int_t)j->seq, "username", j->author, "content", j->content,
+                              "editedAt", at, "version", (json_int_t)j->version));
+    h->count(j->mp->p, "messages_edited", 1);
 }
 
-/* An optional positive integer field: 0 when absent, CHATD_EINVAL when bad. */
-static int opt_int(const json_t *msg, const char *key, int64_t lo, int64_t hi, int64_t *out)
+static void answer_delete(struct mjob *j)
 {
-    const json_t *v = json_object_get(msg, key);
-    if (!v || json_is_null(v))
+    const chatd_host *h = j->mp->host;
+    h->reply(j->req, "DELETE_MESSAGE_ACK",
+             json_pack("{s:o, s:I, s:I}", "channelId", util_channel_json(j->channel_id),
+                       "messageSequence", (json_int_t)j->seq, "version", (json_int_t)j->version));
+    if (!j->changed)
+        return; /* deleted before: a retry */
+    h->send_channel(j->channel_id, j->conn, "NOTIFY_MESSAGE_DELETED",
+                    json_pack("{s:o, s:I, s:I}", "channelId", util_channel_json(j->channel_id),
+                              "messageSequence", (json_int_t)j->seq, "version",
+                              (json_int_t)j->version));
+    h->count(j->mp->p, "messages_deleted", 1);
+}
+
+static void answer_react(struct mjob *j)
+{
+    const chatd_host *h = j->mp->host;
+    h->reply(j->req, "REACT_RESPONSE",
+             json_pack("{s:o, s:I, s:s, s:b, s:I}", "channelId", util_channel_json(j->channel_id),
+                       "messageSequence", (json_int_t)j->seq, "emoji", j->emoji, "on", j->on,
+                       "version", (json_int_t)j->version));
+    if (!j->changed)
+        return; /* already so: nothing to tell */
+    h->send_channel(j->channel_id, j->conn, "NOTIFY_REACTION",
+                    json_pack("{s:o, s:I, s:s, s:s, s:b, s:I}", "channelId",
+                              util_channel_json(j->channel_id), "messageSequence",
+                              (json_int_t)j->seq, "username", j->me_name, "emoji", j->emoji, "on",
+                              j->on, "version", (json_int_t)j->version));
+}
+
+static void answer_read_ack(struct mjob *j)
+{
+    if (j->changed)
+        receipts_read(j->mp->receipts, j->channel_id, j->me, j->me_name, j->conn, j->seq);
+    j->mp->host->req_done(j->req); /* READ_ACK has no answer */
+}
+
+static void answer_fetch(struct mjob *j)
+{
+    j->mp->host->reply(j->req, "FETCH_MESSAGES_RESPONSE",
+                       json_pack("{s:o, s:O, s:b}", "channelId", util_channel_json(j->channel_id),
+                                 "messages", j->list, "hasMore", j->has_more));
+}
+
+static void answer_sync(struct mjob *j)
+{
+    j->mp->host->reply(
+        j->req, "SYNC_RESPONSE",
+        json_pack("{s:o, s:I, s:O, s:b}", "channelId", util_channel_json(j->channel_id), "version",
+                  (json_int_t)j->version, "messages", j->list, "hasMore", j->has_more));
+}
+
+static void answer_markers(struct mjob *j)
+{
+    j->mp->host->reply(
+        j->req, "FETCH_READ_MARKERS_RESPONSE",
+        json_pack("{s:o, s:O}", "channelId", util_channel_json(j->channel_id), "markers", j->list));
+}
+
+/* A member (checked) who types: the others are told. */
+static void answer_typing(struct mjob *j)
+{
+    receipts_typing(j->mp->receipts, j->channel_id, j->me, j->me_name, j->conn);
+    j->mp->host->req_done(j->req); /* TYPING has no answer */
+}
+
+/* ---- the requests ---- */
+
+enum {
+    OP_WRITE,
+    OP_EDIT,
+    OP_DELETE,
+    OP_REACT,
+    OP_READ_ACK,
+    OP_FETCH,
+    OP_SYNC,
+    OP_MARKERS,
+    OP_TYPING,
+    N_OPS
+};
+
+static const struct mop ops[N_OPS] = {
+    [OP_WRITE] = {"WRITE_MESSAGE", CHATD_JOB_WRITE, wire_parse_write, mstore_write, answer_write},
+    [OP_EDIT] = {"EDIT_MESSAGE", CHATD_JOB_WRITE, wire_parse_edit, mstore_edit, answer_edit},
+    [OP_DELETE] = {"DELETE_MESSAGE", CHATD_JOB_WRITE, wire_parse_delete, mstore_delete,
+                   answer_delete},
+    [OP_REACT] = {"REACT_REQUEST", CHATD_JOB_WRITE, wire_parse_react, mstore_react, answer_react},
+    [OP_READ_ACK] = {"READ_ACK", CHATD_JOB_WRITE, wire_parse_read_ack, mstore_read_ack,
+                     answer_read_ack},
+    [OP_FETCH] = {"FETCH_MESSAGES_REQUEST", CHATD_JOB_READ, wire_parse_fetch, mstore_fetch,
+                  answer_fetch},
+    [OP_SYNC] = {"SYNC_REQUEST", CHATD_JOB_READ, wire_parse_sync, mstore_sync, answer_sync},
+    [OP_MARKERS] = {"FETCH_READ_MARKERS_REQUEST", CHATD_JOB_READ, wire_parse_channel,
+                    mstore_markers, answer_markers},
+    [OP_TYPING] = {"TYPING", CHATD_JOB_READ, wire_parse_channel, mstore_check_member,
+                   answer_typing},
+};
+
+/* TYPING from a WebSocket entered in the channel is a member's (ENTER
+ * checked it, QUIT clears it): told at once, without a read. Too soon after
+ * the last one told: dropped. */
+static int typing_shortcut(struct mjob *j)
+{
+    const chatd_host *h = j->mp->host;
+    if (!receipts_typing_due(j->mp->receipts, j->channel_id, j->me)) {
+        h->req_done(j->req);
+        return 1;
+    }
+    if (h->conn_channel(j->conn) != j->channel_id)
         return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return CHATD_EINVAL;
-    *out = json_integer_value(v);
-    return 0;
+    answer_typing(j);
+    return 1;
 }
 
-/* Parse a request into j; returns NULL or the BAD_REQUEST text (LIMIT_EXCEEDED
- * is signalled by *limit). */
-static const char *parse(struct mjob *j, const json_t *msg, int *limit)
-{
-    if (util_channel_id(json_object_get(msg, "channelId"), &j->channel_id) < 0)
-        return "channelId must be a positive integer or {\"id\": positive integer}";
-    if (j->op == OP_FETCH) {
-        j->seq = INT64_MAX;
-        j->limit = FETCH_DEFAULT;
-        if (opt_int(msg, "beforeSequence", 1, INT64_MAX, &j->seq) < 0)
-            return "beforeSequence must be a positive integer";
-        if (opt_int(msg, "limit", 1, FETCH_MAX, &j->limit) < 0)
-            return "limit must be an integer from 1 to 200";
-        return NULL;
-    }
-    if (j->op == OP_READ_ACK) {
-        const json_t *v = json_object_get(msg, "messageSequence");
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-            return "messageSequence must be a non-negative integer";
-        j->seq = json_integer_value(v);
-        return NULL;
-    }
-    const json_t *content = json_object_get(msg, "content");
-    const json_t *cid = json_object_get(msg, "clientMessageId");
-    if (!json_is_string(content) ||
-        strlen(json_string_value(content)) != json_string_length(content))
-        return "content must be a string";
-    if (json_string_length(content) == 0)
-        return "content must not be empty";
-    if ((int64_t)json_string_length(content) > j->mp->max_content) {
-        *limit = 1;
-        return "content is longer than max_content_bytes";
-    }
-    if (cid && !json_is_null(cid)) {
-        if (!json_is_string(cid) || json_string_length(cid) > CLIENT_ID_MAX ||
-            strlen(json_string_value(cid)) != json_string_length(cid))
-            return "clientMessageId must be a string of at most 64 bytes";
-        snprintf(j->client_id, sizeof j->client_id, "%s", json_string_value(cid));
-        j->has_client_id = 1;
-    }
-    if (!(j->content = strdup(json_string_value(content))))
-        return "out of memory";
-    return NULL;
-}
-
-static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, enum mop op,
-                  chatd_job_run run)
+static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, const struct mop *op)
 {
     const chatd_host *h = mp->host;
     struct mjob *j = calloc(1, sizeof *j);
     if (!j)
         return CHATD_ENOMEM;
     j->mp = mp;
-    j->req = req;
     j->op = op;
+    j->req = req;
     j->me = h->req_user_id(req);
     j->conn = h->req_conn_id(req);
     snprintf(j->me_name, sizeof j->me_name, "%s", h->req_username(req));
-    int limit = 0;
-    const char *bad = parse(j, msg, &limit);
-    if (!bad && op == OP_WRITE && !util_buckets_take(mp->writes, j->me, h->now_ms())) {
+    chatd_error_code code = CHATD_ERR_BAD_REQUEST;
+    const char *bad = op->parse(j, msg, &code);
+    if (!bad && op == &ops[OP_WRITE] && !util_buckets_take(mp->writes, j->me, h->now_ms())) {
         h->count(mp->p, "writes_rate_limited", 1);
-        h->error(req, CHATD_ERR_RATE_LIMITED,
-                 "too many messages; slow down (max_writes_per_second)");
-        job_free(j);
-        return CHATD_OK;
+        bad = "too many messages; slow down (max_writes_per_second)";
+        code = CHATD_ERR_RATE_LIMITED;
     }
     if (bad) {
-        h->error(req, limit ? CHATD_ERR_LIMIT_EXCEEDED : CHATD_ERR_BAD_REQUEST, bad);
+        h->error(req, code, bad);
         job_free(j);
         return CHATD_OK;
     }
-    if (h->submit(mp->p, op == OP_FETCH ? CHATD_JOB_READ : CHATD_JOB_WRITE, run, done, j) < 0) {
+    if (op == &ops[OP_TYPING] && typing_shortcut(j)) {
+        job_free(j);
+        return CHATD_OK;
+    }
+    if (h->submit(mp->p, op->flags, op->run, done, j) < 0) {
         job_free(j);
         return CHATD_EINTERNAL;
     }
     return CHATD_PENDING;
 }
 
-#define HANDLER(fn, op, run)                                                                       \
+#define HANDLER(fn, op)                                                                            \
     static int fn(chatd_req *req, const json_t *msg, void *state)                                  \
     {                                                                                              \
-        return handle(state, req, msg, op, run);                                                   \
+        return handle(state, req, msg, &ops[op]);                                                  \
     }
-HANDLER(on_write, OP_WRITE, mstore_write)
-HANDLER(on_fetch, OP_FETCH, mstore_fetch)
-HANDLER(on_read_ack, OP_READ_ACK, mstore_read_ack)
+HANDLER(on_write, OP_WRITE)
+HANDLER(on_edit, OP_EDIT)
+HANDLER(on_delete, OP_DELETE)
+HANDLER(on_react, OP_REACT)
+HANDLER(on_read_ack, OP_READ_ACK)
+HANDLER(on_fetch, OP_FETCH)
+HANDLER(on_sync, OP_SYNC)
+HANDLER(on_markers, OP_MARKERS)
+HANDLER(on_typing, OP_TYPING)
+
+static const chatd_msg_handler handlers[N_OPS] = {
+    [OP_WRITE] = on_write, [OP_EDIT] = on_edit,         [OP_DELETE] = on_delete,
+    [OP_REACT] = on_react, [OP_READ_ACK] = on_read_ack, [OP_FETCH] = on_fetch,
+    [OP_SYNC] = on_sync,   [OP_MARKERS] = on_markers,   [OP_TYPING] = on_typing,
+};
+
+/* ---- the plugin ---- */
 
 static void messaging_cleanup(void *state)
 {
     struct mplug *mp = state;
     util_buckets_free(mp->writes);
     mcache_free(mp->members);
+    receipts_free(mp->receipts);
     free(mp);
+}
+
+static int read_settings(struct mplug *mp, const json_t *conf, int64_t *rate, int64_t *burst,
+                         int64_t cache[3], int64_t intervals[2])
+{
+    const chatd_host *h = mp->host;
+    chatd_plugin *p = mp->p;
+    int64_t edit_window;
+    if (util_conf_int(h, p, conf, "max_content_bytes", 4096, 1, 1 << 24, &mp->max_content) < 0 ||
+        util_conf_int(h, p, conf, "max_writes_per_second", 500, 1, 10000000, rate) < 0 ||
+        util_conf_int(h, p, conf, "write_burst", 5000, 1, 10000000, burst) < 0 ||
+        util_conf_int(h, p, conf, "member_cache_channels", 4096, 0, 1 << 20, &cache[0]) < 0 ||
+        util_conf_int(h, p, conf, "member_cache_members", 200000, 0, 100000000, &cache[1]) < 0 ||
+        util_conf_int(h, p, conf, "member_cache_min_members", 1, 1, 100000000, &cache[2]) < 0 ||
+        util_conf_int(h, p, conf, "edit_window", 0, 0, 100LL * 365 * 86400, &edit_window) < 0 ||
+        util_conf_int(h, p, conf, "max_reactions_per_message", 20, 1, 10000, &mp->max_reactions) <
+            0 ||
+        util_conf_int(h, p, conf, "read_notify_interval_ms", 500, 0, 3600000, &intervals[0]) < 0 ||
+        util_conf_int(h, p, conf, "typing_interval_ms", 2000, 0, 3600000, &intervals[1]) < 0)
+        return CHATD_EINVAL;
+    mp->edit_window_ms = edit_window * 1000;
+    return 0;
 }
 
 static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t *conf, void **state)
 {
     if (util_need_sql(host, p) < 0)
         return CHATD_EINVAL;
+    if (!CHATD_HOST_HAS(host, send_channel_and_user)) {
+        host->log(p, CHATD_LOG_ERROR, "this chatd is older than the plugin (ABI 1.1 needed)");
+        return CHATD_EINVAL;
+    }
     struct mplug *mp = calloc(1, sizeof *mp);
     if (!mp)
         return CHATD_ENOMEM;
     *state = mp;
     mp->p = p;
     mp->host = host;
-    int64_t rate, burst, slots, cache_max, cache_min;
-    if (util_conf_int(host, p, conf, "max_content_bytes", 4096, 1, 1 << 24, &mp->max_content) < 0 ||
-        util_conf_int(host, p, conf, "max_writes_per_second", 500, 1, 10000000, &rate) < 0 ||
-        util_conf_int(host, p, conf, "write_burst", 5000, 1, 10000000, &burst) < 0 ||
-        util_conf_int(host, p, conf, "member_cache_channels", 4096, 0, 1 << 20, &slots) < 0 ||
-        util_conf_int(host, p, conf, "member_cache_members", 200000, 0, 100000000, &cache_max) <
-            0 ||
-        util_conf_int(host, p, conf, "member_cache_min_members", 1, 1, 100000000, &cache_min) < 0)
+    int64_t rate, burst, cache[3], intervals[2];
+    if (read_settings(mp, conf, &rate, &burst, cache, intervals) < 0)
         return CHATD_EINVAL;
-    if (!(mp->members = mcache_new((size_t)slots, (size_t)cache_max, (size_t)cache_min)))
+    if (!(mp->members = mcache_new((size_t)cache[0], (size_t)cache[1], (size_t)cache[2])) ||
+        !(mp->writes = util_buckets_new(host, rate, burst)) ||
+        !(mp->receipts = receipts_new(mp, intervals[0], intervals[1])))
         return CHATD_ENOMEM;
-    if (!(mp->writes = util_buckets_new(host, rate, burst)))
-        return CHATD_ENOMEM;
-    if (host->on_message(p, "WRITE_MESSAGE", on_write) < 0 ||
-        host->on_message(p, "FETCH_MESSAGES_REQUEST", on_fetch) < 0 ||
-        host->on_message(p, "READ_ACK", on_read_ack) < 0 ||
-        host->on_user_removing(p, mstore_remove_user) < 0)
-        return CHATD_EINVAL;
-    return 0;
+    for (int i = 0; i < N_OPS; i++)
+        if (host->on_message(p, ops[i].type, handlers[i]) < 0)
+            return CHATD_EINVAL;
+    return host->on_user_removing(p, mstore_remove_user);
 }
 
 static const chatd_plugin_desc messaging_desc = {
-    CHATD_PLUGIN_DESC_HEAD, .name = "messaging",          .version = "1.0",
+    CHATD_PLUGIN_DESC_HEAD, .name = "messaging",          .version = "1.1",
     .init = messaging_init, .cleanup = messaging_cleanup,
 };
 

@@ -1,36 +1,60 @@
-/* The messaging plugin: writes with a gapless per-channel sequence, history,
- * read markers, live delivery and push. Shared state of its files. */
+/* The messaging plugin: writes with a gapless per-channel sequence, history
+ * and catch-up by version, edits, deletions, replies, reactions, read markers
+ * and receipts, typing, live delivery and push. Shared state of its files. */
 #ifndef CHATD_MESSAGING_H
 #define CHATD_MESSAGING_H
 
 #include "plugin_util.h"
 
 #define CLIENT_ID_MAX 64
+#define EMOJI_MAX 32
+
+struct receipts;
 
 struct mplug {
     chatd_plugin *p;
     const chatd_host *host;
     int64_t max_content;
+    int64_t edit_window_ms;      /* 0: no limit */
+    int64_t max_reactions;       /* distinct emoji per message */
     struct util_buckets *writes; /* per-user write rate */
     struct mcache *members;      /* member lists of busy channels (members.c) */
+    struct receipts *receipts;   /* read receipts and typing (receipts.c) */
 };
 
-enum mop { OP_WRITE, OP_FETCH, OP_READ_ACK };
+struct mjob;
+
+/* One request type: how it is read, run and answered. */
+struct mop {
+    const char *type;
+    int flags; /* CHATD_JOB_READ or CHATD_JOB_WRITE */
+    /* Fill j from msg: NULL, or what is wrong (*code set when not BAD_REQUEST). */
+    const char *(*parse)(struct mjob *j, const json_t *msg, chatd_error_code *code);
+    chatd_job_run run;
+    /* After run succeeded, on the loop: answer and tell the others. */
+    void (*answer)(struct mjob *j);
+};
 
 struct mjob {
     struct mplug *mp;
+    const struct mop *op;
     chatd_req *req;
-    enum mop op;
     int64_t me;
     uint64_t conn;
     char me_name[UTIL_NAME_MAX];
     int64_t channel_id;
-    char *content; /* write */
+    int64_t seq;   /* the message; write: result; read-ack: input */
+    char *content; /* write, edit: input; also the result's */
     char client_id[CLIENT_ID_MAX + 1];
     int has_client_id;
-    int64_t seq;        /* write result; read-ack input; fetch: before */
-    int64_t created_ms; /* write result */
-    int duplicate;      /* write: a retry of a stored message */
+    int64_t reply_to; /* write: 0 for none */
+    char emoji[EMOJI_MAX + 1];
+    int on;          /* react */
+    int changed;     /* edit, delete, react, read-ack: something changed */
+    int64_t version; /* the result's version */
+    int64_t created_ms, edited_ms;
+    int duplicate;              /* write: a retry of a stored message */
+    char author[UTIL_NAME_MAX]; /* edit: the author's name */
     /* write: the other members, for push, in the arrays push_absent takes
      * (filled by the worker, so the loop hands them on as they are); the
      * names point into `members`, which the job holds a reference of */
@@ -38,14 +62,38 @@ struct mjob {
     int64_t *member_ids;
     const char **member_name_ptrs;
     size_t n_members;
-    int64_t limit; /* fetch */
-    json_t *list;  /* fetch result */
+    /* fetch and sync */
+    int64_t before, after, since, limit;
+    int has_more;
+    json_t *list;        /* fetch, sync, markers: the result */
+    const char *problem; /* run failed: what to tell (static text), or NULL */
 };
 
-/* Storage jobs, one per request type (chatd_job_run). */
+/* Storage jobs (chatd_job_run), in store.c and history.c. */
 int mstore_write(chatd_db *db, void *arg);
-int mstore_fetch(chatd_db *db, void *arg);
 int mstore_read_ack(chatd_db *db, void *arg);
+int mstore_edit(chatd_db *db, void *arg);
+int mstore_delete(chatd_db *db, void *arg);
+int mstore_react(chatd_db *db, void *arg);
+int mstore_fetch(chatd_db *db, void *arg);
+int mstore_sync(chatd_db *db, void *arg);
+int mstore_markers(chatd_db *db, void *arg);
+int mstore_check_member(chatd_db *db, void *arg);
+int mstore_remove_user(chatd_db *db, int64_t user_id, void *state);
+
+/* receipts.c: NOTIFY_READ coalesced per member and channel, NOTIFY_TYPING
+ * limited per user and channel. Loop thread. */
+struct receipts *receipts_new(struct mplug *mp, int64_t read_interval_ms,
+                              int64_t typing_interval_ms);
+void receipts_free(struct receipts *r);
+/* A member's marker moved to seq (from WebSocket conn): tell the others. */
+void receipts_read(struct receipts *r, int64_t channel_id, int64_t user_id, const char *username,
+                   uint64_t conn, int64_t seq);
+/* A member types in the channel: tell the others, at most once per interval. */
+void receipts_typing(struct receipts *r, int64_t channel_id, int64_t user_id, const char *username,
+                     uint64_t conn);
+/* Whether a TYPING now would be told (so it is worth checking the membership). */
+int receipts_typing_due(struct receipts *r, int64_t channel_id, int64_t user_id);
 
 /* members.c: lists of a channel's members checked against its member_version.
  * Lists are shared and immutable; every mcache_get is paired with one
@@ -59,6 +107,5 @@ void mcache_release(struct mcache *c, struct members *m);
 size_t members_count(const struct members *m);
 /* The members other than `me` into ids and names (room for members_count). */
 size_t members_others(const struct members *m, int64_t me, int64_t *ids, const char **names);
-int mstore_remove_user(chatd_db *db, int64_t user_id, void *state);
 
 #endif

@@ -1,4 +1,6 @@
-/* SQL of the messaging plugin. */
+/* SQL of the messaging plugin's writes: messages, edits, deletions,
+ * reactions, read markers. Each change takes the channel's next version,
+ * under the channel row's lock where the dialect needs one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,37 @@ static int load_members(struct mjob *j, chatd_db *db, int64_t version)
     return 0;
 }
 
+/* A retry of a message this user wrote with the same clientMessageId: its
+ * sequence, time and version, or nothing. 1 found, 0 not, or an error. */
+static int find_retry(struct mjob *j, chatd_db *db)
+{
+    const chatd_host *h = j->mp->host;
+    chatd_stmt *st = util_bind(h, db,
+                               "SELECT seq, created_at, version, reply_to FROM message"
+                               " WHERE channel_id = ? AND user_id = ? AND client_message_id = ?",
+                               "iis", j->channel_id, j->me, j->client_id);
+    if (!st)
+        return CHATD_EINTERNAL;
+    int rc = h->db_step(st);
+    if (rc == CHATD_ROW) {
+        j->seq = h->db_column_int(st, 0);
+        j->created_ms = h->db_column_int(st, 1);
+        j->version = h->db_column_int(st, 2);
+        j->reply_to = h->db_column_is_null(st, 3) ? 0 : h->db_column_int(st, 3);
+    }
+    h->db_reset(st);
+    return rc == CHATD_ROW ? 1 : rc == CHATD_DONE ? 0 : rc;
+}
+
+/* The channel's next version, taken by this change (its row is locked). */
+static int bump_channel(const chatd_host *h, chatd_db *db, struct mjob *j, int64_t version,
+                        int64_t last_seq)
+{
+    j->version = version + 1;
+    return util_exec(h, db, "UPDATE channel SET version = ?, last_msg_seq = ? WHERE id = ?", "iii",
+                     j->version, last_seq, j->channel_id);
+}
+
 int mstore_write(chatd_db *db, void *arg)
 {
     struct mjob *j = arg;
@@ -35,69 +68,193 @@ int mstore_write(chatd_db *db, void *arg)
     if (rc < 0)
         return rc;
     j->duplicate = 0;
-    if (j->has_client_id) {
-        chatd_stmt *st = util_bind(h, db,
-                                   "SELECT seq, created_at FROM message WHERE channel_id = ?"
-                                   " AND user_id = ? AND client_message_id = ?",
-                                   "iis", j->channel_id, j->me, j->client_id);
-        if (!st)
-            return CHATD_EINTERNAL;
-        rc = h->db_step(st);
-        if (rc == CHATD_ROW) {
-            j->seq = h->db_column_int(st, 0);
-            j->created_ms = h->db_column_int(st, 1);
-            j->duplicate = 1;
-        }
-        h->db_reset(st);
+    if (j->has_client_id && (rc = find_retry(j, db)) != 0) {
+        j->duplicate = rc > 0;
+        return rc > 0 ? 0 : rc;
+    }
+    if (j->reply_to) {
+        int64_t one;
+        rc = util_int(h, db, &one, "SELECT 1 FROM message WHERE channel_id = ? AND seq = ?", "ii",
+                      j->channel_id, j->reply_to);
+        if (rc == CHATD_ENOTFOUND)
+            j->problem = "replyTo names no message of this channel";
         if (rc < 0)
             return rc;
-        if (j->duplicate)
-            return 0;
     }
     j->seq = info.last_seq + 1;
     j->created_ms = h->now_ms();
-    rc = util_exec(h, db, "UPDATE channel SET last_msg_seq = ? WHERE id = ?", "ii", j->seq,
-                   j->channel_id);
+    rc = bump_channel(h, db, j, info.version, j->seq);
     if (rc == 0)
         rc = util_exec(h, db,
                        "INSERT INTO message (channel_id, seq, user_id, content, client_message_id,"
-                       " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       "iiissi", j->channel_id, j->seq, j->me, j->content,
-                       j->has_client_id ? j->client_id : NULL, j->created_ms);
+                       " created_at, version, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       "iiissiin", j->channel_id, j->seq, j->me, j->content,
+                       j->has_client_id ? j->client_id : NULL, j->created_ms, j->version,
+                       j->reply_to);
     return rc < 0 ? rc : load_members(j, db, info.member_version);
 }
 
-int mstore_fetch(chatd_db *db, void *arg)
+/* The message the request names, as it is now. */
+struct target {
+    int64_t author, created_ms, version;
+    int deleted;
+};
+
+static int load_target(struct mjob *j, chatd_db *db, struct target *t)
+{
+    const chatd_host *h = j->mp->host;
+    chatd_stmt *st = util_bind(h, db,
+                               "SELECT m.user_id, m.created_at, m.version, m.deleted, u.username"
+                               " FROM message m JOIN message_user u ON u.id = m.user_id"
+                               " WHERE m.channel_id = ? AND m.seq = ?",
+                               "ii", j->channel_id, j->seq);
+    if (!st)
+        return CHATD_EINTERNAL;
+    int rc = h->db_step(st);
+    if (rc == CHATD_ROW) {
+        t->author = h->db_column_int(st, 0);
+        t->created_ms = h->db_column_int(st, 1);
+        t->version = h->db_column_int(st, 2);
+        t->deleted = h->db_column_int(st, 3) != 0;
+        snprintf(j->author, sizeof j->author, "%s", h->db_column_text(st, 4, NULL));
+    }
+    h->db_reset(st);
+    if (rc == CHATD_DONE) {
+        j->problem = "no message with this messageSequence in the channel";
+        return CHATD_ENOTFOUND;
+    }
+    return rc == CHATD_ROW ? 0 : rc;
+}
+
+int mstore_edit(chatd_db *db, void *arg)
 {
     struct mjob *j = arg;
     const chatd_host *h = j->mp->host;
-    int rc = util_channel_member(h, db, j->channel_id, j->me, 0, NULL);
-    if (rc < 0)
+    struct util_member info;
+    struct target t;
+    int rc = util_channel_member(h, db, j->channel_id, j->me, 1, &info);
+    if (rc < 0 || (rc = load_target(j, db, &t)) < 0)
         return rc;
+    j->edited_ms = h->now_ms();
+    if (t.deleted) {
+        j->problem = "the message was deleted: it cannot be edited";
+        return CHATD_ECONFLICT;
+    }
+    if (t.author != j->me) {
+        j->problem = "only the author edits a message";
+        return CHATD_EFORBIDDEN;
+    }
+    if (j->mp->edit_window_ms && j->edited_ms - t.created_ms > j->mp->edit_window_ms) {
+        j->problem = "the message is older than the edit window (edit_window)";
+        return CHATD_EFORBIDDEN;
+    }
+    rc = bump_channel(h, db, j, info.version, info.last_seq);
+    if (rc == 0)
+        rc = util_exec(h, db,
+                       "UPDATE message SET content = ?, edited_at = ?, version = ?"
+                       " WHERE channel_id = ? AND seq = ?",
+                       "siiii", j->content, j->edited_ms, j->version, j->channel_id, j->seq);
+    return rc;
+}
+
+int mstore_delete(chatd_db *db, void *arg)
+{
+    struct mjob *j = arg;
+    const chatd_host *h = j->mp->host;
+    struct util_member info;
+    struct target t;
+    int rc = util_channel_member(h, db, j->channel_id, j->me, 1, &info);
+    if (rc < 0 || (rc = load_target(j, db, &t)) < 0)
+        return rc;
+    j->changed = 0;
+    if (t.deleted) { /* a retry: the same answer */
+        j->version = t.version;
+        return 0;
+    }
+    if (t.author != j->me && !(info.created_by == j->me && !info.direct)) {
+        j->problem = "only the author, or the creator of a group channel, deletes a message";
+        return CHATD_EFORBIDDEN;
+    }
+    j->changed = 1;
+    rc = bump_channel(h, db, j, info.version, info.last_seq);
+    /* Its content and reactions are gone from storage; its sequence stays. */
+    if (rc == 0)
+        rc = util_exec(h, db,
+                       "UPDATE message SET content = '', deleted = 1, version = ?"
+                       " WHERE channel_id = ? AND seq = ?",
+                       "iii", j->version, j->channel_id, j->seq);
+    if (rc == 0)
+        rc = util_exec(h, db, "DELETE FROM message_reaction WHERE channel_id = ? AND seq = ?", "ii",
+                       j->channel_id, j->seq);
+    return rc;
+}
+
+/* Whether the user's reaction with the emoji is there, and whether a new
+ * emoji would pass max_reactions_per_message. */
+static int reaction_state(struct mjob *j, chatd_db *db, int *mine, int *full)
+{
+    const chatd_host *h = j->mp->host;
     chatd_stmt *st = util_bind(h, db,
-                               "SELECT m.seq, u.username, m.content, m.created_at FROM message m"
-                               " JOIN message_user u ON u.id = m.user_id"
-                               " WHERE m.channel_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?",
-                               "iii", j->channel_id, j->seq, j->limit);
+                               "SELECT emoji, SUM(CASE WHEN user_id = ? THEN 1 ELSE 0 END)"
+                               " FROM message_reaction WHERE channel_id = ? AND seq = ?"
+                               " GROUP BY emoji",
+                               "iii", j->me, j->channel_id, j->seq);
     if (!st)
         return CHATD_EINTERNAL;
-    json_decref(j->list);
-    if (!(j->list = json_array())) {
-        h->db_reset(st);
-        return CHATD_ENOMEM;
-    }
+    int rc, present = 0;
+    int64_t distinct = 0;
+    *mine = 0;
     while ((rc = h->db_step(st)) == CHATD_ROW) {
-        char at[32];
-        util_time_rfc3339(h->db_column_int(st, 3), at, sizeof at);
-        /* newest first from the index; the answer is ascending */
-        json_array_insert_new(j->list, 0,
-                              json_pack("{s:I, s:s, s:s, s:s}", "messageSequence",
-                                        (json_int_t)h->db_column_int(st, 0), "username",
-                                        h->db_column_text(st, 1, NULL), "content",
-                                        h->db_column_text(st, 2, NULL), "createdAt", at));
+        distinct++;
+        if (strcmp(h->db_column_text(st, 0, NULL), j->emoji) == 0) {
+            present = 1;
+            *mine = h->db_column_int(st, 1) > 0;
+        }
     }
     h->db_reset(st);
+    *full = !present && distinct >= j->mp->max_reactions;
     return rc == CHATD_DONE ? 0 : rc;
+}
+
+int mstore_react(chatd_db *db, void *arg)
+{
+    struct mjob *j = arg;
+    const chatd_host *h = j->mp->host;
+    struct util_member info;
+    struct target t;
+    int mine, full;
+    int rc = util_channel_member(h, db, j->channel_id, j->me, 1, &info);
+    if (rc < 0 || (rc = load_target(j, db, &t)) < 0)
+        return rc;
+    if (t.deleted) {
+        j->problem = "the message was deleted: it takes no reactions";
+        return CHATD_ECONFLICT;
+    }
+    if ((rc = reaction_state(j, db, &mine, &full)) < 0)
+        return rc;
+    j->changed = j->on != mine;
+    if (!j->changed) { /* on again, or off when absent: the same answer */
+        j->version = t.version;
+        return 0;
+    }
+    if (j->on && full) {
+        j->problem = "too many different reactions on this message (max_reactions_per_message)";
+        return CHATD_ELIMIT;
+    }
+    rc = j->on ? util_exec(h, db,
+                           "INSERT INTO message_reaction (channel_id, seq, user_id, emoji,"
+                           " created_at) VALUES (?, ?, ?, ?, ?)",
+                           "iiisi", j->channel_id, j->seq, j->me, j->emoji, h->now_ms())
+               : util_exec(h, db,
+                           "DELETE FROM message_reaction WHERE channel_id = ? AND seq = ?"
+                           " AND user_id = ? AND emoji = ?",
+                           "iiis", j->channel_id, j->seq, j->me, j->emoji);
+    if (rc == 0)
+        rc = bump_channel(h, db, j, info.version, info.last_seq);
+    if (rc == 0)
+        rc = util_exec(h, db, "UPDATE message SET version = ? WHERE channel_id = ? AND seq = ?",
+                       "iii", j->version, j->channel_id, j->seq);
+    return rc;
 }
 
 int mstore_read_ack(chatd_db *db, void *arg)
@@ -108,11 +265,19 @@ int mstore_read_ack(chatd_db *db, void *arg)
     int rc = util_channel_member(h, db, j->channel_id, j->me, 0, &info);
     if (rc < 0)
         return rc;
-    int64_t upto = j->seq < info.last_seq ? j->seq : info.last_seq; /* never past the last */
-    return util_exec(h, db,
-                     "UPDATE channel_user SET last_read_msg_seq = ? WHERE channel_id = ?"
-                     " AND user_id = ? AND last_read_msg_seq < ?",
-                     "iiii", upto, j->channel_id, j->me, upto);
+    j->seq = j->seq < info.last_seq ? j->seq : info.last_seq; /* never past the last */
+    rc = util_exec(h, db,
+                   "UPDATE channel_user SET last_read_msg_seq = ? WHERE channel_id = ?"
+                   " AND user_id = ? AND last_read_msg_seq < ?",
+                   "iiii", j->seq, j->channel_id, j->me, j->seq);
+    j->changed = rc == 0 && h->db_changes(db) > 0;
+    return rc;
+}
+
+int mstore_check_member(chatd_db *db, void *arg)
+{
+    struct mjob *j = arg;
+    return util_channel_member(j->mp->host, db, j->channel_id, j->me, 0, NULL);
 }
 
 int mstore_remove_user(chatd_db *db, int64_t user_id, void *state)

@@ -28,7 +28,8 @@ LEAVE = "LEAVE_REQUEST"
 QUIT = "QUIT_REQUEST"
 FETCH_MESSAGES = "FETCH_MESSAGES_REQUEST"
 
-ENTRY_KEYS = {"channelId", "title", "headCount", "lastMessageSequence", "unreadCount"}
+ENTRY_KEYS = {"channelId", "title", "headCount", "lastMessageSequence", "unreadCount", "version",
+              "direct", "lastMessageAt"}
 BAD_CHANNEL_IDS = ["x", "1", -1, 0, 1.5, True, None, [1], {}, {"id": "x"}, {"id": -1},
                    {"id": 0}, {"id": None}]
 
@@ -73,7 +74,8 @@ class CreateTests(ChannelCase):
         for c in (cc, p_devices[0]):
             entry = await self.channel_entry(c, cid)
             self.assertEqual(entry, {"channelId": chan(cid), "title": "hello", "headCount": 2,
-                                     "lastMessageSequence": 0, "unreadCount": 0})
+                                     "lastMessageSequence": 0, "unreadCount": 0, "version": 0,
+                                     "direct": True, "lastMessageAt": None})
 
     @async_test
     async def test_create_group_notifies_each_participant_once_and_counts_duplicates_once(self):
@@ -349,7 +351,9 @@ class ChannelListTests(ChannelCase):
         self.assertEqual([e["channelId"] for e in chans], [chan(x) for x in sorted([a, b, c])])
         by_id = {e["channelId"]["id"]: e for e in chans}
         self.assertEqual(by_id[a], {"channelId": chan(a), "title": "A", "headCount": 3,
-                                    "lastMessageSequence": 0, "unreadCount": 0})
+                                    "lastMessageSequence": 0, "unreadCount": 0, "version": 0,
+                                    "direct": False, "lastMessageAt": None})
+        self.assertTrue(by_id[b]["direct"])
         self.assertEqual(by_id[b]["headCount"], 2)
         self.assertEqual(by_id[c]["headCount"], 2)
         cp = await self.connect(p)

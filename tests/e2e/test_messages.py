@@ -23,7 +23,8 @@ from domain import (  # noqa: E402
 
 WRITE = "WRITE_MESSAGE"
 FETCH = "FETCH_MESSAGES_REQUEST"
-MESSAGE_KEYS = {"messageSequence", "username", "content", "createdAt"}
+MESSAGE_KEYS = {"messageSequence", "username", "content", "createdAt", "version", "editedAt",
+                "deleted", "replyTo", "reactions"}
 
 
 def parse_created_at(text):
@@ -60,7 +61,7 @@ class WriteTests(MessageCase):
             created = ack.get("createdAt")
             self.assertEqual(ack, {"type": "WRITE_MESSAGE_ACK", "channelId": chan(cid),
                                    "messageSequence": i, "clientMessageId": cmid,
-                                   "createdAt": created, "requestId": rid})
+                                   "createdAt": created, "requestId": rid, "version": i})
             self.assertIsInstance(created, str, ack)
             self.assertRegex(created, CREATED_AT_RE)
             acks.append(ack)
@@ -92,7 +93,7 @@ class WriteTests(MessageCase):
         ack = await self.write(w1, cid, "to the entered")
         want = {"type": "NOTIFY_MESSAGE", "channelId": chan(cid), "messageSequence": 1,
                 "username": w.username, "content": "to the entered",
-                "createdAt": ack["createdAt"]}
+                "createdAt": ack["createdAt"], "replyTo": None, "version": 1}
         for c in (w2, m1):
             with self.subTest(receiver=c.label):
                 self.assertEqual(await c.expect("NOTIFY_MESSAGE"), want)
@@ -267,7 +268,9 @@ class FetchTests(MessageCase):
         for ack, name in (await self.data())[3][first - 1:last]:
             seq = ack["messageSequence"]
             out.append({"messageSequence": seq, "username": name,
-                        "content": "msg %d by %s" % (seq, name), "createdAt": ack["createdAt"]})
+                        "content": "msg %d by %s" % (seq, name), "createdAt": ack["createdAt"],
+                        "version": seq, "editedAt": None, "deleted": False, "replyTo": None,
+                        "reactions": []})
         return out
 
     @async_test
@@ -280,7 +283,9 @@ class FetchTests(MessageCase):
         cid, w, m, _ = await self.data()
         c = await self.connect(w)
         resp = await c.request(FETCH, {"channelId": chan(cid)}, rid="f")
-        self.assertEqual(set(resp), {"type", "channelId", "messages", "requestId"}, resp)
+        self.assertEqual(set(resp), {"type", "channelId", "messages", "requestId", "hasMore"},
+                         resp)
+        self.assertIs(resp["hasMore"], True)
         self.assertEqual((resp["type"], resp["channelId"], resp["requestId"]),
                          ("FETCH_MESSAGES_RESPONSE", chan(cid), "f"))
         for msg in resp["messages"]:
@@ -343,7 +348,7 @@ class FetchTests(MessageCase):
         empty = await self.create_group(c, [m])
         resp = await c.request(FETCH, {"channelId": empty}, rid="e")
         self.assertEqual(resp, {"type": "FETCH_MESSAGES_RESPONSE", "channelId": chan(empty),
-                                "messages": [], "requestId": "e"})
+                                "messages": [], "hasMore": False, "requestId": "e"})
 
 
 class ReadAckTests(MessageCase):

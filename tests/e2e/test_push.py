@@ -72,7 +72,8 @@ class MessagePushTests(PushCase):
                 self.assertPushLine(line, user, {
                     "type": "NOTIFY_MESSAGE", "channelId": chan(cid),
                     "messageSequence": ack["messageSequence"], "username": w.username,
-                    "content": "who is here?", "createdAt": ack["createdAt"]})
+                    "content": "who is here?", "createdAt": ack["createdAt"], "replyTo": None,
+                    "version": ack["version"]})
         await self.assertPushCount(split, "NOTIFY_MESSAGE", 0, in_channel(cid))
         await c_idle.expect_none("NOTIFY_MESSAGE", 0.0)
         await c_else.expect_none("NOTIFY_MESSAGE", 0.0)
