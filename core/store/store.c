@@ -334,15 +334,6 @@ static void pool_stop(struct pool *p)
     pthread_cond_destroy(&p->cond);
 }
 
-const struct db_driver *db_driver_find(const char *name)
-{
-    static const struct db_driver *const drivers[] = {&db_sqlite, &db_mariadb, NULL};
-    for (int i = 0; drivers[i]; i++)
-        if (strcmp(drivers[i]->name, name) == 0)
-            return drivers[i];
-    return NULL;
-}
-
 int store_init(struct event_base *base, const struct settings *s, const char *sql_dir)
 {
     st.base = base;
