@@ -307,6 +307,7 @@ static int pool_start(struct pool *p, enum pool_kind kind, struct store_backend 
 {
     p->kind = kind;
     p->backend = b;
+    p->stopping = 0; /* the CPU pool outlives a shutdown: store_init starts it again */
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     if (!(p->threads = calloc((size_t)n, sizeof *p->threads)))
