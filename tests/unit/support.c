@@ -19,8 +19,9 @@ struct event_base *support_base(void)
 
 void support_base_free(struct event_base *base)
 {
+    /* A bufferevent freed while its callbacks were due is finalized by them. */
+    event_base_loop(base, EVLOOP_NONBLOCK);
     event_base_free(base);
-    libevent_global_shutdown();
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)

@@ -16,7 +16,7 @@ struct conn;
 
 /* A loop whose events other threads may activate (the store's workers). */
 struct event_base *support_base(void);
-/* Free the loop made by support_base and libevent's globals. */
+/* Free a loop made by support_base, after a last turn for what is due. */
 void support_base_free(struct event_base *base);
 
 struct deadline {
