@@ -100,7 +100,10 @@ static void http_input(struct conn *c)
         return;
     }
     h->in_read = 1;
-    while (c->state == CONN_OPEN && !h->pending && !h->switched && evbuffer_get_length(in) > 0) {
+    /* An answer made at once may leave output over max_outbuf: the requests
+     * buffered behind it wait for it to drain too (http_drained). */
+    while (c->state == CONN_OPEN && !h->pending && !h->switched && !h->output_blocked &&
+           evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             break;

@@ -1,4 +1,4 @@
-/* Bound statements in one call, for the core's own SQL. */
+/* Bound statements in one call, for the core's own SQL, and the drivers known. */
 #include "db.h"
 
 #include <stdarg.h>
@@ -46,4 +46,26 @@ int db_run(chatd_db *db, const char *sql, const char *fmt, ...)
         ;
     db->drv->reset(st);
     return rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
+}
+
+static const struct db_driver *drivers[DB_DRIVERS_MAX] = {&db_sqlite, &db_mariadb};
+
+const struct db_driver *db_driver_find(const char *name)
+{
+    for (int i = 0; i < DB_DRIVERS_MAX && drivers[i]; i++)
+        if (strcmp(drivers[i]->name, name) == 0)
+            return drivers[i];
+    return NULL;
+}
+
+int db_driver_add(const struct db_driver *d)
+{
+    if (!d || !d->name || !*d->name || db_driver_find(d->name))
+        return CHATD_EINVAL;
+    for (int i = 0; i < DB_DRIVERS_MAX; i++)
+        if (!drivers[i]) {
+            drivers[i] = d;
+            return 0;
+        }
+    return CHATD_ELIMIT;
 }

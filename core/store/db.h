@@ -66,8 +66,14 @@ chatd_stmt *db_bind(chatd_db *db, const char *sql, const char *fmt, ...);
 /* The same, run to the end: 0 (no more rows), or a negative CHATD_E*. */
 int db_run(chatd_db *db, const char *sql, const char *fmt, ...);
 
-/* The driver of that name, or NULL. */
+/* The driver of that name (sqlite, mariadb, or one added), or NULL. */
 const struct db_driver *db_driver_find(const char *name);
+/* Make one more driver known by its name (borrowed, like d, for the process's
+ * life), as for a backend out of the tree or a test's fake. Start-up, before
+ * store_backend_open names it. 0, CHATD_EINVAL (no name, or the name is
+ * known already) or CHATD_ELIMIT (DB_DRIVERS_MAX known). */
+#define DB_DRIVERS_MAX 8
+int db_driver_add(const struct db_driver *d);
 
 /* Apply the numbered migrations of dir/<driver name>/ not yet applied. Blocking;
  * start-up only. Returns 0 or a negative code with a reason in err. */

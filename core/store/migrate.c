@@ -71,7 +71,8 @@ static int list_migrations(const char *dir, struct mfile **out, size_t *n_out)
         files[n++].version = v;
     }
     closedir(d);
-    qsort(files, n, sizeof *files, cmp_mfile);
+    if (n > 1) /* an empty folder has no array at all, and qsort must not see NULL */
+        qsort(files, n, sizeof *files, cmp_mfile);
     *out = files;
     *n_out = n;
     return rc;

@@ -307,6 +307,7 @@ static int pool_start(struct pool *p, enum pool_kind kind, struct store_backend 
 {
     p->kind = kind;
     p->backend = b;
+    p->stopping = 0; /* the CPU pool outlives a shutdown: store_init starts it again */
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     if (!(p->threads = calloc((size_t)n, sizeof *p->threads)))
@@ -332,15 +333,6 @@ static void pool_stop(struct pool *p)
     p->n_threads = 0;
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond);
-}
-
-const struct db_driver *db_driver_find(const char *name)
-{
-    static const struct db_driver *const drivers[] = {&db_sqlite, &db_mariadb, NULL};
-    for (int i = 0; drivers[i]; i++)
-        if (strcmp(drivers[i]->name, name) == 0)
-            return drivers[i];
-    return NULL;
 }
 
 int store_init(struct event_base *base, const struct settings *s, const char *sql_dir)

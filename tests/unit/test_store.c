@@ -1,0 +1,785 @@
+/*
+ * Unit tests for core/store/store.c: the job pools, group commit, retries,
+ * batch splits, completions and the health check, over a fake SQL driver
+ * that writes down every transaction verb it is asked for.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "db.h"
+#include "metrics.h"
+#include "store.h"
+#include "support.h"
+
+/* ---- the fake driver ---- */
+
+struct fake_stmt {
+    struct chatd_stmt base;
+    char sql[160];
+    int stepped;
+};
+
+struct fake_db {
+    struct chatd_db base;
+    struct fake_stmt st;
+    int savepoints;    /* taken in the transaction under way */
+    char pending[256]; /* what its jobs wrote, not yet committed */
+    size_t mark;       /* pending's length at the last savepoint */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    char log[8192];      /* every verb, comma-separated */
+    char committed[512]; /* the writes of every commit, comma-separated */
+    int update_fails;    /* the health probe's UPDATE is refused */
+    int commit_fails;
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static const struct db_driver fake_driver;
+
+static void append(char *buf, size_t size, const char *what)
+{
+    size_t n = strlen(buf);
+    snprintf(buf + n, size - n, "%s%s", n ? "," : "", what);
+}
+
+static void note(const char *what)
+{
+    pthread_mutex_lock(&fake.lock);
+    append(fake.log, sizeof fake.log, what);
+    pthread_mutex_unlock(&fake.lock);
+}
+
+/* What the log holds, taken (the log starts again empty). */
+static const char *take_log(void)
+{
+    static char copy[sizeof fake.log];
+    pthread_mutex_lock(&fake.lock);
+    memcpy(copy, fake.log, sizeof copy);
+    fake.log[0] = '\0';
+    pthread_mutex_unlock(&fake.lock);
+    return copy;
+}
+
+#define assert_log(want) assert_string_equal(take_log(), (want))
+
+static int fake_open(const struct settings *s, chatd_db **out, char *err, size_t errlen)
+{
+    (void)s, (void)err, (void)errlen;
+    struct fake_db *d = calloc(1, sizeof *d);
+    if (!d)
+        return CHATD_ENOMEM;
+    d->base.drv = &fake_driver;
+    d->st.base.db = &d->base;
+    *out = &d->base;
+    return 0;
+}
+
+static void fake_close(chatd_db *db)
+{
+    free(db);
+}
+
+static int fake_exec(chatd_db *db, const char *sql)
+{
+    struct fake_db *d = (struct fake_db *)db;
+    if (strncmp(sql, "CREATE TABLE IF NOT EXISTS schema_migrations", 44) == 0)
+        return 0; /* the migrations' own table: not what the tests look at */
+    note(sql);
+    if (strcmp(sql, "SAVEPOINT job") == 0) {
+        d->savepoints++;
+        d->mark = strlen(d->pending);
+    } else if (strcmp(sql, "ROLLBACK TO SAVEPOINT job") == 0) {
+        d->pending[d->mark] = '\0';
+    }
+    return 0;
+}
+
+static int fake_begin(chatd_db *db, int write)
+{
+    struct fake_db *d = (struct fake_db *)db;
+    note(write ? "BEGIN" : "BEGIN READ");
+    d->savepoints = 0;
+    d->pending[0] = '\0';
+    d->mark = 0;
+    return 0;
+}
+
+static int fake_commit(chatd_db *db)
+{
+    struct fake_db *d = (struct fake_db *)db;
+    note("COMMIT");
+    pthread_mutex_lock(&fake.lock);
+    int fail = fake.commit_fails;
+    if (!fail && d->pending[0])
+        append(fake.committed, sizeof fake.committed, d->pending);
+    pthread_mutex_unlock(&fake.lock);
+    d->pending[0] = '\0';
+    return fail ? CHATD_EUNAVAIL : 0;
+}
+
+static int fake_rollback(chatd_db *db)
+{
+    struct fake_db *d = (struct fake_db *)db;
+    note("ROLLBACK");
+    d->pending[0] = '\0';
+    return 0;
+}
+
+static chatd_stmt *fake_prepare(chatd_db *db, const char *sql)
+{
+    struct fake_db *d = (struct fake_db *)db;
+    snprintf(d->st.sql, sizeof d->st.sql, "%s", sql);
+    d->st.stepped = 0;
+    return &d->st.base;
+}
+
+static int fake_bind_int(chatd_stmt *st, int idx, int64_t v)
+{
+    (void)st, (void)idx, (void)v;
+    return 0;
+}
+
+static int fake_bind_text(chatd_stmt *st, int idx, const char *s, size_t len)
+{
+    (void)st, (void)idx, (void)s, (void)len;
+    return 0;
+}
+
+static int fake_bind_blob(chatd_stmt *st, int idx, const void *b, size_t len)
+{
+    (void)st, (void)idx, (void)b, (void)len;
+    return 0;
+}
+
+static int fake_bind_null(chatd_stmt *st, int idx)
+{
+    (void)st, (void)idx;
+    return 0;
+}
+
+static int fake_step(chatd_stmt *stmt)
+{
+    struct fake_stmt *st = (struct fake_stmt *)stmt;
+    if (strcmp(st->sql, "SELECT 1") == 0)
+        return st->stepped++ ? CHATD_DONE : CHATD_ROW;
+    if (strncmp(st->sql, "UPDATE chatd_health", 19) == 0) {
+        note("UPDATE chatd_health");
+        pthread_mutex_lock(&fake.lock);
+        int fail = fake.update_fails;
+        pthread_mutex_unlock(&fake.lock);
+        return fail ? CHATD_EUNAVAIL : CHATD_DONE;
+    }
+    return CHATD_DONE; /* the migrations' bookkeeping */
+}
+
+static int64_t fake_column_int(chatd_stmt *st, int col)
+{
+    (void)st, (void)col;
+    return 0;
+}
+
+static const char *fake_column_text(chatd_stmt *st, int col, size_t *len)
+{
+    (void)st, (void)col;
+    if (len)
+        *len = 0;
+    return NULL;
+}
+
+static int fake_column_is_null(chatd_stmt *st, int col)
+{
+    (void)st, (void)col;
+    return 1;
+}
+
+static void fake_reset(chatd_stmt *st)
+{
+    (void)st;
+}
+
+static int64_t fake_zero(chatd_db *db)
+{
+    (void)db;
+    return 0;
+}
+
+static const struct db_driver fake_driver = {
+    .name = "fake",
+    .open = fake_open,
+    .close = fake_close,
+    .exec = fake_exec,
+    .begin = fake_begin,
+    .commit = fake_commit,
+    .rollback = fake_rollback,
+    .prepare = fake_prepare,
+    .bind_int = fake_bind_int,
+    .bind_text = fake_bind_text,
+    .bind_blob = fake_bind_blob,
+    .bind_null = fake_bind_null,
+    .step = fake_step,
+    .column_int = fake_column_int,
+    .column_text = fake_column_text,
+    .column_is_null = fake_column_is_null,
+    .reset = fake_reset,
+    .last_insert_id = fake_zero,
+    .changes = fake_zero,
+    .max_writers = 1,
+};
+
+/* ---- jobs ---- */
+
+struct tjob {
+    const char *name;
+    int result;         /* what run returns once no EBUSY/EUNAVAIL is left */
+    int busy_left;      /* run answers CHATD_EBUSY this many times first */
+    int unavail_left;   /* then CHATD_EUNAVAIL this many times */
+    int busy_batched;   /* CHATD_EBUSY whenever another job shares its transaction */
+    int runs;           /* worker thread; read after done */
+    int saw_db;         /* run was given a connection */
+    int status;         /* done's */
+    int dones;          /* how many times done ran */
+    pthread_t done_thr; /* where it ran */
+};
+
+static struct {
+    struct event_base *base;
+    struct settings s;
+    struct store_backend *b;
+    int dones; /* done() calls of every job */
+    pthread_t loop;
+} t;
+
+static char sql_dir[64];
+
+static int tjob_run(chatd_db *db, void *arg)
+{
+    struct tjob *j = arg;
+    j->runs++;
+    j->saw_db = db != NULL;
+    char what[64];
+    snprintf(what, sizeof what, "run %s", j->name);
+    note(what);
+    if (!db)
+        return j->result; /* a CPU job */
+    struct fake_db *d = (struct fake_db *)db;
+    size_t n = strlen(d->pending);
+    snprintf(d->pending + n, sizeof d->pending - n, "%s%s", n ? "," : "", j->name);
+    if (j->busy_batched && d->savepoints > 1)
+        return CHATD_EBUSY;
+    if (j->busy_left > 0) {
+        j->busy_left--;
+        return CHATD_EBUSY;
+    }
+    if (j->unavail_left > 0) {
+        j->unavail_left--;
+        return CHATD_EUNAVAIL;
+    }
+    return j->result;
+}
+
+static void tjob_done(void *arg, int status)
+{
+    struct tjob *j = arg;
+    j->status = status;
+    j->dones++;
+    j->done_thr = pthread_self();
+    t.dones++;
+}
+
+static void submit(int flags, struct tjob *j)
+{
+    assert_int_equal(store_submit(t.b, flags, tjob_run, tjob_done, j), 0);
+}
+
+/* Run the loop until n more done() calls came. */
+static void wait_dones(int n)
+{
+    int want = t.dones + n;
+    RUN_UNTIL(t.base, t.dones >= want, 5000);
+    assert_int_equal(t.dones, want);
+}
+
+static const char *take_committed(void)
+{
+    static char copy[sizeof fake.committed];
+    pthread_mutex_lock(&fake.lock);
+    memcpy(copy, fake.committed, sizeof copy);
+    fake.committed[0] = '\0';
+    pthread_mutex_unlock(&fake.lock);
+    return copy;
+}
+
+#define assert_committed(want) assert_string_equal(take_committed(), (want))
+
+/* ---- set-up ---- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(sql_dir, sizeof sql_dir, "/tmp/chatd-store-XXXXXX");
+    if (!mkdtemp(sql_dir))
+        return -1;
+    char fake_dir[96];
+    snprintf(fake_dir, sizeof fake_dir, "%s/fake", sql_dir);
+    if (mkdir(fake_dir, 0700) != 0) /* no migrations in it */
+        return -1;
+    return db_driver_add(&fake_driver);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char fake_dir[96];
+    snprintf(fake_dir, sizeof fake_dir, "%s/fake", sql_dir);
+    rmdir(fake_dir);
+    rmdir(sql_dir);
+    return 0;
+}
+
+static int start_store(void)
+{
+    char err[256] = "";
+    t.loop = pthread_self();
+    if (!(t.base = support_base()) || store_init(t.base, &t.s, sql_dir) < 0)
+        return -1;
+    if (!(t.b = store_backend_open("fake", err, sizeof err))) {
+        fprintf(stderr, "store_backend_open: %s\n", err);
+        return -1;
+    }
+    take_log();
+    take_committed();
+    return 0;
+}
+
+/* Defaults, with one worker per pool; each case sets what it needs, then
+ * starts the store (the workers read the settings as they are then). */
+static int setup(void **state)
+{
+    (void)state;
+    char err[256];
+    memset(&t, 0, sizeof t);
+    if (config_load(NULL, NULL, 0, &t.s, err, sizeof err) < 0)
+        return -1;
+    t.s.storage_readers = 1;
+    t.s.storage_cpu_workers = 1;
+    fake.update_fails = fake.commit_fails = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (t.base) {
+        store_shutdown();
+        support_base_free(t.base);
+    }
+    config_free(&t.s);
+    return 0;
+}
+
+#define START() assert_int_equal(start_store(), 0)
+
+/* Long enough for a whole batch to be queued before the writer takes it:
+ * the batch is taken at once when batch_max jobs are there. */
+#define GATHER_US 500000
+
+/* ---- the cases ---- */
+
+static void test_driver_add(void **state)
+{
+    (void)state;
+    START();
+    assert_ptr_equal(db_driver_find("fake"), &fake_driver);
+    assert_ptr_equal(db_driver_find("sqlite"), &db_sqlite);
+    assert_ptr_equal(db_driver_find("mariadb"), &db_mariadb);
+    assert_null(db_driver_find("nosuch"));
+    /* a name already known, or none, is refused */
+    assert_int_equal(db_driver_add(&fake_driver), CHATD_EINVAL);
+    static const struct db_driver as_sqlite = {.name = "sqlite"}, unnamed = {0},
+                                  blank = {.name = ""};
+    assert_int_equal(db_driver_add(&as_sqlite), CHATD_EINVAL);
+    assert_int_equal(db_driver_add(&unnamed), CHATD_EINVAL);
+    assert_int_equal(db_driver_add(&blank), CHATD_EINVAL);
+    assert_int_equal(db_driver_add(NULL), CHATD_EINVAL);
+    assert_ptr_equal(db_driver_find("sqlite"), &db_sqlite);
+    /* the table holds DB_DRIVERS_MAX: sqlite, mariadb, fake and these */
+    static struct db_driver more[DB_DRIVERS_MAX];
+    static char names[DB_DRIVERS_MAX][8];
+    for (int i = 0; i < DB_DRIVERS_MAX; i++) {
+        snprintf(names[i], sizeof names[i], "more%d", i);
+        more[i].name = names[i];
+        assert_int_equal(db_driver_add(&more[i]), i < DB_DRIVERS_MAX - 3 ? 0 : CHATD_ELIMIT);
+    }
+    assert_ptr_equal(db_driver_find("more0"), &more[0]);
+    assert_null(db_driver_find(names[DB_DRIVERS_MAX - 3]));
+    /* a backend of an unknown driver is refused with a reason */
+    char err[128] = "";
+    assert_null(store_backend_open("nosuch", err, sizeof err));
+    assert_non_null(strstr(err, "nosuch"));
+    assert_ptr_equal(store_backend_open("fake", err, sizeof err), t.b);
+    assert_string_equal(store_backend_name(t.b), "fake");
+}
+
+#define SP_OK(name) "SAVEPOINT job,run " name ",RELEASE SAVEPOINT job"
+
+/* Write jobs queued together share one transaction and one commit, each in
+ * a savepoint of its own. */
+static void test_group_commit(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 4;
+    t.s.storage_batch_wait_us = GATHER_US;
+    START();
+    struct tjob j[4] = {{.name = "a"}, {.name = "b"}, {.name = "c"}, {.name = "d"}};
+    for (int i = 0; i < 4; i++)
+        submit(CHATD_JOB_WRITE, &j[i]);
+    wait_dones(4);
+    assert_log("BEGIN," SP_OK("a") "," SP_OK("b") "," SP_OK("c") "," SP_OK("d") ",COMMIT");
+    assert_committed("a,b,c,d");
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(j[i].status, 0);
+        assert_int_equal(j[i].runs, 1);
+    }
+    assert_int_equal(store_in_flight(), 0);
+}
+
+/* A batch holds storage.batch_max jobs at most; the rest commit after. */
+static void test_batch_max(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 2;
+    t.s.storage_batch_wait_us = 100000;
+    START();
+    struct tjob j[5] = {{.name = "a"}, {.name = "b"}, {.name = "c"}, {.name = "d"}, {.name = "e"}};
+    for (int i = 0; i < 5; i++)
+        submit(CHATD_JOB_WRITE, &j[i]);
+    wait_dones(5);
+    assert_log("BEGIN," SP_OK("a") "," SP_OK("b") ",COMMIT,BEGIN," SP_OK("c") "," SP_OK(
+        "d") ",COMMIT,BEGIN," SP_OK("e") ",COMMIT");
+    assert_committed("a,b,c,d,e");
+}
+
+/* A job that fails is rolled back to its own savepoint; the others commit. */
+static void test_failing_job_alone(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 3;
+    t.s.storage_batch_wait_us = GATHER_US;
+    START();
+    struct tjob j[3] = {{.name = "a"}, {.name = "b", .result = CHATD_ECONFLICT}, {.name = "c"}};
+    for (int i = 0; i < 3; i++)
+        submit(CHATD_JOB_WRITE, &j[i]);
+    wait_dones(3);
+    assert_log(
+        "BEGIN," SP_OK("a") ",SAVEPOINT job,run b,ROLLBACK TO SAVEPOINT job,RELEASE SAVEPOINT "
+                            "job," SP_OK("c") ",COMMIT");
+    assert_committed("a,c");
+    assert_int_equal(j[0].status, 0);
+    assert_int_equal(j[1].status, CHATD_ECONFLICT);
+    assert_int_equal(j[2].status, 0);
+}
+
+/* A batch that conflicts twice is split: each job commits on its own. */
+static void test_batch_split(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 3;
+    t.s.storage_batch_wait_us = GATHER_US;
+    START();
+    struct tjob j[3] = {{.name = "a"}, {.name = "b", .busy_batched = 1}, {.name = "c"}};
+    for (int i = 0; i < 3; i++)
+        submit(CHATD_JOB_WRITE, &j[i]);
+    wait_dones(3);
+    assert_log(
+        "BEGIN," SP_OK("a") ",SAVEPOINT job,run b,ROLLBACK,"
+                            "BEGIN," SP_OK("a") ",SAVEPOINT job,run b,ROLLBACK,"
+                                                "BEGIN," SP_OK("a") ",COMMIT,BEGIN," SP_OK(
+                                                    "b") ",COMMIT,BEGIN," SP_OK("c") ",COMMIT");
+    assert_committed("a,b,c");
+    int runs[3] = {3, 3, 1};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(j[i].status, 0);
+        assert_int_equal(j[i].runs, runs[i]);
+    }
+}
+
+/* A lock conflict is retried (storage.retries: 5). */
+static void test_retries(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 1;
+    START();
+    struct tjob j = {.name = "a", .busy_left = 2};
+    submit(CHATD_JOB_WRITE, &j);
+    wait_dones(1);
+    assert_int_equal(j.status, 0);
+    assert_int_equal(j.runs, 3);
+    assert_log("BEGIN,SAVEPOINT job,run a,ROLLBACK,BEGIN,SAVEPOINT job,run a,ROLLBACK,"
+               "BEGIN," SP_OK("a") ",COMMIT");
+    assert_committed("a");
+}
+
+/* Past storage.retries, a conflict is an unavailable store: nothing written. */
+static void test_retries_exhausted(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 1;
+    t.s.storage_retries = 1;
+    START();
+    struct tjob k = {.name = "k", .busy_left = 2};
+    submit(CHATD_JOB_WRITE, &k);
+    wait_dones(1);
+    assert_int_equal(k.status, CHATD_EUNAVAIL);
+    assert_int_equal(k.runs, 2);
+    assert_log("BEGIN,SAVEPOINT job,run k,ROLLBACK,BEGIN,SAVEPOINT job,run k,ROLLBACK");
+    assert_committed("");
+}
+
+/* A batch whose commit fails wrote nothing: every job hears UNAVAILABLE. */
+static void test_commit_failure(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 2;
+    t.s.storage_batch_wait_us = GATHER_US;
+    fake.commit_fails = 1;
+    START();
+    struct tjob j[2] = {{.name = "a"}, {.name = "b"}};
+    submit(CHATD_JOB_WRITE, &j[0]);
+    submit(CHATD_JOB_WRITE, &j[1]);
+    wait_dones(2);
+    assert_log("BEGIN," SP_OK("a") "," SP_OK("b") ",COMMIT,ROLLBACK");
+    assert_committed("");
+    assert_int_equal(j[0].status, CHATD_EUNAVAIL);
+    assert_int_equal(j[1].status, CHATD_EUNAVAIL);
+}
+
+static pthread_t posted_on;
+static int posted;
+
+static void on_posted(void *arg)
+{
+    (void)arg;
+    posted_on = pthread_self();
+    posted++;
+}
+
+static void *poster(void *arg)
+{
+    (void)arg;
+    store_post(on_posted, NULL);
+    return NULL;
+}
+
+/* Every done() runs once, on the loop thread, whatever pool ran the job;
+ * store_post from any thread runs on the loop too. */
+static void test_completions(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 2;
+    t.s.storage_batch_wait_us = GATHER_US;
+    START();
+    struct tjob w[2] = {{.name = "w1"}, {.name = "w2", .result = CHATD_ENOTFOUND}};
+    struct tjob r[2] = {{.name = "r1"}, {.name = "r2"}};
+    struct tjob c[2] = {{.name = "c1", .result = 7}, {.name = "c2"}};
+    for (int i = 0; i < 2; i++) {
+        submit(CHATD_JOB_WRITE, &w[i]);
+        submit(CHATD_JOB_READ, &r[i]);
+        submit(CHATD_JOB_CPU, &c[i]);
+    }
+    assert_int_equal(store_in_flight(), 6);
+    assert_int_equal(t.dones, 0); /* nothing is told inside store_submit */
+    wait_dones(6);
+    support_run_for(t.base, 50); /* and nothing twice */
+    assert_int_equal(t.dones, 6);
+    struct tjob *all[6] = {&w[0], &w[1], &r[0], &r[1], &c[0], &c[1]};
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(all[i]->dones, 1);
+        assert_int_equal(all[i]->runs, 1);
+        assert_true(pthread_equal(all[i]->done_thr, t.loop));
+        assert_int_equal(all[i]->saw_db, i < 4);
+    }
+    assert_int_equal(w[1].status, CHATD_ENOTFOUND);
+    assert_int_equal(c[0].status, 7); /* a CPU job's status is its own */
+    assert_int_equal(store_in_flight(), 0);
+    assert_int_equal(store_queue_depth(), 0);
+    take_log();
+
+    pthread_t thr;
+    assert_int_equal(pthread_create(&thr, NULL, poster, NULL), 0);
+    pthread_join(thr, NULL);
+    assert_int_equal(posted, 0); /* not on the thread that posted */
+    RUN_UNTIL(t.base, posted > 0, 2000);
+    assert_int_equal(posted, 1);
+    assert_true(pthread_equal(posted_on, t.loop));
+    posted = 0;
+}
+
+/* Jobs without a run, or database jobs without a backend, are refused. */
+static void test_submit_refused(void **state)
+{
+    (void)state;
+    START();
+    struct tjob j = {.name = "x"};
+    assert_int_equal(store_submit(t.b, CHATD_JOB_WRITE, NULL, tjob_done, &j), CHATD_EINVAL);
+    assert_int_equal(store_submit(NULL, CHATD_JOB_WRITE, tjob_run, tjob_done, &j), CHATD_EINVAL);
+    assert_int_equal(store_submit(NULL, CHATD_JOB_READ, tjob_run, tjob_done, &j), CHATD_EINVAL);
+    assert_int_equal(store_in_flight(), 0);
+    support_run_for(t.base, 20);
+    assert_int_equal(j.dones, 0);
+    assert_int_equal(j.runs, 0);
+}
+
+/* A read that found the backend unavailable runs once more, at once; a
+ * read's lock conflicts are retried like a write's. */
+static void test_read_retry(void **state)
+{
+    (void)state;
+    START();
+    struct tjob once = {.name = "once", .unavail_left = 1};
+    submit(CHATD_JOB_READ, &once);
+    wait_dones(1);
+    assert_int_equal(once.status, 0);
+    assert_int_equal(once.runs, 2);
+
+    struct tjob down = {.name = "down", .unavail_left = 100};
+    submit(CHATD_JOB_READ, &down);
+    wait_dones(1);
+    assert_int_equal(down.status, CHATD_EUNAVAIL);
+    assert_int_equal(down.runs, 2);
+
+    struct tjob busy = {.name = "busy", .busy_left = 2};
+    submit(CHATD_JOB_READ, &busy);
+    wait_dones(1);
+    assert_int_equal(busy.status, 0);
+    assert_int_equal(busy.runs, 3);
+    const char *log = take_log();
+    /* each attempt in a read transaction of its own */
+    int begins = 0;
+    for (const char *p = log; (p = strstr(p, "BEGIN READ")); p++)
+        begins++;
+    assert_int_equal(begins, 7);
+    assert_null(strstr(log, "SAVEPOINT"));
+}
+
+static int health_ok, health_answers;
+
+static void on_health(void *arg, int ok)
+{
+    (void)arg;
+    health_ok = ok;
+    health_answers++;
+}
+
+/* One health check: its answer, and whether it tried a write. */
+static int check_health(int *wrote)
+{
+    health_answers = 0;
+    health_ok = -1;
+    assert_int_equal(store_health_check(on_health, NULL), 0);
+    RUN_UNTIL(t.base, health_answers > 0, 5000);
+    support_run_for(t.base, 20);
+    assert_int_equal(health_answers, 1);
+    *wrote = strstr(take_log(), "UPDATE chatd_health") != NULL;
+    return health_ok;
+}
+
+/* Healthy answers reads; after a write found the store unavailable, the
+ * check also writes, and is unhealthy until that write commits. */
+static void test_health(void **state)
+{
+    (void)state;
+    START();
+    int wrote;
+    assert_int_equal(check_health(&wrote), 1);
+    assert_false(wrote);
+
+    /* a write that fails for another reason says nothing of the store */
+    struct tjob conflict = {.name = "conflict", .result = CHATD_ECONFLICT};
+    submit(CHATD_JOB_WRITE, &conflict);
+    wait_dones(1);
+    assert_int_equal(check_health(&wrote), 1);
+    assert_false(wrote);
+
+    struct tjob lost = {.name = "lost", .result = CHATD_EUNAVAIL};
+    submit(CHATD_JOB_WRITE, &lost);
+    wait_dones(1);
+    assert_int_equal(lost.status, CHATD_EUNAVAIL);
+    take_log();
+
+    fake.update_fails = 1;
+    assert_int_equal(check_health(&wrote), 0);
+    assert_true(wrote);
+    assert_int_equal(check_health(&wrote), 0); /* still failing: tried again */
+    assert_true(wrote);
+
+    fake.update_fails = 0;
+    assert_int_equal(check_health(&wrote), 1);
+    assert_true(wrote);
+    assert_int_equal(check_health(&wrote), 1); /* healthy again: reads only */
+    assert_false(wrote);
+}
+
+/* The store starts again after a shutdown, every pool with it. */
+static void test_restart(void **state)
+{
+    (void)state;
+    START();
+    store_shutdown();
+    support_base_free(t.base);
+    assert_int_equal(start_store(), 0);
+    support_run_for(t.base, 50); /* the workers are up and waiting */
+    struct tjob w = {.name = "w"}, r = {.name = "r"}, c = {.name = "c"};
+    submit(CHATD_JOB_WRITE, &w);
+    submit(CHATD_JOB_READ, &r);
+    submit(CHATD_JOB_CPU, &c);
+    wait_dones(3);
+    assert_int_equal(w.dones + r.dones + c.dones, 3);
+}
+
+/* Jobs still queued at shutdown run, and their done() with them. */
+static void test_shutdown_completes(void **state)
+{
+    (void)state;
+    t.s.storage_batch_max = 8;
+    t.s.storage_batch_wait_us = GATHER_US;
+    START();
+    struct tjob j[3] = {{.name = "a"}, {.name = "b"}, {.name = "c"}};
+    for (int i = 0; i < 3; i++)
+        submit(CHATD_JOB_WRITE, &j[i]);
+    store_shutdown(); /* the writer stops waiting for more, commits, and goes */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(j[i].dones, 1);
+    assert_committed("a,b,c");
+    assert_int_equal(store_in_flight(), 0);
+    support_base_free(t.base);
+    assert_int_equal(start_store(), 0); /* for the teardown */
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_driver_add),        T(test_group_commit),       T(test_batch_max),
+        T(test_failing_job_alone), T(test_batch_split),        T(test_retries),
+        T(test_retries_exhausted), T(test_commit_failure),     T(test_completions),
+        T(test_submit_refused),    T(test_read_retry),         T(test_health),
+        T(test_restart),           T(test_shutdown_completes),
+    };
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    metrics_free(); /* once: the counters' cells are cached for the process's life */
+    return failed;
+}
