@@ -108,11 +108,17 @@ static int h_http_error(chatd_http *req, chatd_error_code code, const char *mess
     return 0;
 }
 
-static int h_submit(chatd_plugin *p, int flags, chatd_job_run run, chatd_job_done done, void *arg)
+static int h_submit_keyed(chatd_plugin *p, int flags, uint64_t key, chatd_job_run run,
+                          chatd_job_done done, void *arg)
 {
     if (!(flags & CHATD_JOB_CPU) && !p->backend)
         return CHATD_EINVAL;
-    return store_submit(p->backend, flags, run, done, arg);
+    return store_submit_keyed(p->backend, flags, key, run, done, arg);
+}
+
+static int h_submit(chatd_plugin *p, int flags, chatd_job_run run, chatd_job_done done, void *arg)
+{
+    return h_submit_keyed(p, flags, 0, run, done, arg);
 }
 
 static chatd_stmt *h_db_prepare(chatd_db *db, const char *sql)
@@ -392,6 +398,7 @@ static const chatd_host host = {
     .http_reply = h_http_reply,
     .http_error = h_http_error,
     .submit = h_submit,
+    .submit_keyed = h_submit_keyed,
     .db_prepare = h_db_prepare,
     .db_bind_int = h_db_bind_int,
     .db_bind_text = h_db_bind_text,

@@ -43,7 +43,11 @@ struct pool {
 
 struct store_backend {
     const struct db_driver *drv;
-    struct pool write, read;
+    /* One pool per writer, each with its own queue: jobs of one key go to one
+     * writer, so they commit in the order they came. */
+    struct pool *write;
+    int n_writers;
+    struct pool read;
     int write_failing; /* loop thread: the last write found the store unable to write */
     struct store_backend *next;
 };
@@ -346,6 +350,17 @@ int store_init(struct event_base *base, const struct settings *s, const char *sq
     return pool_start(&st.cpu, POOL_CPU, NULL, (int)s->storage_cpu_workers);
 }
 
+/* Stop a backend's pools (after their queues drain) and free it. */
+static void backend_free(struct store_backend *b)
+{
+    for (int i = 0; i < b->n_writers; i++)
+        pool_stop(&b->write[i]);
+    if (b->read.threads)
+        pool_stop(&b->read);
+    free(b->write);
+    free(b);
+}
+
 struct store_backend *store_backend_open(const char *name, char *err, size_t errlen)
 {
     for (struct store_backend *b = st.backends; b; b = b->next)
@@ -363,9 +378,14 @@ struct store_backend *store_backend_open(const char *name, char *err, size_t err
         return NULL;
     b->drv = drv;
     int writers = drv->max_writers ? drv->max_writers : (int)st.s->mariadb_writers;
-    if (pool_start(&b->write, POOL_WRITE, b, writers) < 0 ||
-        pool_start(&b->read, POOL_READ, b, (int)st.s->storage_readers) < 0) {
+    int rc = (b->write = calloc((size_t)writers, sizeof *b->write)) ? 0 : CHATD_ENOMEM;
+    for (int i = 0; rc == 0 && i < writers; i++, b->n_writers++)
+        rc = pool_start(&b->write[i], POOL_WRITE, b, 1);
+    if (rc == 0)
+        rc = pool_start(&b->read, POOL_READ, b, (int)st.s->storage_readers);
+    if (rc < 0) {
         snprintf(err, errlen, "cannot start storage threads");
+        backend_free(b);
         return NULL;
     }
     b->next = st.backends;
@@ -381,8 +401,31 @@ static void pool_push(struct pool *p, struct job *j)
     pthread_mutex_unlock(&p->lock);
 }
 
+static size_t pool_len(struct pool *p);
+
+/* The writer for a job: the key's, or the one with the shortest queue. */
+static struct pool *writer_for(struct store_backend *b, uint64_t key)
+{
+    if (key)
+        return &b->write[key % (uint64_t)b->n_writers];
+    struct pool *best = &b->write[0];
+    size_t best_len = b->n_writers > 1 ? pool_len(best) : 0;
+    for (int i = 1; i < b->n_writers && best_len; i++) {
+        size_t len = pool_len(&b->write[i]);
+        if (len < best_len)
+            best = &b->write[i], best_len = len;
+    }
+    return best;
+}
+
 int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_job_done done,
                  void *arg)
+{
+    return store_submit_keyed(b, flags, 0, run, done, arg);
+}
+
+int store_submit_keyed(struct store_backend *b, int flags, uint64_t key, chatd_job_run run,
+                       chatd_job_done done, void *arg)
 {
     if (!run)
         return CHATD_EINVAL;
@@ -406,7 +449,7 @@ int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_jo
     } else if (flags & CHATD_JOB_READ)
         pool_push(&b->read, j);
     else
-        pool_push(&b->write, j);
+        pool_push(writer_for(b, key), j);
     return 0;
 }
 
@@ -458,85 +501,27 @@ static size_t pool_len(struct pool *p)
 long store_queue_depth(void)
 {
     size_t n = st.cpu.threads ? pool_len(&st.cpu) : 0;
-    for (struct store_backend *b = st.backends; b; b = b->next)
-        n += pool_len(&b->write) + pool_len(&b->read);
+    for (struct store_backend *b = st.backends; b; b = b->next) {
+        n += pool_len(&b->read);
+        for (int i = 0; i < b->n_writers; i++)
+            n += pool_len(&b->write[i]);
+    }
     return (long)n;
 }
 
-struct health_check {
-    void (*done)(void *arg, int ok);
-    void *arg;
-    int pending, ok;
-};
-
-struct health_probe {
-    struct health_check *h;
-    struct store_backend *b;
-};
-
-static int health_run(chatd_db *db, void *arg)
+struct store_backend *store_backend_next(struct store_backend *b)
 {
-    (void)arg;
-    chatd_stmt *st = db_bind(db, "SELECT 1", "");
-    int rc = st ? db->drv->step(st) : CHATD_EUNAVAIL;
-    if (st)
-        db->drv->reset(st);
-    return rc == CHATD_ROW ? 0 : CHATD_EUNAVAIL;
+    return b ? b->next : st.backends;
 }
 
-/* A real write, for a store whose last write failed: it is healthy again
- * when this commits. */
-static int health_write(chatd_db *db, void *arg)
+int store_backend_write_failing(const struct store_backend *b)
 {
-    (void)arg;
-    int rc =
-        db_run(db, "UPDATE chatd_health SET checked_at = ? WHERE id = 1", "i", clock_wall_ms());
-    return rc < 0 ? rc : 0;
+    return b->write_failing;
 }
 
-/* One answer to a health check (b: the failing backend a write probe was for). */
-static void health_answer(struct health_check *h, struct store_backend *b, int status)
+void store_backend_write_ok(struct store_backend *b)
 {
-    if (b && status >= 0)
-        b->write_failing = 0;
-    if (status < 0)
-        h->ok = 0;
-    if (--h->pending == 0) {
-        h->done(h->arg, h->ok);
-        free(h);
-    }
-}
-
-static void health_done(void *arg, int status)
-{
-    struct health_probe *p = arg;
-    health_answer(p->h, p->b, status);
-    free(p);
-}
-
-int store_health_check(void (*done)(void *arg, int ok), void *arg)
-{
-    struct health_check *h = calloc(1, sizeof *h);
-    if (!h)
-        return CHATD_ENOMEM;
-    *h = (struct health_check){done, arg, 1, 1};
-    for (struct store_backend *b = st.backends; b; b = b->next) {
-        /* Every backend answers a read; one whose last write failed must also
-         * take a write. */
-        for (int write = 0; write <= b->write_failing; write++) {
-            struct health_probe *p = calloc(1, sizeof *p);
-            if (p)
-                *p = (struct health_probe){h, write ? b : NULL};
-            h->pending++;
-            if (!p || store_submit(b, write ? CHATD_JOB_WRITE : CHATD_JOB_READ,
-                                   write ? health_write : health_run, health_done, p) < 0) {
-                free(p);
-                health_answer(h, NULL, CHATD_ENOMEM);
-            }
-        }
-    }
-    health_answer(h, NULL, 0); /* drop the starting count; answers now if no backend */
-    return 0;
+    b->write_failing = 0;
 }
 
 void store_shutdown(void)
@@ -544,9 +529,7 @@ void store_shutdown(void)
     while (st.backends) {
         struct store_backend *b = st.backends;
         st.backends = b->next;
-        pool_stop(&b->write);
-        pool_stop(&b->read);
-        free(b);
+        backend_free(b);
     }
     if (st.cpu.threads)
         pool_stop(&st.cpu);

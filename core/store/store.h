@@ -7,6 +7,7 @@
 #define CHATD_STORE_H
 
 #include <event2/event.h>
+#include <stdint.h>
 
 #include "chatd/plugin.h"
 
@@ -25,6 +26,10 @@ const char *store_backend_name(const struct store_backend *b);
 /* Queue a job (see chatd_job_run). Loop thread. 0 or a negative code. */
 int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_job_done done,
                  void *arg);
+/* The same, where write jobs of one nonzero key run one after another in
+ * the order submitted (on one writer); key 0 is store_submit's. */
+int store_submit_keyed(struct store_backend *b, int flags, uint64_t key, chatd_job_run run,
+                       chatd_job_done done, void *arg);
 /* Run a read job on the calling thread with a connection of its own: its
  * status, or why the connection failed. Start-up only. */
 int store_run_sync(struct store_backend *b, chatd_job_run run, void *arg);
@@ -40,6 +45,14 @@ long store_queue_depth(void);
  * write failed); done(arg, ok) on the loop thread when all answered (ok = 1)
  * or one failed (ok = 0). Loop thread. 0, or CHATD_ENOMEM (done not called). */
 int store_health_check(void (*done)(void *arg, int ok), void *arg);
+
+/* The opened backends, one after another: the first for NULL, then NULL
+ * after the last. Loop thread. */
+struct store_backend *store_backend_next(struct store_backend *b);
+/* Whether the backend's last write found it unable to write (read-only,
+ * disk full), and telling it a write went through again. Loop thread. */
+int store_backend_write_failing(const struct store_backend *b);
+void store_backend_write_ok(struct store_backend *b);
 
 /* Stop the pools after their queues are empty and join the threads. */
 void store_shutdown(void);

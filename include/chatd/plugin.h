@@ -381,6 +381,11 @@ typedef struct chatd_host {
      * done not called. */
     int (*presence_of)(const int64_t *ids, size_t n,
                        void (*done)(void *arg, const unsigned char *online), void *arg);
+    /* submit(), where write jobs of one nonzero key (a channel id, say) run
+     * one after another in the order submitted, and jobs of different keys
+     * may run side by side. Key 0 is submit()'s: no order promised. */
+    int (*submit_keyed)(chatd_plugin *p, int flags, uint64_t key, chatd_job_run run,
+                        chatd_job_done done, void *arg);
 } chatd_host;
 
 /*

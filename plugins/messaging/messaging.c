@@ -229,7 +229,9 @@ static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, const str
         job_free(j);
         return CHATD_OK;
     }
-    if (h->submit(mp->p, op->flags, op->run, done, j) < 0) {
+    /* One channel's writes commit in the order they came: a client's
+     * messages keep the order it sent them in, with several writers too. */
+    if (h->submit_keyed(mp->p, op->flags, (uint64_t)j->channel_id, op->run, done, j) < 0) {
         job_free(j);
         return CHATD_EINTERNAL;
     }
@@ -294,7 +296,7 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
 {
     if (util_need_sql(host, p) < 0)
         return CHATD_EINVAL;
-    if (!CHATD_HOST_HAS(host, send_channel_and_user)) {
+    if (!CHATD_HOST_HAS(host, submit_keyed)) {
         host->log(p, CHATD_LOG_ERROR, "this chatd is older than the plugin (ABI 1.1 needed)");
         return CHATD_EINVAL;
     }

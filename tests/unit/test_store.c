@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -48,6 +49,7 @@ static struct {
 } fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const struct db_driver fake_driver;
+static struct db_driver fake_many;
 
 static void append(char *buf, size_t size, const char *what)
 {
@@ -260,6 +262,7 @@ static struct {
     struct store_backend *b;
     int dones; /* done() calls of every job */
     pthread_t loop;
+    const char *driver; /* the backend's, "fake" when NULL */
 } t;
 
 static char sql_dir[64];
@@ -336,6 +339,14 @@ static int group_setup(void **state)
     snprintf(fake_dir, sizeof fake_dir, "%s/fake", sql_dir);
     if (mkdir(fake_dir, 0700) != 0) /* no migrations in it */
         return -1;
+    snprintf(fake_dir, sizeof fake_dir, "%s/fakemany", sql_dir);
+    if (mkdir(fake_dir, 0700) != 0)
+        return -1;
+    fake_many = fake_driver; /* as many writers as storage.mariadb_writers says */
+    fake_many.name = "fakemany";
+    fake_many.max_writers = 0;
+    if (db_driver_add(&fake_many) < 0)
+        return -1;
     return db_driver_add(&fake_driver);
 }
 
@@ -344,6 +355,8 @@ static int group_teardown(void **state)
     (void)state;
     char fake_dir[96];
     snprintf(fake_dir, sizeof fake_dir, "%s/fake", sql_dir);
+    rmdir(fake_dir);
+    snprintf(fake_dir, sizeof fake_dir, "%s/fakemany", sql_dir);
     rmdir(fake_dir);
     rmdir(sql_dir);
     return 0;
@@ -355,7 +368,7 @@ static int start_store(void)
     t.loop = pthread_self();
     if (!(t.base = support_base()) || store_init(t.base, &t.s, sql_dir) < 0)
         return -1;
-    if (!(t.b = store_backend_open("fake", err, sizeof err))) {
+    if (!(t.b = store_backend_open(t.driver ? t.driver : "fake", err, sizeof err))) {
         fprintf(stderr, "store_backend_open: %s\n", err);
         return -1;
     }
@@ -415,16 +428,16 @@ static void test_driver_add(void **state)
     assert_int_equal(db_driver_add(&blank), CHATD_EINVAL);
     assert_int_equal(db_driver_add(NULL), CHATD_EINVAL);
     assert_ptr_equal(db_driver_find("sqlite"), &db_sqlite);
-    /* the table holds DB_DRIVERS_MAX: sqlite, mariadb, fake and these */
+    /* the table holds DB_DRIVERS_MAX: sqlite, mariadb, fakemany, fake and these */
     static struct db_driver more[DB_DRIVERS_MAX];
     static char names[DB_DRIVERS_MAX][8];
     for (int i = 0; i < DB_DRIVERS_MAX; i++) {
         snprintf(names[i], sizeof names[i], "more%d", i);
         more[i].name = names[i];
-        assert_int_equal(db_driver_add(&more[i]), i < DB_DRIVERS_MAX - 3 ? 0 : CHATD_ELIMIT);
+        assert_int_equal(db_driver_add(&more[i]), i < DB_DRIVERS_MAX - 4 ? 0 : CHATD_ELIMIT);
     }
     assert_ptr_equal(db_driver_find("more0"), &more[0]);
-    assert_null(db_driver_find(names[DB_DRIVERS_MAX - 3]));
+    assert_null(db_driver_find(names[DB_DRIVERS_MAX - 4]));
     /* a backend of an unknown driver is refused with a reason */
     char err[128] = "";
     assert_null(store_backend_open("nosuch", err, sizeof err));
@@ -768,6 +781,118 @@ static void test_shutdown_completes(void **state)
     assert_int_equal(start_store(), 0); /* for the teardown */
 }
 
+/* ---- keyed writes over several writers ---- */
+
+#define KEYED_N 60
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int order[KEYED_N]; /* the keyed jobs' indexes, in the order they ran */
+    int n;
+    int b_ran; /* the job of the other key ran */
+} kt = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+struct kjob {
+    int index;
+    int status, dones;
+};
+
+static int kjob_run(chatd_db *db, void *arg)
+{
+    (void)db;
+    struct kjob *j = arg;
+    usleep((unsigned)(j->index % 3) * 300); /* uneven work, so writers would overtake */
+    pthread_mutex_lock(&kt.lock);
+    kt.order[kt.n++] = j->index;
+    pthread_mutex_unlock(&kt.lock);
+    return 0;
+}
+
+static void kjob_done(void *arg, int status)
+{
+    struct kjob *j = arg;
+    j->status = status;
+    j->dones++;
+    t.dones++;
+}
+
+/* Start a backend of n writers, each taking one job at a time. */
+static void start_writers(int n)
+{
+    t.driver = "fakemany";
+    t.s.mariadb_writers = n;
+    t.s.storage_batch_max = 1;
+    t.s.storage_batch_wait_us = 0;
+    START();
+}
+
+/* Writes of one key run in the order they came, whichever of several
+ * writers is free; unkeyed writes in between go to any writer. */
+static void test_keyed_order(void **state)
+{
+    (void)state;
+    start_writers(4);
+    kt.n = 0;
+    static struct kjob keyed[KEYED_N];
+    static struct tjob plain[KEYED_N];
+    for (int i = 0; i < KEYED_N; i++) {
+        keyed[i] = (struct kjob){.index = i};
+        plain[i] = (struct tjob){.name = "p"};
+        assert_int_equal(
+            store_submit_keyed(t.b, CHATD_JOB_WRITE, 7, kjob_run, kjob_done, &keyed[i]), 0);
+        assert_int_equal(store_submit(t.b, CHATD_JOB_WRITE, tjob_run, tjob_done, &plain[i]), 0);
+    }
+    wait_dones(2 * KEYED_N);
+    assert_int_equal(kt.n, KEYED_N);
+    for (int i = 0; i < KEYED_N; i++) {
+        assert_int_equal(kt.order[i], i);
+        assert_int_equal(keyed[i].dones, 1);
+        assert_int_equal(keyed[i].status, 0);
+        assert_int_equal(plain[i].dones, 1);
+    }
+}
+
+/* A: waits (up to 3 s) for the job of another key; B: lets it go on. */
+static int wait_for_b(chatd_db *db, void *arg)
+{
+    (void)db, (void)arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 3;
+    pthread_mutex_lock(&kt.lock);
+    while (!kt.b_ran && pthread_cond_timedwait(&kt.cond, &kt.lock, &until) == 0)
+        ;
+    int ok = kt.b_ran;
+    pthread_mutex_unlock(&kt.lock);
+    return ok ? 0 : CHATD_EINTERNAL;
+}
+
+static int release_a(chatd_db *db, void *arg)
+{
+    (void)db, (void)arg;
+    pthread_mutex_lock(&kt.lock);
+    kt.b_ran = 1;
+    pthread_cond_broadcast(&kt.cond);
+    pthread_mutex_unlock(&kt.lock);
+    return 0;
+}
+
+/* Different keys run side by side: a job of one key that waits for a job
+ * of another submitted after it is not stuck behind it. */
+static void test_keys_in_parallel(void **state)
+{
+    (void)state;
+    start_writers(2);
+    kt.b_ran = 0;
+    struct kjob a = {0}, b = {0};
+    assert_int_equal(store_submit_keyed(t.b, CHATD_JOB_WRITE, 2, wait_for_b, kjob_done, &a), 0);
+    assert_int_equal(store_submit_keyed(t.b, CHATD_JOB_WRITE, 3, release_a, kjob_done, &b), 0);
+    wait_dones(2);
+    assert_int_equal(a.status, 0);
+    assert_int_equal(b.status, 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -777,7 +902,8 @@ int main(void)
         T(test_failing_job_alone), T(test_batch_split),        T(test_retries),
         T(test_retries_exhausted), T(test_commit_failure),     T(test_completions),
         T(test_submit_refused),    T(test_read_retry),         T(test_health),
-        T(test_restart),           T(test_shutdown_completes),
+        T(test_restart),           T(test_shutdown_completes), T(test_keyed_order),
+        T(test_keys_in_parallel),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     metrics_free(); /* once: the counters' cells are cached for the process's life */
