@@ -142,6 +142,17 @@ struct client *presence_user_clients(int64_t user_id)
     return h ? h->first : NULL;
 }
 
+/* Whether any client of the user, closing or not, is entered in the
+ * channel: what the observer's first and last entered are counted by, so
+ * each "on" is followed by exactly one "off". */
+static int user_entered(int64_t user_id, int64_t channel_id)
+{
+    for (struct client *c = presence_user_clients(user_id); c; c = c->u_next)
+        if (c->channel_id == channel_id)
+            return 1;
+    return 0;
+}
+
 int presence_enter(struct client *c, int64_t channel_id)
 {
     if (c->channel_id == channel_id)
@@ -150,12 +161,12 @@ int presence_enter(struct client *c, int64_t channel_id)
     if (old) {
         list_remove(by_channel, old, c, C_OFF);
         c->channel_id = 0;
-        if (!presence_user_in_channel(c->user_id, old))
+        if (!user_entered(c->user_id, old))
             entered(old, c->user_id, 0);
     }
     if (!channel_id)
         return 0;
-    int first = !presence_user_in_channel(c->user_id, channel_id);
+    int first = !user_entered(c->user_id, channel_id);
     struct head *h = head_get(by_channel, channel_id, 1);
     if (!h)
         return CHATD_ENOMEM;

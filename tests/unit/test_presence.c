@@ -327,9 +327,9 @@ static void test_open_sockets_only(void **state)
     assert_int_equal(t.closed, 2);
     assert_int_equal(presence_count(), 1);
     assert_ptr_equal(presence_user_clients(2), c);
-    /* each removal that leaves no open client of the user in the channel
-     * says so: the first already does, as the other one is closing */
-    assert_told("entered 10 1 off,channel 10 off,entered 10 1 off,user 1 off");
+    /* the observer hears "off" once, when the user's last client there
+     * goes, closing or not: one "off" for each "on" */
+    assert_told("channel 10 off,entered 10 1 off,user 1 off");
 
     /* a closing client entering a channel counts as gone there too */
     struct client *d = client(3);
@@ -338,8 +338,17 @@ static void test_open_sockets_only(void **state)
     presence_enter(d, 12);
     assert_false(presence_user_in_channel(3, 12));
     assert_false(presence_user_online(3));
+    /* and one open beside it is no second "on" */
+    struct client *e = client(3);
+    t.log[0] = '\0';
+    presence_enter(e, 12);
+    assert_true(presence_user_in_channel(3, 12));
+    assert_told("");
     support_turn(t.base);
     assert_int_equal(t.closed, 3);
+    assert_told(""); /* e is still there */
+    presence_enter(e, 0);
+    assert_told("channel 12 off,entered 12 3 off");
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
