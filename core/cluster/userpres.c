@@ -9,10 +9,11 @@
 #include "chatd/plugin.h"
 
 /* KEYS: the user's hash of nodes, the user's state, the index of users with
- * entries. ARGV: node, expiry, user id. 1 when "online" is to be told. */
+ * entries (and the index of graces, unused). ARGV: node, expiry, (unused),
+ * user id. 1 when "online" is to be told. */
 static const char online_lua[] =
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-    "redis.call('SADD', KEYS[3], ARGV[3]) "
+    "redis.call('SADD', KEYS[3], ARGV[4]) "
     "local st = redis.call('GET', KEYS[2]) "
     "redis.call('SET', KEYS[2], 'on') "
     "if st == 'on' or (st and string.sub(st, 1, 8) == 'leaving:') then return 0 end "
@@ -21,7 +22,7 @@ static const char online_lua[] =
 /* The same, never telling: the heartbeat (also after Redis lost its data). */
 static const char refresh_lua[] =
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-    "redis.call('SADD', KEYS[3], ARGV[3]) "
+    "redis.call('SADD', KEYS[3], ARGV[4]) "
     "if not redis.call('GET', KEYS[2]) then redis.call('SET', KEYS[2], 'on') end "
     "return 0";
 

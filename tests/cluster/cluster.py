@@ -46,6 +46,7 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file_
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0   # chatd's server.shutdown_timeout is 10 s
 PRESENCE_TTL = 3
+PRESENCE_GRACE = 2  # plugins.connection.presence_grace of the nodes
 
 _LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 _READY_RE = re.compile(r"core: ready\s*$", re.MULTILINE)
@@ -249,6 +250,7 @@ class Cluster:
             "redis.host=" + _quote(HOST), "redis.port=%d" % self.redis.port,
             "redis.prefix=" + _quote(self.redis_prefix),
             "redis.presence_ttl=%d" % PRESENCE_TTL,
+            "plugins.connection.presence_grace=%d" % PRESENCE_GRACE,
             'session.backend="redis"',
         ]
         for plugin in ("auth", "connection", "channel", "messaging"):

@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
 from backends import MariaDB, Redis  # noqa: E402
-from cluster import PRESENCE_TTL, Cluster, missing_programs  # noqa: E402
+from cluster import PRESENCE_GRACE, PRESENCE_TTL, Cluster, missing_programs  # noqa: E402
 from harness import Server, connection_closed_types, ws_connect  # noqa: E402
 from domain import (  # noqa: E402
     Client,
@@ -409,8 +409,21 @@ class CrossNodeTests(ClusterTestCase):
         await asyncio.sleep(0.3)
         self.assertEqual(self.push_count(v, cid), 0, "push for a user entered on B")
 
+        # w's friend v is online (on B), as a socket of w's on A is told
+        watcher = await self.connect_to(A, w, label="presence-watcher")
+        resp = await watcher.request("FETCH_PRESENCE_REQUEST", {})
+        self.assertEqual([(f["username"], f["online"]) for f in resp["friends"]],
+                         [(v.username, True)])
+        await watcher.collect("NOTIFY_PRESENCE", 0.2)
+
+        async def offline_after():
+            await watcher.expect("NOTIFY_PRESENCE", PRESENCE_TTL + PRESENCE_GRACE + 8,
+                                 lambda o: o["username"] == v.username and not o["online"])
+            return time.monotonic() - killed_at
+
         killed_at = time.monotonic()
         self.cluster.kill9(B)
+        offline = asyncio.ensure_future(offline_after())
         try:
             probes = []  # (sequence, seconds after the kill)
             first_push = None
@@ -457,7 +470,22 @@ class CrossNodeTests(ClusterTestCase):
             self.assertEqual([m["messageSequence"] for m in msgs],
                              list(range(1, ack["messageSequence"] + 1)))
             self.assertEqual(self.health(A), 200)
+
+            # the friend on A hears once that v went offline: after the dead
+            # node's entries expired and the grace ran out, not before
+            took_offline = await offline
+            figure("friend of a user of killed node B told offline",
+                   "%.2f s after kill -9 (presence_ttl %d s, presence_grace %d s)"
+                   % (took_offline, PRESENCE_TTL, PRESENCE_GRACE))
+            self.assertGreaterEqual(took_offline, PRESENCE_GRACE - 0.2)
+            self.assertLessEqual(took_offline, PRESENCE_TTL + PRESENCE_GRACE + 3.0)
+            resp = await watcher.request("FETCH_PRESENCE_REQUEST", {})
+            (entry,) = [f for f in resp["friends"] if f["username"] == v.username]
+            self.assertEqual(entry["online"], False)
+            self.assertIsNotNone(entry["lastSeen"])
+            await watcher.expect_none("NOTIFY_PRESENCE", 0.5)
         finally:
+            offline.cancel()
             took = self.cluster.restart(B)
             figure("node B restart after kill -9", "ready in %.2f s" % took)
         # the restarted node serves the victim again
@@ -466,6 +494,10 @@ class CrossNodeTests(ClusterTestCase):
         ack = await self.write(cw, cid, "B is back")
         got = await cv2.expect("NOTIFY_MESSAGE")
         self.assertEqual(got["messageSequence"], ack["messageSequence"])
+        # and v is online again for the friend on A
+        note = await watcher.expect("NOTIFY_PRESENCE", 5,
+                                    lambda o: o["username"] == v.username)
+        self.assertEqual(note["online"], True)
 
     # e. ------------------------------------------------------------------------------
 
