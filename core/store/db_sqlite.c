@@ -103,9 +103,12 @@ static int sq_open(const struct settings *s, chatd_db **out, char *err, size_t e
     sqlite3_extended_result_codes(d->h, 0);
     char pragmas[256];
     /* WAL lets readers run beside the one writer; synchronous=FULL fsyncs the
-     * WAL at every commit, so an acknowledged write survives power loss. */
+     * WAL at every commit, so an acknowledged write survives power loss;
+     * secure_delete zeroes what a deletion frees (a deleted message's
+     * content), whatever the library's build default. */
     snprintf(pragmas, sizeof pragmas,
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
+             " PRAGMA secure_delete=ON;",
              strcmp(s->sqlite_synchronous, "normal") == 0 ? "NORMAL" : "FULL");
     if (!(d->stmts = hmap_new(1)) || sq_exec(&d->base, pragmas) < 0) {
         snprintf(err, errlen, "sqlite: cannot set up %s", path);

@@ -792,6 +792,7 @@ class CrossNodeTests(ClusterTestCase):
         sent_at = [None] * n
         got_at = {"A": [None] * n, "B": [None] * n}
         closed = connection_closed_types()
+        others = []  # what the writer got besides its acks
 
         async def reader(node, c):
             seen = 0
@@ -815,6 +816,8 @@ class CrossNodeTests(ClusterTestCase):
                     msg = json.loads(await cw.ws.recv())
                     if msg.get("type") == "WRITE_MESSAGE_ACK":
                         got += 1
+                    else:
+                        others.append(msg)
             except closed:
                 pass
 
@@ -843,8 +846,11 @@ class CrossNodeTests(ClusterTestCase):
                        "p50 %.2f ms, p99 %.2f ms, max %.2f ms over %d messages at %d/s"
                        % (percentile(lat, 50), percentile(lat, 99), max(lat), len(lat), rate))
         for node in ("A", "B"):
-            self.assertEqual(len(results[node]), n, "reader on %s got %d of %d messages"
-                             % (node, len(results[node]), n))
+            self.assertEqual(len(results[node]), n, "reader on %s got %d of %d messages "
+                             "(missing %r; the writer got %r)"
+                             % (node, len(results[node]), n,
+                                [i for i, g in enumerate(got_at[node]) if g is None][:5],
+                                others[:5]))
             self.assertLess(max(results[node]), 5000, "a delivery took over 5 s")
 
     # extra: QUIT and the login limiter, across nodes ---------------------------------

@@ -408,12 +408,25 @@ class DeleteTests(ConversationCase):
         import sqlite3
         cid, w, cw, _, _ = await self.room()
         await self.write(cw, cid, "a secret 7f3a9c")
-        self.assertOk(await cw.request(DELETE, {"channelId": chan(cid), "messageSequence": 1}),
-                      "DELETE_MESSAGE_ACK")
+        long_secret = "a longer secret 5d1e " * 190  # ~4 KB: past a page, into overflow pages
+        await self.write(cw, cid, long_secret)
+        await self.write(cw, cid, "kept")
+        for seq in (1, 2):
+            self.assertOk(await cw.request(DELETE, {"channelId": chan(cid),
+                                                    "messageSequence": seq}),
+                          "DELETE_MESSAGE_ACK")
         with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT content, deleted FROM message WHERE channel_id = ?",
-                                (cid,)).fetchall()
-        self.assertEqual(rows, [("", 1)])
+            rows = conn.execute("SELECT content, deleted FROM message WHERE channel_id = ?"
+                                " ORDER BY seq", (cid,)).fetchall()
+            # nor are its bytes left in the file's free space once the log
+            # is checkpointed into it
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.assertEqual(rows, [("", 1), ("", 1), ("kept", 0)])
+        with open(db, "rb") as f:
+            stored = f.read()
+        for secret in (b"a secret 7f3a9c", b"longer secret 5d1e"):
+            self.assertFalse(secret in stored, "%r is still in chatd.db" % secret)
+        self.assertTrue(b"kept" in stored, "the checkpoint left chatd.db without the last write")
 
     @async_test
     async def test_who_may_delete(self):
