@@ -222,6 +222,8 @@ static const char *reason(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 304:
+        return "Not Modified";
     case 409:
         return "Conflict";
     case 413:
@@ -266,13 +268,17 @@ void http_respond(struct chatd_http *req, int status, const char *content_type, 
     int keep = req->keep_alive && c->state == CONN_OPEN && !conn_draining();
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, reason(status));
-    if (status != 204)
+    if (status != 204 && status != 304) /* neither has a body (RFC 9110 8.6) */
         evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
     if (content_type && len)
         evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-    evbuffer_add_printf(out, "Cache-Control: no-store\r\nConnection: %s\r\n%s\r\n",
-                        keep ? "keep-alive" : "close", extra_headers ? extra_headers : "");
-    if (len && req->method != HTTP_HEAD) /* HEAD: the headers of GET, no body (RFC 9110 9.3.2) */
+    /* Nothing is cached unless the answer says how (static files do). */
+    if (!extra_headers || !strstr(extra_headers, "Cache-Control:"))
+        evbuffer_add_printf(out, "Cache-Control: no-store\r\n");
+    evbuffer_add_printf(out, "Connection: %s\r\n%s\r\n", keep ? "keep-alive" : "close",
+                        extra_headers ? extra_headers : "");
+    if (len && status != 304 &&
+        req->method != HTTP_HEAD) /* HEAD: the headers of GET, no body (RFC 9110 9.3.2) */
         evbuffer_add(out, body, len);
     if (req->started_ms)
         metrics_observe_us("http_request", (uint64_t)(clock_now_ms() - req->started_ms) * 1000);

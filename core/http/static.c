@@ -9,17 +9,35 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "request.h"
+
+#define MAX_FILE (64 << 20)
+
+/* What a browser must not do with what is served: run or load anything from
+ * elsewhere, be framed, sniff a type, send the page's address on. */
+#define SECURITY_HEADERS                                                                           \
+    "Content-Security-Policy: default-src 'self'; connect-src 'self'; img-src 'self' data:;"       \
+    " style-src 'self'; script-src 'self'; base-uri 'none'; frame-ancestors 'none';"               \
+    " form-action 'self'\r\n"                                                                      \
+    "X-Content-Type-Options: nosniff\r\n"                                                          \
+    "Referrer-Policy: no-referrer\r\n"
 
 static const char *content_type_for(const char *path)
 {
     static const char *const types[][2] = {
         {".html", "text/html; charset=utf-8"},
         {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"},
         {".css", "text/css; charset=utf-8"},
         {".json", "application/json"},
+        {".map", "application/json"},
+        {".webmanifest", "application/manifest+json"},
         {".svg", "image/svg+xml"},
         {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".webp", "image/webp"},
         {".ico", "image/x-icon"},
+        {".woff2", "font/woff2"},
         {".txt", "text/plain; charset=utf-8"},
     };
     const char *dot = strrchr(path, '.');
@@ -29,23 +47,73 @@ static const char *content_type_for(const char *path)
     return "application/octet-stream";
 }
 
-/* No "..", no hidden files. */
+/* Files under /assets/ carry a hash of their content in their name: they
+ * never change, and may be kept for a year. Anything else (index.html)
+ * is asked again each time, which its ETag makes cheap. */
+static const char *cache_control_for(const char *url_path)
+{
+    return strncmp(url_path, "/assets/", 8) == 0 ? "public, max-age=31536000, immutable"
+                                                 : "no-cache";
+}
+
+/* A path segment that starts with a dot (., .., hidden files) or a
+ * backslash anywhere: never served. The path is already percent-decoded. */
+static int path_allowed(const char *p)
+{
+    return p[0] == '/' && !strstr(p, "/.") && !strchr(p, '\\');
+}
+
+/* Whether the file the path names, all symlinks followed, lies inside
+ * root (itself resolved): a link that leads out of the web root is not
+ * served. */
+static int inside_root(const char *root, const char *path)
+{
+    char real_root[PATH_MAX], real[PATH_MAX];
+    if (!realpath(root, real_root) || !realpath(path, real))
+        return 0;
+    size_t n = strlen(real_root);
+    return strncmp(real, real_root, n) == 0 && (real[n] == '/' || real_root[n - 1] == '/');
+}
+
+/* If-None-Match holds the tag (or "*"). */
+static int not_modified(const struct chatd_http *req, const char *etag)
+{
+    const char *inm = http_header_get(req, "If-None-Match");
+    return inm && (strcmp(inm, "*") == 0 || strstr(inm, etag));
+}
+
+static void not_found(struct chatd_http *req)
+{
+    http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "not found");
+}
+
 void static_serve(struct chatd_http *req, const char *root)
 {
     const char *p = req->path;
-    if (strstr(p, "/.") || strchr(p, '\\')) {
-        http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "not found");
+    char path[PATH_MAX];
+    int n = path_allowed(p) ? snprintf(path, sizeof path, "%s%s%s", root, p,
+                                       p[strlen(p) - 1] == '/' ? "index.html" : "")
+                            : -1;
+    if (n < 0 || (size_t)n >= sizeof path || !inside_root(root, path)) {
+        not_found(req);
         return;
     }
-    char path[PATH_MAX];
-    int n =
-        snprintf(path, sizeof path, "%s%s%s", root, p, p[strlen(p) - 1] == '/' ? "index.html" : "");
     struct stat sb;
-    int fd = n > 0 && (size_t)n < sizeof path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-    if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size > (64 << 20)) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size > MAX_FILE) {
         if (fd >= 0)
             close(fd);
-        http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "not found");
+        not_found(req);
+        return;
+    }
+    char etag[64], headers[768];
+    snprintf(etag, sizeof etag, "\"%llx-%llx%09ld\"", (unsigned long long)sb.st_size,
+             (unsigned long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec);
+    snprintf(headers, sizeof headers, "Cache-Control: %s\r\nETag: %s\r\n" SECURITY_HEADERS,
+             cache_control_for(p), etag);
+    if (not_modified(req, etag)) {
+        close(fd);
+        http_respond(req, 304, NULL, NULL, 0, headers);
         return;
     }
     char *buf = malloc((size_t)sb.st_size + 1);
@@ -56,6 +124,6 @@ void static_serve(struct chatd_http *req, const char *root)
         http_respond_error(req, CHATD_ERR_INTERNAL, 500, "cannot read file");
         return;
     }
-    http_respond(req, 200, content_type_for(path), buf, (size_t)got, NULL);
+    http_respond(req, 200, content_type_for(path), buf, (size_t)got, headers);
     free(buf);
 }
