@@ -219,11 +219,17 @@ static int my_exec(chatd_db *db, const char *sql)
     return 0;
 }
 
+/* A connection that sat idle while the server restarted finds out here,
+ * before anything of the transaction ran: connect again and start once more,
+ * so the job does not fail for a loss nobody saw. */
 static int my_begin(chatd_db *db, int write)
 {
     (void)write;
     int rc = my_revive(MY(db));
-    return rc < 0 ? rc : my_exec(db, "START TRANSACTION");
+    if (rc == 0 && (rc = my_exec(db, "START TRANSACTION")) == CHATD_EUNAVAIL && MY(db)->broken &&
+        (rc = my_revive(MY(db))) == 0)
+        rc = my_exec(db, "START TRANSACTION");
+    return rc;
 }
 
 static int my_commit(chatd_db *db)

@@ -700,6 +700,12 @@ class CrossNodeTests(ClusterTestCase):
             ack = await self.write(cp, cid, "before %d" % i)
             self.assertEqual(ack["messageSequence"], i + 1)
             await cq.expect("NOTIFY_MESSAGE")
+        # more channels, so that the writes after the restart reach every
+        # writer thread (one channel's writes go to one writer)
+        others = [await self.create_group(cp, [q]) for _ in range(8)]
+        for c in (cp, cq):  # each writer opens its connection at its first job
+            for other in others:
+                await self.write(c, other, "warm")
         problems = []
         loop = asyncio.get_running_loop()
         t0 = time.monotonic()
@@ -764,6 +770,18 @@ class CrossNodeTests(ClusterTestCase):
                            for k, v in healthy.items()),
                   "/".join("%s %.2f s (seq %d)" % (k, v[0], v[1])
                            for k, v in first_ok.items()) or "never"))
+
+        # every writer's connection sat idle through the restart: each finds
+        # the server gone at its next transaction, connects again, and the
+        # write it was given goes through, the first time
+        for node, c in (("A", cp), ("B", cq)):
+            for other in others:
+                resp = await c.request("WRITE_MESSAGE", {"channelId": chan(other),
+                                                         "content": "idle writer %s" % node},
+                                       timeout=15)
+                if resp.get("type") != "WRITE_MESSAGE_ACK":
+                    problems.append("first write on %s to channel %d after the restart: %s"
+                                    % (node, other, _short(resp)))
 
         messages = await fetch_all_messages(cp, cid)
         seqs = [m["messageSequence"] for m in messages]
