@@ -1,0 +1,53 @@
+// The HTTP part of the protocol: register, login, logout, unregister, health.
+
+export class HttpError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code || '';
+  }
+}
+
+async function post(path, body) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: body ? { 'Content-Type': 'application/json' } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  } catch {
+    throw new HttpError(0, 'NETWORK', 'network error');
+  }
+  if (res.ok) {
+    if (res.status === 204) return null;
+    try {
+      return await res.json();
+    } catch {
+      return null;
+    }
+  }
+  let data = {};
+  try {
+    data = await res.json();
+  } catch {
+    /* a body that is not JSON: the status says enough */
+  }
+  throw new HttpError(res.status, data.error, data.message);
+}
+
+export const register = (username, password) =>
+  post('/api/v1/auth/register', { username, password });
+export const login = (username, password) => post('/api/v1/auth/login', { username, password });
+export const logout = () => post('/api/v1/auth/logout');
+export const unregister = () => post('/api/v1/auth/unregister');
+
+export async function healthy() {
+  try {
+    const res = await fetch('/healthz', { cache: 'no-store' });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
