@@ -21,9 +21,14 @@ async function post(path, body) {
     throw new HttpError(0, 'NETWORK', 'network error');
   }
   if (res.ok) {
-    if (res.status === 204) return null;
+    let text = '';
     try {
-      return await res.json();
+      text = await res.text(); // read to the end, also when empty (204)
+    } catch {
+      text = '';
+    }
+    try {
+      return text ? JSON.parse(text) : null;
     } catch {
       return null;
     }
