@@ -50,6 +50,7 @@ class Person {
     const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
     const page = await context.newPage();
     const w = watch(page, label);
+    if (process.env.CHATD_WEB_DEBUG) page.on('console', (m) => console.log(`# ${label}: ${m.text()}`));
     watchers.push(w);
     const p = new Person(label, name, page, w);
     await page.goto(`${base}/`);
@@ -58,6 +59,17 @@ class Person {
 
   async shot(file) {
     await this.page.screenshot({ path: path.join(SHOTS, file) });
+  }
+
+  /** A screenshot without the passing notices. */
+  async cleanShot(file) {
+    await this.page.mouse.move(0, 0);
+    const dismiss = this.page.locator('.toast').getByRole('button', { name: 'Dismiss' });
+    for (let i = 0; i < 6 && (await dismiss.count()); i++) {
+      await dismiss.first().click({ timeout: 1000 }).catch(() => {});
+    }
+    await this.page.mouse.move(0, 0);
+    await this.shot(file);
   }
 
   async fillLogin() {
@@ -257,7 +269,7 @@ test('the built page needs nothing inline (Content-Security-Policy)', { skip: !!
 });
 
 step('register, log out, log in; mistakes are told in words', async (t) => {
-  const a = await Person.open('alice', uniqueName('alice'));
+  const a = await Person.open('alice', REMOTE ? uniqueName('alice') : 'alice');
   users.a = a;
   const nav = await a.page.evaluate(() => {
     const n = performance.getEntriesByType('navigation')[0];
@@ -269,7 +281,7 @@ step('register, log out, log in; mistakes are told in words', async (t) => {
   await a.logout();
   await a.login();
 
-  const b = await Person.open('bob', uniqueName('bob'));
+  const b = await Person.open('bob', REMOTE ? uniqueName('bob') : 'bob');
   users.b = b;
   // A taken username and a wrong password, both provoked on purpose.
   const back409 = b.w.allow('response', /\/api\/v1\/auth\/register$/, 409);
@@ -314,7 +326,7 @@ step('friends by invite code: invite, accept and reject, live', async () => {
   await b.page.locator('.person[data-username]', { hasText: a.name }).waitFor({ timeout: WAIT });
 
   // Someone alice does not want: carol invites, alice rejects.
-  const c = await Person.open('carol', uniqueName('carol'));
+  const c = await Person.open('carol', REMOTE ? uniqueName('carol') : 'carol');
   users.c = c;
   await c.register();
   await c.tab('Friends');
@@ -371,12 +383,15 @@ step('chat both ways: pending until acknowledged, shown once', async () => {
   await a.sees('Sounds great, where?');
   await a.say('The new ramen place at noon 🍜');
   await b.sees('The new ramen place');
+  await b.say('Perfect. I will bring Carol too, she has been wanting to try it for weeks');
+  await a.sees('I will bring Carol too');
   for (const p of [a, b]) {
-    for (const text of ['Hi Bob!', 'Sounds great', 'new ramen place']) {
+    for (const text of ['Hi Bob!', 'Sounds great', 'new ramen place', 'bring Carol']) {
       assert.equal(await p.count(text), 1, `${p.label} sees "${text}" once`);
     }
   }
   assert.equal(await a.page.locator('.msg.pending').count(), 0, 'nothing left pending');
+  await a.cleanShot('chat.png');
 });
 
 step('reply, react, edit and delete', async () => {
@@ -417,13 +432,14 @@ step('reply, react, edit and delete', async () => {
   await a.page.getByText('This message was deleted.').waitFor({ timeout: WAIT });
   await b.page.getByText('This message was deleted.').waitFor({ timeout: WAIT });
   assert.equal(await b.count('oops, wrong chat'), 0);
-  await a.shot('chat-alice.png');
-  await b.shot('chat-bob.png');
+  await a.cleanShot('chat-alice.png');
+  await b.cleanShot('chat-bob.png');
 }, { needs: ['edit', 'del', 'react'] });
 
 step('typing is seen', async () => {
   const { a, b } = users;
-  await b.composer().pressSequentially('I am typ', { delay: 30 });
+  // longer than typing_interval_ms (2 s), in which the server passes one on
+  await b.composer().pressSequentially('I am typing a longer answer', { delay: 100 });
   await a.page.locator('.typing', { hasText: `${b.name} is typing` }).waitFor({ timeout: WAIT });
   await b.composer().fill('');
 }, { needs: ['typing'] });
@@ -461,7 +477,11 @@ step('history loads on scroll, without gaps or doubles', async () => {
   });
   await b.openChannel('Weekend plans');
   await b.sees('history line 130');
-  assert.equal(await b.count(/^history line 1$/), 0, 'the first lines are not loaded yet');
+  assert.equal(
+    await b.page.locator('.messages .msg-text', { hasText: /^history line 1$/ }).count(),
+    0,
+    'the first lines are not loaded yet',
+  );
   const scroller = b.page.locator('.messages');
   await until(async () => {
     await scroller.evaluate((el) => (el.scrollTop = 0));
@@ -563,7 +583,7 @@ step('chatd restarts mid-conversation: what was typed meanwhile arrives once', a
 step('log out', async () => {
   const { a, b } = users;
   await a.openChannel(b.name);
-  await a.shot('chat.png');
+  await a.cleanShot('chat-after-restart.png');
   await b.logout();
   await a.logout();
 });

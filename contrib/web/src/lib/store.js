@@ -5,7 +5,7 @@ import { reactive } from 'vue';
 import * as api from './api.js';
 import { ChatSocket, ProtocolError } from './socket.js';
 import { describe, describeHttp } from './errors.js';
-import { randomId, parseTime, utf8Length } from './util.js';
+import { randomId, parseTime, peerOf, utf8Length } from './util.js';
 
 const SESSION_KEY = 'chatd.session';
 const PAGE = 50;
@@ -67,7 +67,7 @@ export function channelIdOf(v) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-export function toast(text, kind = 'error', ms = 6000) {
+export function toast(text, kind = 'error', ms = kind === 'error' ? 7000 : 4000) {
   const id = toastId++;
   state.toasts.push({ id, text, kind });
   if (state.toasts.length > 4) state.toasts.shift();
@@ -249,16 +249,19 @@ export async function login(username, password) {
 
 export async function logout() {
   loggingOut = true;
+  let notice = '';
   try {
     await api.logout();
   } catch (e) {
-    if (e.status !== 401) {
+    if (e.status === 0) {
+      notice = 'Logged out on this device. The server could not be reached; the session ends by itself.';
+    } else if (e.status !== 401) {
       loggingOut = false;
       toast(describeHttp(e, 'logout'));
       return;
     }
   }
-  endSession('');
+  endSession(notice);
   loggingOut = false;
 }
 
@@ -331,7 +334,9 @@ function endSession(notice) {
 async function onUnreachable() {
   // The handshake failed: the server is down, or it refused this session.
   if (await api.healthy()) {
-    if (++handshakeFails >= 2) {
+    // Refused while the server answers: the session is gone (or, rarely, a
+    // balancer sent the handshake to a node that is down: hence a few tries).
+    if (++handshakeFails >= (state.everOnline ? 3 : 2)) {
       endSession(
         state.everOnline
           ? 'Your session has ended. Please log in again.'
@@ -764,6 +769,7 @@ export function send(c, content, replyTo) {
     toast(`That message is too long (at most ${MAX_CONTENT_BYTES} bytes).`);
     return false;
   }
+  lastTypingSent = 0; // a message ends the typing: the next key tells again
   c.pending.push({
     cid: randomId(),
     content: text,
@@ -1021,7 +1027,8 @@ const PUSH = {
     const c = channel(n.channelId, n.title);
     if (c) {
       c.activity = Math.max(c.activity, Date.now());
-      toast(`You were added to ${n.title}.`, 'info');
+      const peer = peerOf({ title: n.title, headCount: 2 }, state.me);
+      toast(peer ? `${peer} started a conversation with you.` : `You were added to ${n.title}.`, 'info');
     }
     refreshChannels();
   },
