@@ -47,13 +47,17 @@ class Person {
   }
 
   static async open(label, name, viewport = { width: 1280, height: 800 }) {
-    const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+    const context = await browser.newContext({
+      viewport,
+      deviceScaleFactor: 1,
+      permissions: ['clipboard-read', 'clipboard-write'],
+    });
     const page = await context.newPage();
     const w = watch(page, label);
     if (process.env.CHATD_WEB_DEBUG) page.on('console', (m) => console.log(`# ${label}: ${m.text()}`));
     watchers.push(w);
     const p = new Person(label, name, page, w);
-    await page.goto(`${base}/`);
+    p.firstResponse = await page.goto(`${base}/`);
     return p;
   }
 
@@ -152,6 +156,27 @@ class Person {
     const b = this.chan(title).locator('.badge');
     return (await b.count()) ? Number((await b.textContent()).trim()) : 0;
   }
+}
+
+/** Every control on the page has a name a screen reader can say. */
+async function assertNamed(page, where) {
+  const nameless = await page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll('button, input, textarea, select, a[href], [tabindex="0"]')) {
+      if (el.closest('[hidden], [aria-hidden="true"]') || el.getClientRects().length === 0) continue;
+      if (el.type === 'hidden') continue;
+      const name =
+        el.getAttribute('aria-label') ||
+        (el.getAttribute('aria-labelledby') && document.getElementById(el.getAttribute('aria-labelledby'))?.textContent) ||
+        (el.labels && [...el.labels].map((l) => l.textContent).join(' ')) ||
+        (el.tagName === 'BUTTON' || el.tagName === 'A' ? el.textContent : '') ||
+        el.getAttribute('title') ||
+        '';
+      if (!name.trim()) out.push(el.outerHTML.slice(0, 120));
+    }
+    return out;
+  });
+  assert.deepEqual(nameless, [], `controls without a name (${where})`);
 }
 
 function assertClean() {
@@ -276,10 +301,17 @@ step('register, log out, log in; mistakes are told in words', async (t) => {
     return { load: Math.round(n.loadEventEnd - n.startTime), dcl: Math.round(n.domContentLoadedEventEnd - n.startTime) };
   });
   t.diagnostic(`login page: DOMContentLoaded ${nav.dcl} ms, load ${nav.load} ms`);
+  assert.match(a.firstResponse.headers()['content-security-policy'] || '', /script-src 'self'/);
   await a.shot('login.png');
+  await assertNamed(a.page, 'login');
   await a.register();
   await a.logout();
-  await a.login();
+  // by keyboard only: the username has the focus, Tab to the password, Enter logs in
+  await a.page.keyboard.type(a.name);
+  await a.page.keyboard.press('Tab');
+  await a.page.keyboard.type(PASSWORD);
+  await a.page.keyboard.press('Enter');
+  await a.loggedIn();
 
   const b = await Person.open('bob', REMOTE ? uniqueName('bob') : 'bob');
   users.b = b;
@@ -312,6 +344,10 @@ step('register, log out, log in; mistakes are told in words', async (t) => {
 step('friends by invite code: invite, accept and reject, live', async () => {
   const { a, b } = users;
   const code = await a.myCode();
+  await a.page.getByRole('button', { name: 'Copy invite code' }).click();
+  await a.page.getByRole('button', { name: 'Copy invite code' }).filter({ hasText: 'Copied' }).waitFor();
+  assert.equal(await a.page.evaluate(() => navigator.clipboard.readText()), code);
+  await assertNamed(a.page, 'friends');
   await b.tab('Friends');
   await b.page.getByLabel('Invite code', { exact: true }).fill(code);
   await b.page.getByRole('button', { name: 'Invite', exact: true }).click();
@@ -343,6 +379,7 @@ step('direct and group channels; a channel code lets a third person join', async
   await a.tab('Chats');
   await a.page.getByRole('button', { name: 'New channel', exact: true }).click();
   const dialog = a.page.getByRole('dialog', { name: 'New channel' });
+  await assertNamed(a.page, 'the new channel dialog');
   await dialog.getByRole('radio', { name: b.name }).check();
   await dialog.getByRole('button', { name: 'Create', exact: true }).click();
   await a.page.locator('.chat-title h2', { hasText: b.name }).waitFor({ timeout: WAIT });
@@ -391,6 +428,14 @@ step('chat both ways: pending until acknowledged, shown once', async () => {
     }
   }
   assert.equal(await a.page.locator('.msg.pending').count(), 0, 'nothing left pending');
+  const hers = a.msg('The new ramen place');
+  await hers.hover();
+  await assertNamed(a.page, 'the chat');
+  for (const name of ['Edit', 'Delete', 'React', 'Reply']) {
+    const shown = (await hers.getByRole('button', { name, exact: true }).count()) > 0;
+    const key = { Edit: 'edit', Delete: 'del', React: 'react', Reply: 'sync' }[name];
+    assert.equal(shown, !!support[key], `"${name}" is offered exactly when the server has it`);
+  }
   await a.cleanShot('chat.png');
 });
 
@@ -475,6 +520,7 @@ step('history loads on scroll, without gaps or doubles', async () => {
     });
     ws.close();
   });
+  await until(async () => (await b.page.locator('.chan-title').first().textContent()) === 'Weekend plans', 'the busiest channel on top');
   await b.openChannel('Weekend plans');
   await b.sees('history line 130');
   assert.equal(
@@ -503,6 +549,7 @@ step('a second device: unread badges and receipts follow the user', async () => 
   await b.say('Are you there?');
   // not viewed anywhere: both of alice's devices show it unread
   await until(async () => (await a2.badge(b.name)) === 1, 'an unread badge on the phone', WAIT);
+  assert.equal(await a2.page.locator('.chan-title').first().textContent(), b.name, 'the latest activity on top');
   await until(async () => (await a.badge(b.name)) === 1, 'an unread badge on the laptop', WAIT);
   await a2.shot('phone-list.png');
   // read on the laptop: the phone's badge goes
@@ -586,10 +633,18 @@ step('chatd restarts mid-conversation: what was typed meanwhile arrives once', a
   allowances.forEach((f) => f());
 });
 
-step('log out', async () => {
+step('leave a channel, disconnect a friend, log out', async () => {
   const { a, b } = users;
   await a.openChannel(b.name);
   await a.cleanShot('chat-after-restart.png');
+  await b.openChannel('Weekend plans');
+  await b.page.getByRole('button', { name: 'Leave channel' }).click();
+  await b.page.getByRole('button', { name: 'Leave', exact: true }).click();
+  await b.chan('Weekend plans').waitFor({ state: 'detached', timeout: WAIT });
+  await a.tab('Friends');
+  await a.page.getByRole('button', { name: `Disconnect from ${b.name}` }).click();
+  await a.page.getByRole('button', { name: 'Disconnect', exact: true }).click();
+  await a.page.locator(`.person[data-username="${b.name}"]`).waitFor({ state: 'detached', timeout: WAIT });
   await b.logout();
   await a.logout();
 });

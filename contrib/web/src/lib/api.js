@@ -1,4 +1,4 @@
-// The HTTP part of the protocol: register, login, logout, unregister, health.
+// The HTTP part of the protocol: register, login, logout, health.
 
 export class HttpError extends Error {
   constructor(status, code, message) {
@@ -46,7 +46,6 @@ export const register = (username, password) =>
   post('/api/v1/auth/register', { username, password });
 export const login = (username, password) => post('/api/v1/auth/login', { username, password });
 export const logout = () => post('/api/v1/auth/logout');
-export const unregister = () => post('/api/v1/auth/unregister');
 
 export async function healthy() {
   try {

@@ -265,19 +265,6 @@ export async function logout() {
   loggingOut = false;
 }
 
-export async function unregister() {
-  loggingOut = true;
-  try {
-    await api.unregister();
-  } catch (e) {
-    loggingOut = false;
-    toast(describeHttp(e, 'unregister'));
-    return;
-  }
-  endSession('Your account was deleted.');
-  loggingOut = false;
-}
-
 function wsUrl() {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws/v1/message`;
 }
