@@ -363,7 +363,13 @@ async function onOpen() {
   if (gen !== openGen) return;
   const active = activeChannel();
   if (active) await enter(active, true);
-  for (const c of Object.values(state.channels)) if (c !== active) flushOutbox(c);
+  const alive = () => gen === openGen && sock && sock.open;
+  for (const c of Object.values(state.channels)) {
+    if (c === active) continue;
+    flushOutbox(c);
+    // Bring the other channels held in memory level too (1.1).
+    if (c.loaded && c.level != null && state.caps.sync === true && alive()) await syncChannel(c, alive);
+  }
 }
 
 function tick() {
@@ -622,14 +628,17 @@ async function enter(c, again) {
 
 async function catchUp(c, gen) {
   if (c.loaded && state.caps.sync !== false && c.level != null) {
-    if (await syncChannel(c, gen)) return;
+    if (await syncChannel(c, () => gen === enterGen)) return;
     if (gen !== enterGen) return;
   }
   await fetchLatest(c, gen);
 }
 
-/** SYNC_REQUEST from the level held, while hasMore. False: not available here. */
-async function syncChannel(c, gen) {
+/**
+ * SYNC_REQUEST from the level held, while hasMore; alive() says whether the
+ * answer still matters. False: not done (not available, or too far behind).
+ */
+async function syncChannel(c, alive) {
   let since = c.level;
   for (let pages = 0; pages < SYNC_MAX_PAGES; pages++) {
     let r;
@@ -640,7 +649,7 @@ async function syncChannel(c, gen) {
       else if (e.code !== 'DISCONNECTED') fail(e, 'SYNC_REQUEST');
       return false;
     }
-    if (gen !== enterGen) return true;
+    if (!alive()) return true;
     state.caps.sync = true;
     state.caps.v11 = true;
     const { lo } = bounds(c);
