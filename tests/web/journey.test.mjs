@@ -33,6 +33,7 @@ let base = '';
 let browser = null;
 let support = {}; // version 1.1 features the server has
 let broken = '';
+let policy = ''; // the Content-Security-Policy the page came with
 const users = {};
 const watchers = [];
 
@@ -301,7 +302,7 @@ step('register, log out, log in; mistakes are told in words', async (t) => {
     return { load: Math.round(n.loadEventEnd - n.startTime), dcl: Math.round(n.domContentLoadedEventEnd - n.startTime) };
   });
   t.diagnostic(`login page: DOMContentLoaded ${nav.dcl} ms, load ${nav.load} ms`);
-  assert.match(a.firstResponse.headers()['content-security-policy'] || '', /script-src 'self'/);
+  policy = a.firstResponse.headers()['content-security-policy'] || '';
   await a.shot('login.png');
   await assertNamed(a.page, 'login');
   await a.register();
@@ -647,4 +648,13 @@ step('leave a channel, disconnect a friend, log out', async () => {
   await a.page.locator(`.person[data-username="${b.name}"]`).waitFor({ state: 'detached', timeout: WAIT });
   await b.logout();
   await a.logout();
+});
+
+test('chatd serves the page with its Content-Security-Policy', (t) => {
+  if (proxy && proxy.url !== server.url) {
+    t.skip('this chatd sends no Content-Security-Policy yet: the suite put it in front, and the client kept to it');
+    return;
+  }
+  assert.match(policy, /script-src 'self'/, 'no Content-Security-Policy on the page');
+  assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval/);
 });
