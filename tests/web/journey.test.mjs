@@ -614,6 +614,8 @@ step('chatd restarts mid-conversation: what was typed meanwhile arrives once', a
   await a.say('and a second one');
   await b.say('me too, from bob');
   await a.page.locator('.msg.pending', { hasText: 'and a second one' }).waitFor();
+  const kept = () => a.page.evaluate((me) => localStorage.getItem(`chatd.outbox.${me}`) || '', a.name);
+  assert.match(await kept(), /and a second one/, 'what waits is kept across a reload');
   if (REMOTE) await hook;
   else await server.start();
   for (const u of [a, b]) {
@@ -623,6 +625,7 @@ step('chatd restarts mid-conversation: what was typed meanwhile arrives once', a
   await b.sees('and a second one', WAIT);
   await a.sees('me too, from bob', WAIT);
   await a.seesConfirmed('and a second one');
+  assert.equal(await kept(), '', 'nothing waits once sent');
   await b.seesConfirmed('me too, from bob');
   await sleep(300);
   for (const [p, text] of [[a, 'typed while'], [a, 'a second one'], [b, 'typed while'], [b, 'a second one'], [a, 'me too, from bob'], [b, 'me too, from bob']]) {

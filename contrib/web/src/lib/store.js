@@ -8,6 +8,7 @@ import { describe, describeHttp } from './errors.js';
 import { randomId, parseTime, peerOf, utf8Length } from './util.js';
 
 const SESSION_KEY = 'chatd.session';
+const OUTBOX_KEY = 'chatd.outbox.';
 const PAGE = 50;
 const SYNC_PAGE = 200;
 const SYNC_MAX_PAGES = 10;
@@ -188,11 +189,14 @@ function isViewing(chan) {
 
 // ---- session --------------------------------------------------------------
 
+let sessionTtl = 86400;
+
 function saveSession(username, expiresIn) {
+  if (Number(expiresIn) > 0) sessionTtl = Number(expiresIn);
   try {
     localStorage.setItem(
       SESSION_KEY,
-      JSON.stringify({ username, expiresAt: Date.now() + (Number(expiresIn) || 86400) * 1000 }),
+      JSON.stringify({ username, ttl: sessionTtl, expiresAt: Date.now() + sessionTtl * 1000 }),
     );
   } catch {
     /* private mode: the session lasts as long as the page */
@@ -202,8 +206,52 @@ function saveSession(username, expiresIn) {
 function forgetSession() {
   try {
     localStorage.removeItem(SESSION_KEY);
+    localStorage.removeItem(OUTBOX_KEY + state.me);
   } catch {
     /* nothing kept */
+  }
+}
+
+function savedSession() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(SESSION_KEY) || 'null');
+    if (saved && saved.username && saved.expiresAt > Date.now()) return saved;
+  } catch {
+    /* unreadable: none */
+  }
+  return null;
+}
+
+// What waits to be sent survives a reload: it is sent again with the same
+// clientMessageId, which the server stores once.
+function saveOutbox() {
+  if (!state.me) return;
+  const items = [];
+  for (const c of Object.values(state.channels)) {
+    for (const p of c.pending) {
+      items.push({ channelId: c.id, cid: p.cid, content: p.content, replyTo: p.replyTo, at: p.at });
+    }
+  }
+  try {
+    if (items.length) localStorage.setItem(OUTBOX_KEY + state.me, JSON.stringify(items));
+    else localStorage.removeItem(OUTBOX_KEY + state.me);
+  } catch {
+    /* kept in memory only */
+  }
+}
+
+function restoreOutbox() {
+  let items = [];
+  try {
+    items = JSON.parse(localStorage.getItem(OUTBOX_KEY + state.me) || '[]');
+  } catch {
+    items = [];
+  }
+  for (const it of Array.isArray(items) ? items : []) {
+    const c = channel(it.channelId);
+    if (!c || !it.cid || typeof it.content !== 'string') continue;
+    if (c.pending.some((p) => p.cid === it.cid)) continue;
+    c.pending.push({ cid: it.cid, content: it.content, replyTo: it.replyTo || null, status: 'queued', error: '', at: it.at || Date.now() });
   }
 }
 
@@ -216,14 +264,17 @@ export function boot() {
       if (sock && !sock.open) sock.retryNow();
     }
   });
-  let saved = null;
-  try {
-    saved = JSON.parse(localStorage.getItem(SESSION_KEY) || 'null');
-  } catch {
-    saved = null;
-  }
-  if (saved && saved.username && saved.expiresAt > Date.now()) startSession(saved.username);
-  else state.phase = 'login';
+  // Logged in from another tab of this browser: the same session, here too.
+  window.addEventListener('storage', (e) => {
+    if (e.key !== SESSION_KEY || state.phase !== 'login') return;
+    const saved = savedSession();
+    if (saved) startSession(saved.username);
+  });
+  const saved = savedSession();
+  if (saved) {
+    if (saved.ttl) sessionTtl = saved.ttl;
+    startSession(saved.username);
+  } else state.phase = 'login';
 }
 
 export async function register(username, password) {
@@ -276,6 +327,7 @@ function startSession(username) {
   state.phase = 'app';
   state.conn = 'connecting';
   handshakeFails = 0;
+  restoreOutbox();
   sock = new ChatSocket(wsUrl(), {
     onOpen,
     onPush,
@@ -355,6 +407,7 @@ async function onOpen() {
   handshakeFails = 0;
   state.conn = 'online';
   state.everOnline = true;
+  saveSession(state.me); // the socket's KEEP_ALIVE keeps the session going
   const gen = ++openGen;
   loadInviteCode();
   refreshConnections();
@@ -389,6 +442,7 @@ function schedulePoll() {
         // list brings their unread counts and last activity.
         await refreshChannels().catch(() => {});
         if (pollCount % 3 === 0) refreshConnections();
+        if (pollCount % 12 === 0) saveSession(state.me);
         if (pollCount % 6 === 0 && state.caps.presence !== true) refreshPresence();
       }
       if (state.phase === 'app') schedulePoll();
@@ -774,6 +828,7 @@ export function send(c, content, replyTo) {
     error: '',
     at: Date.now(),
   });
+  saveOutbox();
   flushOutbox(c);
   return true;
 }
@@ -787,6 +842,7 @@ export function retry(c, item) {
 export function discard(c, item) {
   const i = c.pending.indexOf(item);
   if (i >= 0) c.pending.splice(i, 1);
+  saveOutbox();
 }
 
 /** Send the channel's queued messages one after the other, in order. */
@@ -829,6 +885,7 @@ async function flushOutbox(c) {
 function confirmOwn(c, item, ack) {
   const i = c.pending.indexOf(item);
   if (i >= 0) c.pending.splice(i, 1);
+  saveOutbox();
   const m = {
     seq: ack.messageSequence,
     username: state.me,
