@@ -38,6 +38,7 @@ export const state = reactive({
     del: null,
     react: null,
   },
+  listed: { channels: false, connections: false }, // each list arrived once
   connections: {}, // username -> {username, status, invitedBy}
   presence: {}, // username -> {online, lastSeen (ms)}
   channels: {}, // id -> channel (see newChannel)
@@ -354,6 +355,7 @@ function resetData() {
   state.activeId = null;
   state.toasts = [];
   state.everOnline = false;
+  state.listed = { channels: false, connections: false };
   enteredId = null;
   for (const k of Object.keys(state.caps)) state.caps[k] = k === 'v11' ? false : null;
 }
@@ -468,6 +470,7 @@ export async function refreshConnections() {
     const next = {};
     for (const c of r.connections || []) next[c.username] = { ...c };
     state.connections = next;
+    state.listed.connections = true;
   } catch (e) {
     if (e.code !== 'DISCONNECTED') fail(e, 'FETCH_CONNECTIONS_REQUEST');
   }
@@ -525,6 +528,7 @@ export async function refreshChannels() {
     if (e.code !== 'DISCONNECTED') fail(e, 'FETCH_CHANNELS_LIST_REQUEST');
     return;
   }
+  state.listed.channels = true;
   const seen = new Set();
   for (const e of r.channels || []) {
     const c = channel(e.channelId, e.title);
