@@ -10,7 +10,7 @@ import { randomId, parseTime, peerOf, utf8Length } from './util.js';
 const SESSION_KEY = 'chatd.session';
 const OUTBOX_KEY = 'chatd.outbox.';
 const PAGE = 50;
-const SYNC_PAGE = 200;
+const SYNC_PAGE = 100;
 const SYNC_MAX_PAGES = 10;
 const POLL_MS = 5000;
 const POLL_HIDDEN_MS = 30000;
@@ -703,8 +703,9 @@ async function syncChannel(c, alive) {
     try {
       r = await req('SYNC_REQUEST', { channelId: c.id, sinceVersion: since, limit: SYNC_PAGE });
     } catch (e) {
+      // Not known, or not liked (a limit out of range): the newest page instead.
       if (e.unsupported) state.caps.sync = false;
-      else if (e.code !== 'DISCONNECTED') fail(e, 'SYNC_REQUEST');
+      else if (e.code !== 'DISCONNECTED' && e.code !== 'BAD_REQUEST') fail(e, 'SYNC_REQUEST');
       return false;
     }
     if (!alive()) return true;
