@@ -1,4 +1,4 @@
-// Helpers for the browser suite: a chatd to test against, Chromium through
+// What the browser suite stands on: a chatd to test against, Chromium through
 // playwright-core, and a watch on every page for console errors and failed
 // requests.
 //

@@ -60,7 +60,7 @@ let pollCount = 0;
 let lastTypingSent = 0;
 let toastId = 1;
 
-// ---- small helpers -------------------------------------------------------
+// ---- small pieces ----------------------------------------------------------
 
 export function channelIdOf(v) {
   if (v && typeof v === 'object') return Number(v.id);

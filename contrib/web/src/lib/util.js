@@ -1,4 +1,4 @@
-// Small helpers with no state: ids, time formatting, names and colours.
+// Small functions with no state: ids, time formatting, names and colours.
 
 export function randomId(bytes = 12) {
   const a = new Uint8Array(bytes);
