@@ -444,11 +444,17 @@ step('chat both ways: pending until acknowledged, shown once', async () => {
 
 step('reply, react, edit and delete', async () => {
   const { a, b } = users;
-  // bob replies to alice
-  const target = b.msg('The new ramen place');
-  await target.hover();
-  await target.getByRole('button', { name: 'Reply', exact: true }).click();
+  // bob replies to alice, by keyboard: into the log, up to her message, Tab to Reply
+  await b.page.getByRole('log', { name: 'Messages' }).focus();
+  await b.page.keyboard.press('ArrowUp'); // the newest
+  await b.page.keyboard.press('ArrowUp');
+  assert.match(await b.page.evaluate(() => document.activeElement.textContent), /new ramen place/);
+  await b.page.keyboard.press('Tab');
+  assert.equal(await b.page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'React');
+  await b.page.keyboard.press('Tab');
+  await b.page.keyboard.press('Enter');
   await b.page.locator('.reply-bar').waitFor();
+  await b.composer().focus();
   await b.say('Perfect, see you there');
   const reply = a.msg('Perfect, see you there');
   await reply.waitFor({ timeout: WAIT });
