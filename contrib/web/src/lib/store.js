@@ -488,6 +488,7 @@ async function refreshPresence() {
     state.presence = next;
   } catch (e) {
     if (e.unsupported) state.caps.presence = false;
+    else if (e.code !== 'DISCONNECTED') fail(e, 'FETCH_PRESENCE_REQUEST');
   }
 }
 
@@ -799,6 +800,7 @@ async function loadMarkers(c, gen) {
     c.markers = next;
   } catch (e) {
     if (e.unsupported) state.caps.markers = false;
+    else if (e.code !== 'DISCONNECTED' && gen === enterGen) fail(e, 'FETCH_READ_MARKERS_REQUEST');
   }
 }
 
@@ -919,6 +921,7 @@ export function typing(c) {
   lastTypingSent = now;
   sock.notify('TYPING', { channelId: c.id }, (e) => {
     if (e.unsupported) state.caps.typing = false;
+    else if (e.code !== 'RATE_LIMITED') fail(e, 'TYPING');
   });
 }
 
