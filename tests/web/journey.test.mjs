@@ -505,6 +505,9 @@ step('read receipts are seen', async () => {
   await a.msg('Did you see this?').locator('.seen', { hasText: 'Seen' }).waitFor({ timeout: WAIT });
   assert.equal(await a.msg('Did you see this?').getAttribute('aria-label') !== null, true);
   await a.page.locator(`.seen[aria-label="Seen by ${b.name}"]`).first().waitFor({ timeout: WAIT });
+  await b.say('Yes! Saturday works best for me 👍');
+  await a.sees('Saturday works best');
+  await a.cleanShot('chat-features.png');
 }, { needs: ['markers'] });
 
 /** Write lines from..to into the group over a WebSocket of the page of p. */
