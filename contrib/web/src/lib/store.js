@@ -96,7 +96,7 @@ function req(type, body) {
 }
 
 function noteVersion(v) {
-  if (v !== undefined) state.caps.v11 = true;
+  if (v != null) state.caps.v11 = true;
 }
 
 function newChannel(id, title) {
@@ -116,7 +116,11 @@ function newChannel(id, title) {
     loaded: false,
     hasOlder: false,
     loadingOlder: false,
-    level: null, // highest version that everything up to is known (1.1)
+    // (1.1) a version up to which everything is known: from a fetch (nothing
+    // older can change after it) or a SYNC answer, never from a live push,
+    // which nodes may deliver out of version order.
+    level: null,
+    syncing: null, // the SYNC under way
     pending: [], // own messages not acknowledged yet
     markers: {}, // username -> read sequence (1.1)
     typing: {}, // username -> shown until (ms)
@@ -539,7 +543,12 @@ export async function refreshChannels() {
     c.headCount = e.headCount;
     if (e.lastMessageSequence > c.lastMessageSequence) c.lastMessageSequence = e.lastMessageSequence;
     noteVersion(e.version);
-    if (e.version != null) c.version = e.version;
+    if (e.version != null) {
+      c.version = e.version;
+      // Changes here came live; a SYNC makes the level follow them.
+      if (enteredId === c.id && c.loaded && c.level != null && e.version > c.level && state.caps.sync === true)
+        syncChannel(c, () => enteredId === c.id);
+    }
     if (isViewing(c)) {
       c.unreadCount = 0;
       if (e.unreadCount > 0) markRead(c);
@@ -697,7 +706,16 @@ async function catchUp(c, gen) {
  * SYNC_REQUEST from the level held, while hasMore; alive() says whether the
  * answer still matters. False: not done (not available, or too far behind).
  */
-async function syncChannel(c, alive) {
+function syncChannel(c, alive) {
+  if (!c.syncing) {
+    c.syncing = syncPages(c, alive).finally(() => {
+      c.syncing = null;
+    });
+  }
+  return c.syncing;
+}
+
+async function syncPages(c, alive) {
   let since = c.level;
   for (let pages = 0; pages < SYNC_MAX_PAGES; pages++) {
     let r;
@@ -1024,7 +1042,7 @@ const PUSH = {
     delete c.typing[m.username];
     if (c.loaded && enteredId === c.id) {
       upsert(c, m);
-      bumpLevel(c, m.version);
+      noteVersion(m.version);
     } else {
       if (m.seq > c.lastMessageSequence) c.lastMessageSequence = m.seq;
       if (m.seq >= c.previewSeq) setPreview(c, m);
@@ -1046,13 +1064,13 @@ const PUSH = {
       if (n.version != null) have.version = n.version;
     }
     if (c.previewSeq === n.messageSequence && c.preview) c.preview.content = n.content;
-    if (enteredId === c.id) bumpLevel(c, n.version);
+    noteVersion(n.version);
   },
   NOTIFY_MESSAGE_DELETED(n) {
     const c = state.channels[channelIdOf(n.channelId)];
     if (!c) return;
     markDeleted(c, n.messageSequence, n.version);
-    if (enteredId === c.id) bumpLevel(c, n.version);
+    noteVersion(n.version);
   },
   NOTIFY_REACTION(n) {
     const c = state.channels[channelIdOf(n.channelId)];
@@ -1061,7 +1079,7 @@ const PUSH = {
     if (have && !(have.version != null && n.version != null && n.version <= have.version)) {
       applyReaction(have, n.emoji, !!n.on, n.username === state.me, n.version);
     }
-    if (enteredId === c.id) bumpLevel(c, n.version);
+    noteVersion(n.version);
   },
   NOTIFY_READ(n) {
     const c = state.channels[channelIdOf(n.channelId)];
