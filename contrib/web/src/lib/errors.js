@@ -113,7 +113,7 @@ export function describeHttp(err, action) {
   }
   if (s === 401) return GENERIC.UNAUTHORIZED;
   if (s === 429) return GENERIC.RATE_LIMITED;
-  if (s === 503) return GENERIC.UNAVAILABLE;
+  if (s === 502 || s === 503 || s === 504) return GENERIC.UNAVAILABLE;
   if (s >= 500) return GENERIC.INTERNAL;
   return `The server answered ${s}${err.message ? ': ' + err.message : ''}.`;
 }

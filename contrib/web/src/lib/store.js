@@ -23,6 +23,7 @@ export const state = reactive({
   me: '',
   inviteCode: '',
   notice: '', // shown on the login page (why one is back there)
+  loggingOut: false,
   conn: 'connecting', // connecting | online | offline
   retryAt: 0,
   everOnline: false,
@@ -304,21 +305,35 @@ export async function login(username, password) {
 }
 
 export async function logout() {
+  if (state.loggingOut) return;
   loggingOut = true;
+  state.loggingOut = true;
   let notice = '';
-  try {
-    await api.logout();
-  } catch (e) {
-    if (e.status === 0) {
-      notice = 'Logged out on this device. The server could not be reached; the session ends by itself.';
-    } else if (e.status !== 401) {
+  // A balancer may answer 502 for a while after the nodes restarted: try again.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await api.logout();
+      break;
+    } catch (e) {
+      if (e.status === 401) break; // already over
+      const passing = e.status === 0 || e.status >= 500;
+      if (passing && attempt < 3) {
+        await sleep(700 * (attempt + 1));
+        continue;
+      }
+      if (passing) {
+        notice = 'Logged out on this device. The server could not be reached; the session ends by itself.';
+        break;
+      }
       loggingOut = false;
+      state.loggingOut = false;
       toast(describeHttp(e, 'logout'));
       return;
     }
   }
   endSession(notice);
   loggingOut = false;
+  state.loggingOut = false;
 }
 
 function wsUrl() {
