@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Print one summary line for the meson test logs given: the cases that ran
-inside each test program (python unittest and cmocka report their own
-counts), as 'N passed, N failed, N skipped'."""
+inside each test program (python unittest, cmocka and node's test runner
+report their own counts), as 'N passed, N failed, N skipped'."""
 import json
 import re
 import sys
@@ -41,6 +41,13 @@ for path in sys.argv[1:]:
                 failed += sum(int(x) for x in cm_fail)
                 if not ok and not cm_fail:
                     failed += 1
+                continue
+            tap = re.findall(r"^# (pass|fail|skipped) (\d+)$", out, re.M)
+            if tap:  # node's test runner (tests/web)
+                counts = {k: int(v) for k, v in tap}
+                passed += counts.get("pass", 0)
+                failed += counts.get("fail", 0) or (0 if ok else 1)
+                skipped += counts.get("skipped", 0)
                 continue
             if t.get("result") == "SKIP":
                 skipped += 1
