@@ -98,10 +98,31 @@ class InstalledPluginTests(unittest.TestCase):
            env=env, cwd=src)
         cls.echo = os.path.join(src, "echo.so")
         cls.sets = ["server.plugin_dir=" + cls.plugin_dir, "server.sql_dir=" + cls.sql_dir]
+        # the installed config's web root, moved under DESTDIR like the rest
+        with open(cls.installed_conf) as f:
+            m = re.search(r'web_root = "([^"]+)"', f.read())
+        cls.web_root = dest + m.group(1) if m else None
+        if cls.web_root:
+            cls.sets.append('http.web_root="%s"' % cls.web_root)
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_installed_config_serves_the_web_client(self):
+        if not os.path.exists(os.path.join(SOURCE, "contrib", "web", "dist", "index.html")):
+            raise unittest.SkipTest("the web client was not built before meson setup")
+        self.assertIsNotNone(self.web_root, "the installed chatd.conf sets no http.web_root")
+        self.assertTrue(self.web_root.endswith(os.path.join("share", "chatd", "web")),
+                        self.web_root)
+        self.assertTrue(os.path.isfile(os.path.join(self.web_root, "index.html")))
+        self.assertTrue(glob.glob(os.path.join(self.web_root, "assets", "*.js")))
+        # the installed binary on the installed config answers / with the page
+        with ConfServer(self.binary, self.installed_conf, self.sets) as srv:
+            status, headers, body = srv.request("GET", "/")
+            self.assertEqual(status, 200)
+            self.assertEqual(headers.get("Content-Type"), "text/html; charset=utf-8")
+            self.assertIn(b'<div id="app">', body)
 
     def test_example_exports_only_its_entry(self):
         out = sh(["nm", "-D", "--defined-only", self.echo])
