@@ -91,6 +91,12 @@ int mstore_write(chatd_db *db, void *arg)
                        "iiissiin", j->channel_id, j->seq, j->me, j->content,
                        j->has_client_id ? j->client_id : NULL, j->created_ms, j->version,
                        j->reply_to);
+    /* What one writes one has read: it is not unread on one's other devices. */
+    if (rc == 0)
+        rc = util_exec(h, db,
+                       "UPDATE channel_user SET last_read_msg_seq = ?"
+                       " WHERE channel_id = ? AND user_id = ? AND last_read_msg_seq < ?",
+                       "iiii", j->seq, j->channel_id, j->me, j->seq);
     return rc < 0 ? rc : load_members(j, db, info.member_version);
 }
 

@@ -375,6 +375,15 @@ class ChannelListTests(ChannelCase):
         await self.wait_entry(cp, cid, lastMessageSequence=4, unreadCount=2)
         await cp.send({"type": "READ_ACK", "channelId": cid, "messageSequence": 4})
         await self.wait_entry(cp, cid, lastMessageSequence=4, unreadCount=0)
+        # the writer's own messages are not unread, on any of their devices
+        other_device = await self.connect(creator)
+        entry = await self.channel_entry(other_device, cid)
+        self.assertEqual((entry["lastMessageSequence"], entry["unreadCount"]), (4, 0), entry)
+        # and a reader who writes has read everything up to their message
+        await self.write(cc, cid, "m4")
+        await self.write(cp, cid, "reply")
+        await self.wait_entry(cp, cid, lastMessageSequence=6, unreadCount=0)
+        await self.wait_entry(other_device, cid, lastMessageSequence=6, unreadCount=1)
 
 
 class EnterLeaveTests(ChannelCase):

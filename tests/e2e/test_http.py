@@ -216,9 +216,13 @@ class LoginLogoutTests(ServerTestCase):
         name = unique_name("lo")
         self.server.register(name)
         token = self.server.login(name)
-        status, _, body = self.server.request("POST", LOGOUT, headers=auth_headers(token, how))
+        status, headers, body = self.server.request("POST", LOGOUT,
+                                                    headers=auth_headers(token, how))
         self.assertEqual(status, 204, body)
         self.assertFalse(body, "204 must have no body")
+        # the browser is told to drop its cookie
+        self.assertEqual(headers.get("Set-Cookie"),
+                         "CHATSESSION=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
         self.assertError(self.server.logout(token, "cookie"), 401, "UNAUTHORIZED")
         self.assertError(self.server.logout(token, "bearer"), 401, "UNAUTHORIZED")
 
