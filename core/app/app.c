@@ -89,7 +89,7 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
         return CHATD_EINVAL;
     }
     loader_init(base);
-    if (loader_load_all(s, host_table(s->data_dir), err, errlen) < 0)
+    if (loader_load_all(s, host_table(s->data_dir, base), err, errlen) < 0)
         return CHATD_EINVAL;
     if (listen && listener_start(base, s->listen, accepted) < 0) {
         snprintf(err, errlen, "cannot listen on %s", s->listen);
@@ -118,6 +118,7 @@ void app_stop(void)
     conn_free_all();
     ws_free();
     loader_unload_all();
+    host_plugins_gone();
     online_free();
     bus_free();
     redis_free();

@@ -87,16 +87,27 @@ int deliver_channel(int64_t channel_id, uint64_t except_conn, const char *type, 
 }
 
 /* Hand an event (borrowed) to the push plugin. */
-static void push_event(int64_t user_id, const char *username, int64_t channel_id,
+static void push_event(int64_t ref, int64_t user_id, const char *username, int64_t channel_id,
                        const json_t *event)
 {
     chatd_event ev = {.type = CHATD_EVENT_UNDELIVERABLE,
                       .user_id = user_id,
                       .username = username,
                       .channel_id = channel_id,
-                      .body = event};
+                      .body = event,
+                      .push_ref = ref};
     loader_emit(&ev);
     metrics_count("push_events", 1);
+}
+
+/* Every push of the intent was told. Not told when something failed on the
+ * way: the intent stays stored, and the push plugin recovers it later. */
+static void push_settled(int64_t ref, int64_t channel_id)
+{
+    if (!ref)
+        return;
+    chatd_event ev = {.type = CHATD_EVENT_PUSH_SETTLED, .channel_id = channel_id, .push_ref = ref};
+    loader_emit(&ev);
 }
 
 void deliver_push(int64_t user_id, const char *username, int64_t channel_id, const char *type,
@@ -104,12 +115,13 @@ void deliver_push(int64_t user_id, const char *username, int64_t channel_id, con
 {
     json_t *event = encode_object(type, body, NULL);
     if (event)
-        push_event(user_id, username, channel_id, event);
+        push_event(0, user_id, username, channel_id, event);
     json_decref(event);
 }
 
 struct notify_op {
     struct bus_receivers rx; /* first: the bus answers with it */
+    int64_t ref;
     int64_t user_id;
     char username[64];
     json_t *event;
@@ -119,26 +131,44 @@ struct notify_op {
 static void notify_counted(struct bus_receivers *rx, long receivers)
 {
     struct notify_op *op = (struct notify_op *)rx;
-    if (receivers <= 0)
-        push_event(op->user_id, op->username, 0, op->event);
+    if (receivers <= 0 && op->event)
+        push_event(op->ref, op->user_id, op->username, 0, op->event);
+    if (op->event)
+        push_settled(op->ref, 0);
     json_decref(op->event);
     free(op);
 }
 
 int deliver_notify_user(int64_t user_id, const char *username, const char *type, json_t *body)
 {
+    return deliver_notify_user_ref(0, user_id, username, type, body);
+}
+
+int deliver_notify_user_ref(int64_t ref, int64_t user_id, const char *username, const char *type,
+                            json_t *body)
+{
     struct client *c = presence_user_clients(user_id);
     if (!redis_enabled()) {
-        if (c)
-            return deliver_user(user_id, type, body);
-        deliver_push(user_id, username, 0, type, body);
-        return 0;
+        int n = 0;
+        if (c) {
+            n = deliver_user(user_id, type, body);
+        } else {
+            json_t *event = encode_object(type, body, NULL);
+            if (event)
+                push_event(ref, user_id, username, 0, event);
+            json_decref(event);
+            if (!event)
+                return 0;
+        }
+        push_settled(ref, 0);
+        return n;
     }
     /* Several nodes: deliver here, publish for the others, and push only when
      * no node at all holds a WebSocket of the user. */
     struct notify_op *op = c ? NULL : calloc(1, sizeof *op);
     if (op) {
         op->rx.done = notify_counted;
+        op->ref = ref;
         op->user_id = user_id;
         snprintf(op->username, sizeof op->username, "%s", username ? username : "");
         op->event = encode_object(type, json_incref(body), NULL);
@@ -149,12 +179,15 @@ int deliver_notify_user(int64_t user_id, const char *username, const char *type,
         bus_publish_user(user_id, 0, JSON_OF(m), op ? &op->rx : NULL);
     else if (op)
         notify_counted(&op->rx, -1);
+    if (c && m)
+        push_settled(ref, 0); /* delivered here: nothing to push */
     wsmsg_unref(m);
     return n;
 }
 
 struct absent_op {
     struct bus_who who; /* first: the bus answers with it */
+    int64_t ref;
     int64_t channel_id;
     int64_t *ids;
     char (*names)[64];
@@ -176,12 +209,19 @@ static void absent_known(struct bus_who *w, const char *set)
     struct absent_op *op = (struct absent_op *)w;
     for (size_t i = 0; i < op->n; i++)
         if (!set || !set[i])
-            push_event(op->ids[i], op->names[i], op->channel_id, op->event);
+            push_event(op->ref, op->ids[i], op->names[i], op->channel_id, op->event);
+    push_settled(op->ref, op->channel_id);
     absent_op_free(op);
 }
 
 void deliver_push_absent(int64_t channel_id, const int64_t *user_ids, const char *const *usernames,
                          size_t n, const char *type, json_t *body)
+{
+    deliver_push_absent_ref(0, channel_id, user_ids, usernames, n, type, body);
+}
+
+void deliver_push_absent_ref(int64_t ref, int64_t channel_id, const int64_t *user_ids,
+                             const char *const *usernames, size_t n, const char *type, json_t *body)
 {
     struct absent_op *op = calloc(1, sizeof *op);
     if (!op || !(op->event = encode_object(type, body, NULL)) ||
@@ -193,6 +233,7 @@ void deliver_push_absent(int64_t channel_id, const int64_t *user_ids, const char
             json_decref(body);
         return;
     }
+    op->ref = ref;
     op->channel_id = channel_id;
     for (size_t i = 0; i < n; i++) {
         if (presence_user_in_channel(user_ids[i], channel_id))

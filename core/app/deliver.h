@@ -25,6 +25,10 @@ int deliver_channel(int64_t channel_id, uint64_t except_conn, const char *type, 
 /* To the user's WebSockets, or to push when no node holds one. username
  * borrowed; returns how many here got it. */
 int deliver_notify_user(int64_t user_id, const char *username, const char *type, json_t *body);
+/* The same for the push intent ref (0: none): pushes carry it, and
+ * CHATD_EVENT_PUSH_SETTLED follows once it is decided. */
+int deliver_notify_user_ref(int64_t ref, int64_t user_id, const char *username, const char *type,
+                            json_t *body);
 /* To every WebSocket entered in the channel and every WebSocket of the user,
  * each once, on every node, but except_conn; returns how many here got it. */
 int deliver_channel_and_user(int64_t channel_id, int64_t user_id, uint64_t except_conn,
@@ -36,6 +40,9 @@ void deliver_push(int64_t user_id, const char *username, int64_t channel_id, con
  * entered in the channel on any node; body taken. */
 void deliver_push_absent(int64_t channel_id, const int64_t *user_ids, const char *const *usernames,
                          size_t n, const char *type, json_t *body);
+void deliver_push_absent_ref(int64_t ref, int64_t channel_id, const int64_t *user_ids,
+                             const char *const *usernames, size_t n, const char *type,
+                             json_t *body);
 
 /* What the bus hands to this node's WebSockets (see bus.h). */
 extern const struct bus_events deliver_bus_events;

@@ -21,12 +21,19 @@
 #include "metrics.h"
 #include "online.h"
 #include "presence.h"
+#include "push_intent.h"
 #include "redis.h"
 #include "router.h"
 #include "session.h"
 #include "store.h"
 
 static const char *data_dir;
+static struct event_base *loop_base;
+
+static void *h_event_base(void)
+{
+    return loop_base;
+}
 
 static void h_log(chatd_plugin *p, chatd_log_level level, const char *fmt, ...)
 {
@@ -64,8 +71,24 @@ static int h_session_end_http(chatd_http *req)
     struct session *s = req->session_key[0] ? session_find_key(req->session_key) : NULL;
     if (!s)
         return CHATD_ENOTFOUND;
+    chatd_event ev = {.type = CHATD_EVENT_SESSION_ENDED,
+                      .user_id = req->user_id,
+                      .session_key = req->session_key};
     session_end(s);
+    loader_emit(&ev);
     return 0;
+}
+
+static const char *h_req_session_key(chatd_req *req)
+{
+    struct client *c = client_find(dispatch_req_conn_id(req));
+    return c && c->session ? session_key(c->session) : NULL;
+}
+
+static void h_observe_us(chatd_plugin *p, const char *name, uint64_t us)
+{
+    (void)p;
+    metrics_observe_us(name, us);
 }
 
 static int h_session_end_user(int64_t user_id)
@@ -233,10 +256,19 @@ struct host_redis {
     void *arg;
 };
 
+/* Set once the plugins are unloaded: answers that come after (Redis closing
+ * its connection answers what was in flight) go to nobody. */
+static int plugins_gone;
+
+void host_plugins_gone(void)
+{
+    plugins_gone = 1;
+}
+
 static void h_redis_replied(struct redisReply *r, struct redis_call *call)
 {
     struct host_redis *d = (struct host_redis *)call;
-    if (d->done)
+    if (d->done && !plugins_gone)
         d->done(d->arg, r ? 0 : CHATD_EUNAVAIL);
     free(d);
 }
@@ -265,7 +297,7 @@ struct host_count {
 static void h_counted(struct redis_count *c, int status, int64_t count)
 {
     struct host_count *d = (struct host_count *)c;
-    if (d->done)
+    if (d->done && !plugins_gone)
         d->done(d->arg, status, count);
     free(d);
 }
@@ -399,6 +431,12 @@ static const chatd_host host = {
     .http_error = h_http_error,
     .submit = h_submit,
     .submit_keyed = h_submit_keyed,
+    .push_intent = push_intent_write,
+    .push_absent_ref = deliver_push_absent_ref,
+    .notify_user_ref = deliver_notify_user_ref,
+    .req_session_key = h_req_session_key,
+    .observe_us = h_observe_us,
+    .event_base = h_event_base,
     .db_prepare = h_db_prepare,
     .db_bind_int = h_db_bind_int,
     .db_bind_text = h_db_bind_text,
@@ -443,8 +481,10 @@ static const chatd_host host = {
     .presence_of = online_query,
 };
 
-const chatd_host *host_table(const char *dir)
+const chatd_host *host_table(const char *dir, struct event_base *base)
 {
     data_dir = dir;
+    loop_base = base;
+    plugins_gone = 0;
     return &host;
 }

@@ -183,7 +183,10 @@ static int load_one(const struct settings *s, const chatd_host *host, json_t *co
 {
     const char *name = json_string_value(json_object_get(conf, "name"));
     const char *given = json_string_value(json_object_get(conf, "path"));
-    const char *backend = json_string_value(json_object_get(conf, "backend"));
+    /* The SQL backend: `store`, or else `backend` when it names a driver. */
+    const char *backend = json_string_value(json_object_get(conf, "store"));
+    if (!backend)
+        backend = json_string_value(json_object_get(conf, "backend"));
     char path[PATH_MAX];
     plugin_path(s, name, given, path, sizeof path);
     struct chatd_plugin *p = calloc(1, sizeof *p);
@@ -294,6 +297,16 @@ void loader_emit(const chatd_event *ev)
     for (struct chatd_plugin *p = plugins; p; p = p->next)
         if (p->events[ev->type])
             p->events[ev->type](ev, p->state);
+}
+
+int loader_subscribed(chatd_event_type type)
+{
+    if ((int)type <= 0 || (int)type >= LOADER_EVENT_TYPES)
+        return 0;
+    for (struct chatd_plugin *p = plugins; p; p = p->next)
+        if (p->events[type])
+            return 1;
+    return 0;
 }
 
 int loader_on_event(struct chatd_plugin *p, chatd_event_type type, chatd_event_handler fn)

@@ -19,7 +19,7 @@ struct settings;
 struct store_backend;
 
 /* The number of event types (chatd_event_type runs from 1). */
-#define LOADER_EVENT_TYPES (CHATD_EVENT_USER_OFFLINE + 1)
+#define LOADER_EVENT_TYPES (CHATD_EVENT_PUSH_SETTLED + 1)
 
 struct chatd_plugin {
     char *name;
@@ -56,6 +56,9 @@ void loader_unload_all(void);
 int loader_on_event(struct chatd_plugin *p, chatd_event_type type, chatd_event_handler fn);
 /* Hand an event (borrowed) to every plugin subscribed to its type. */
 void loader_emit(const chatd_event *ev);
+/* Whether a plugin subscribed to the type. Any thread once start-up is over
+ * (subscriptions are made in init only). */
+int loader_subscribed(chatd_event_type type);
 /* Add a user-removal hook of p: init() only (workers read the list unlocked). */
 int loader_on_user_removing(struct chatd_plugin *p, chatd_user_hook fn);
 /* Run every plugin's user-removal hook inside db's transaction. Worker thread. */

@@ -90,6 +90,12 @@ typedef enum {
      * the grace asked); each told once, on one node. */
     CHATD_EVENT_USER_ONLINE,
     CHATD_EVENT_USER_OFFLINE, /* time_ms: when the user's last WebSocket went */
+    /* ABI 1.1: a session was ended by logout (session_key: which); told on
+     * the node that ended it. */
+    CHATD_EVENT_SESSION_ENDED,
+    /* ABI 1.1: every UNDELIVERABLE of the push intent push_ref has been told
+     * (there may have been none): the intent is settled. */
+    CHATD_EVENT_PUSH_SETTLED,
 } chatd_event_type;
 
 typedef struct {
@@ -100,6 +106,9 @@ typedef struct {
     int64_t channel_id;   /* CHANNEL_CHANGED, and UNDELIVERABLE of a channel message */
     const json_t *body;   /* UNDELIVERABLE: the whole notification, "type" included; borrowed */
     int64_t time_ms;      /* USER_OFFLINE: ms since the epoch (ABI 1.1) */
+    /* ABI 1.1 */
+    const char *session_key; /* SESSION_ENDED: the session's key (hex); borrowed */
+    int64_t push_ref;        /* UNDELIVERABLE, PUSH_SETTLED: the push intent, or 0 */
 } chatd_event;
 
 /*
@@ -386,6 +395,36 @@ typedef struct chatd_host {
      * may run side by side. Key 0 is submit()'s: no order promised. */
     int (*submit_keyed)(chatd_plugin *p, int flags, uint64_t key, chatd_job_run run,
                         chatd_job_done done, void *arg);
+
+    /* ---- ABI 1.1: push that loses nothing ---- */
+
+    /*
+     * Inside a write job's run(): record in its transaction that the event
+     * (type and body, borrowed) is to be offered to push, for the channel's
+     * members but except_user (channel_id > 0) or for user_id, so it is
+     * stored before the change is told to anyone. Returns the intent's
+     * reference (> 0), 0 when no plugin takes push intents (nothing is
+     * written), or a negative CHATD_E* (the job should fail).
+     */
+    int64_t (*push_intent)(chatd_db *db, int64_t channel_id, int64_t user_id, int64_t except_user,
+                           const char *type, const json_t *body);
+    /* push_absent() and notify_user() for an intent the job wrote (ref 0:
+     * none): the UNDELIVERABLE events carry ref, and PUSH_SETTLED follows. */
+    void (*push_absent_ref)(int64_t ref, int64_t channel_id, const int64_t *user_ids,
+                            const char *const *usernames, size_t n, const char *type, json_t *body);
+    int (*notify_user_ref)(int64_t ref, int64_t user_id, const char *username, const char *type,
+                           json_t *body);
+    /* The session key (hex of its token's SHA-256) of the request's
+     * WebSocket, borrowed; NULL once the session has ended. */
+    const char *(*req_session_key)(chatd_req *req);
+    /* Add a sample (microseconds) to the histogram chatd_<name>_seconds at
+     * /metrics. */
+    void (*observe_us)(chatd_plugin *p, const char *name, uint64_t us);
+    /* The loop's struct event_base (libevent), for a plugin that keeps
+     * sockets of its own (an HTTP client); its events run on the loop
+     * thread like everything else of the plugin, and must be gone when
+     * cleanup() returns. */
+    void *(*event_base)(void);
 } chatd_host;
 
 /*

@@ -253,8 +253,9 @@ static int on_logout(chatd_http *req, void *state)
     struct auth *a = state;
     a->host->session_end_http(req);
     /* The browser drops its cookie too: a dead token is no use to keep. */
-    a->host->http_reply(req, 204, NULL,
-                        "Set-Cookie: CHATSESSION=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n");
+    a->host->http_reply(
+        req, 204, NULL,
+        "Set-Cookie: CHATSESSION=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n");
     return CHATD_OK;
 }
 

@@ -70,7 +70,8 @@ static void done(void *arg, int status)
         h->reply(j->req, "CREATE_RESPONSE", channel_ref(j));
         if (!j->existing) {
             for (size_t i = 0; i < j->n_people; i++)
-                h->notify_user(j->people[i].id, j->people[i].name, "NOTIFY_JOIN", channel_ref(j));
+                h->notify_user_ref(j->people[i].push_ref, j->people[i].id, j->people[i].name,
+                                   "NOTIFY_JOIN", channel_ref(j));
             changed(j);
         }
         break;
@@ -192,7 +193,7 @@ static int handle(struct chplug *cp, chatd_req *req, const json_t *msg, enum cho
     {                                                                                              \
         return handle(state, req, msg, op, run);                                                   \
     }
-HANDLER(on_create, OP_CREATE, chstore_create)
+HANDLER(on_create, OP_CREATE, chstore_create_notify)
 HANDLER(on_fetch_code, OP_FETCH_CODE, chstore_fetch_code)
 HANDLER(on_join, OP_JOIN, chstore_join)
 HANDLER(on_list, OP_LIST, chstore_list)

@@ -17,6 +17,7 @@ enum chop { OP_CREATE, OP_FETCH_CODE, OP_JOIN, OP_LIST, OP_ENTER, OP_QUIT };
 struct person {
     int64_t id;
     char name[UTIL_NAME_MAX];
+    int64_t push_ref; /* create: the push intent of their NOTIFY_JOIN */
 };
 
 struct chjob {
@@ -40,6 +41,8 @@ struct chjob {
 
 /* Storage jobs, one per request type (chatd_job_run). */
 int chstore_create(chatd_db *db, void *arg);
+/* CREATE, with a push intent of each participant's NOTIFY_JOIN. */
+int chstore_create_notify(chatd_db *db, void *arg);
 int chstore_fetch_code(chatd_db *db, void *arg);
 int chstore_join(chatd_db *db, void *arg);
 int chstore_list(chatd_db *db, void *arg);

@@ -277,3 +277,26 @@ int chstore_remove_user(chatd_db *db, int64_t user_id, void *state)
     struct chplug *cp = state;
     return leave_channels(cp->host, db, user_id, 0);
 }
+
+/* Each participant's NOTIFY_JOIN is stored for push with the new channel,
+ * before the creator hears it was made. */
+int chstore_create_notify(chatd_db *db, void *arg)
+{
+    struct chjob *j = arg;
+    int rc = chstore_create(db, arg);
+    for (size_t i = 0; i < j->n_people; i++)
+        j->people[i].push_ref = 0;
+    if (rc < 0 || j->existing)
+        return rc;
+    json_t *body = json_pack("{s:o, s:s}", "channelId", util_channel_json(j->channel_id), "title",
+                             j->title ? j->title : "");
+    for (size_t i = 0; rc == 0 && i < j->n_people; i++) {
+        int64_t ref = body
+                          ? j->cp->host->push_intent(db, 0, j->people[i].id, 0, "NOTIFY_JOIN", body)
+                          : CHATD_ENOMEM;
+        rc = ref < 0 ? (int)ref : 0;
+        j->people[i].push_ref = ref > 0 ? ref : 0;
+    }
+    json_decref(body);
+    return rc;
+}

@@ -127,6 +127,10 @@ int util_conf_int(const chatd_host *h, chatd_plugin *p, const json_t *conf, cons
 
 int util_need_sql(const chatd_host *h, chatd_plugin *p)
 {
+    if (!CHATD_HOST_HAS(h, notify_user_ref)) {
+        h->log(p, CHATD_LOG_ERROR, "this chatd is older than the plugin (ABI 1.1 needed)");
+        return CHATD_EINVAL;
+    }
     if (h->backend_name(p))
         return 0;
     h->log(p, CHATD_LOG_ERROR, "needs a SQL storage backend: set backend = \"sqlite\"");

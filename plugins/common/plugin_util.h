@@ -32,7 +32,8 @@ const char *util_for_update(const chatd_host *h, chatd_db *db);
  * not an integer in lo..hi is logged with its name and gives CHATD_EINVAL. */
 int util_conf_int(const chatd_host *h, chatd_plugin *p, const json_t *conf, const char *key,
                   int64_t def, int64_t lo, int64_t hi, int64_t *out);
-/* Fail init unless the plugin has a SQL storage backend (logs why). */
+/* Fail init unless the host is as new as the in-tree plugins (ABI 1.1, push
+ * intents) and the plugin has a SQL storage backend (logs why). */
 int util_need_sql(const chatd_host *h, chatd_plugin *p);
 
 /* A channel id on input: a positive integer or {"id": positive integer}. 0 or CHATD_EINVAL. */

@@ -59,13 +59,13 @@ static void done(void *arg, int status)
     case OP_INVITE:
         h->reply(j->req, "INVITE_RESPONSE",
                  json_pack("{s:s, s:s}", "userInviteCode", j->code, "status", "PENDING"));
-        h->notify_user(j->other, j->other_name, "ASK_INVITE",
-                       json_pack("{s:s}", "username", j->me_name));
+        h->notify_user_ref(j->push_ref, j->other, j->other_name, "ASK_INVITE",
+                           json_pack("{s:s}", "username", j->me_name));
         break;
     case OP_ACCEPT:
         h->reply(j->req, "ACCEPT_RESPONSE", json_pack("{s:s}", "username", j->other_name));
-        h->notify_user(j->other, j->other_name, "NOTIFY_ACCEPT",
-                       json_pack("{s:s}", "username", j->me_name));
+        h->notify_user_ref(j->push_ref, j->other, j->other_name, "NOTIFY_ACCEPT",
+                           json_pack("{s:s}", "username", j->me_name));
         break;
     case OP_REJECT:
         h->reply(j->req, "REJECT_RESPONSE",
@@ -130,8 +130,8 @@ static int handle(struct cplug *cp, chatd_req *req, const json_t *msg, enum cop 
         return handle(state, req, msg, op, run);                                                   \
     }
 HANDLER(on_fetch, OP_FETCH, cstore_fetch)
-HANDLER(on_invite, OP_INVITE, cstore_invite)
-HANDLER(on_accept, OP_ACCEPT, cstore_answer)
+HANDLER(on_invite, OP_INVITE, cstore_invite_notify)
+HANDLER(on_accept, OP_ACCEPT, cstore_answer_notify)
 HANDLER(on_reject, OP_REJECT, cstore_answer)
 HANDLER(on_disconnect, OP_DISCONNECT, cstore_disconnect)
 

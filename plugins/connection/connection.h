@@ -24,6 +24,7 @@ struct cjob {
     char status[16];                /* fetch: filter, "" for all */
     int64_t other;                  /* result: the other user's id */
     json_t *list;                   /* fetch: result rows */
+    int64_t push_ref;               /* invite, accept: the push intent of the notification */
 };
 
 /* store.c: run functions of the jobs (worker thread). */
@@ -32,6 +33,9 @@ int cstore_invite(chatd_db *db, void *arg);
 int cstore_answer(chatd_db *db, void *arg);
 int cstore_disconnect(chatd_db *db, void *arg);
 int cstore_fetch(chatd_db *db, void *arg);
+/* INVITE and ACCEPT, with the push intent of what the other user is told. */
+int cstore_invite_notify(chatd_db *db, void *arg);
+int cstore_answer_notify(chatd_db *db, void *arg);
 /* presence.c: friends' presence, with the core's online events. init() only. */
 int presence_init(struct cplug *cp, int64_t grace_s);
 /* The user-removal hook: counts and rows of the user's relations. */

@@ -184,3 +184,30 @@ int cstore_remove_user(chatd_db *db, int64_t user_id, void *state)
     return util_exec(h, db, "DELETE FROM user_connection WHERE user_a_id = ? OR user_b_id = ?",
                      "ii", user_id, user_id);
 }
+
+/* What the other user is told (ASK_INVITE, NOTIFY_ACCEPT) is stored for push
+ * with the change, before the requester hears it went through. */
+static int with_intent(struct cjob *j, chatd_db *db, int rc, const char *type)
+{
+    j->push_ref = 0;
+    if (rc < 0 || !type)
+        return rc;
+    json_t *body = json_pack("{s:s}", "username", j->me_name);
+    int64_t ref = body ? j->cp->host->push_intent(db, 0, j->other, 0, type, body) : CHATD_ENOMEM;
+    json_decref(body);
+    if (ref < 0)
+        return (int)ref;
+    j->push_ref = ref;
+    return 0;
+}
+
+int cstore_invite_notify(chatd_db *db, void *arg)
+{
+    return with_intent(arg, db, cstore_invite(db, arg), "ASK_INVITE");
+}
+
+int cstore_answer_notify(chatd_db *db, void *arg)
+{
+    struct cjob *j = arg;
+    return with_intent(j, db, cstore_answer(db, arg), j->op == OP_ACCEPT ? "NOTIFY_ACCEPT" : NULL);
+}

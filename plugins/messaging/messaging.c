@@ -14,6 +14,7 @@ static void job_free(struct mjob *j)
     free(j->member_ids);
     free(j->member_name_ptrs);
     json_decref(j->list);
+    json_decref(j->note);
     free(j);
 }
 
@@ -53,18 +54,13 @@ static void answer_write(struct mjob *j)
                        "messageSequence", (json_int_t)j->seq, "clientMessageId",
                        j->has_client_id ? json_string(j->client_id) : json_null(), "createdAt", at,
                        "version", (json_int_t)j->version));
-    if (j->duplicate)
+    if (j->duplicate || !j->note)
         return; /* a retry: everybody was told the first time */
-    json_t *note = json_pack(
-        "{s:o, s:I, s:s, s:s, s:s, s:o, s:I}", "channelId", util_channel_json(j->channel_id),
-        "messageSequence", (json_int_t)j->seq, "username", j->me_name, "content", j->content,
-        "createdAt", at, "replyTo", j->reply_to ? json_integer(j->reply_to) : json_null(),
-        "version", (json_int_t)j->version);
-    if (!note)
-        return;
+    json_t *note = j->note;
+    j->note = NULL;
     if (j->n_members)
-        h->push_absent(j->channel_id, j->member_ids, j->member_name_ptrs, j->n_members,
-                       "NOTIFY_MESSAGE", json_incref(note));
+        h->push_absent_ref(j->push_ref, j->channel_id, j->member_ids, j->member_name_ptrs,
+                           j->n_members, "NOTIFY_MESSAGE", json_incref(note));
     h->send_channel(j->channel_id, j->conn, "NOTIFY_MESSAGE", note);
     h->count(j->mp->p, "messages_written", 1);
 }
@@ -296,10 +292,6 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
 {
     if (util_need_sql(host, p) < 0)
         return CHATD_EINVAL;
-    if (!CHATD_HOST_HAS(host, submit_keyed)) {
-        host->log(p, CHATD_LOG_ERROR, "this chatd is older than the plugin (ABI 1.1 needed)");
-        return CHATD_EINVAL;
-    }
     struct mplug *mp = calloc(1, sizeof *mp);
     if (!mp)
         return CHATD_ENOMEM;

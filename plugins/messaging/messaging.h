@@ -66,6 +66,8 @@ struct mjob {
     int64_t before, after, since, limit;
     int has_more;
     json_t *list;        /* fetch, sync, markers: the result */
+    json_t *note;        /* write: the NOTIFY_MESSAGE, made by the worker */
+    int64_t push_ref;    /* write: its push intent, or 0 */
     const char *problem; /* run failed: what to tell (static text), or NULL */
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "messaging.h"
+#include "wire.h"
 
 /* The other members of the channel, for the push decision after commit. */
 static int load_members(struct mjob *j, chatd_db *db, int64_t version)
@@ -23,6 +24,24 @@ static int load_members(struct mjob *j, chatd_db *db, int64_t version)
     if (!j->member_ids || !j->member_name_ptrs)
         return CHATD_ENOMEM;
     j->n_members = members_others(j->members, j->me, j->member_ids, j->member_name_ptrs);
+    return 0;
+}
+
+/* The NOTIFY_MESSAGE of the write (for the members and for push), and, when
+ * there is someone to push to, its push intent in this transaction: stored
+ * before anyone is told of the message. */
+static int push_intent(struct mjob *j, chatd_db *db)
+{
+    json_decref(j->note); /* from an attempt rolled back */
+    j->push_ref = 0;
+    if (!(j->note = wire_notify_message(j)))
+        return CHATD_ENOMEM;
+    if (!j->n_members)
+        return 0;
+    int64_t ref = j->mp->host->push_intent(db, j->channel_id, 0, j->me, "NOTIFY_MESSAGE", j->note);
+    if (ref < 0)
+        return (int)ref;
+    j->push_ref = ref;
     return 0;
 }
 
@@ -97,7 +116,9 @@ int mstore_write(chatd_db *db, void *arg)
                        "UPDATE channel_user SET last_read_msg_seq = ?"
                        " WHERE channel_id = ? AND user_id = ? AND last_read_msg_seq < ?",
                        "iiii", j->seq, j->channel_id, j->me, j->seq);
-    return rc < 0 ? rc : load_members(j, db, info.member_version);
+    if (rc == 0)
+        rc = load_members(j, db, info.member_version);
+    return rc < 0 ? rc : push_intent(j, db);
 }
 
 /* The message the request names, as it is now. */

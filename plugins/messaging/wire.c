@@ -188,3 +188,14 @@ void wire_add_reaction(json_t *message, const char *emoji, int64_t count, int me
         json_object_get(message, "reactions"),
         json_pack("{s:s, s:I, s:b}", "emoji", emoji, "count", (json_int_t)count, "me", me));
 }
+
+json_t *wire_notify_message(const struct mjob *j)
+{
+    char at[32];
+    util_time_rfc3339(j->created_ms, at, sizeof at);
+    return json_pack("{s:o, s:I, s:s, s:s, s:s, s:o, s:I}", "channelId",
+                     util_channel_json(j->channel_id), "messageSequence", (json_int_t)j->seq,
+                     "username", j->me_name, "content", j->content, "createdAt", at, "replyTo",
+                     j->reply_to ? json_integer(j->reply_to) : json_null(), "version",
+                     (json_int_t)j->version);
+}

@@ -22,6 +22,8 @@ const char *wire_parse_channel(struct mjob *j, const json_t *msg, chatd_error_co
 
 /* A message object without its reactions (which wire_add_reaction fills
  * in): a new reference, or NULL. A deleted message has content "". */
+/* The NOTIFY_MESSAGE body of a stored write (a new reference, or NULL). */
+json_t *wire_notify_message(const struct mjob *j);
 json_t *wire_message(int64_t seq, const char *username, const char *content, int64_t created_ms,
                      int64_t version, int64_t edited_ms, int deleted, int64_t reply_to);
 /* Add {"emoji","count","me"} to a message object's reactions. */

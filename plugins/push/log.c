@@ -12,8 +12,10 @@ struct log_state {
     char *path;
 };
 
-static int log_open(const chatd_host *h, chatd_plugin *p, const json_t *conf, void **state)
+static int log_open(struct pplug *pp, const json_t *conf, void **state)
 {
+    const chatd_host *h = pp->host;
+    chatd_plugin *p = pp->p;
     const json_t *file = json_object_get(conf, "file");
     const char *name = json_is_string(file) ? json_string_value(file) : "push.log";
     if (file && !json_is_string(file)) {
@@ -43,24 +45,15 @@ static int log_open(const chatd_host *h, chatd_plugin *p, const json_t *conf, vo
     return 0;
 }
 
-static int log_deliver(void *state, const json_t *notification)
+/* One line per notification, written with one call and flushed: a reader
+ * never sees half a line. Delivered once written. */
+static int log_send(void *state, struct push_item *it, push_sent_fn sent, void *arg)
 {
     struct log_state *ls = state;
-    /* Encoded once and written with one call: a reader never sees half a
-     * line, and a notification costs one write, not one per JSON token. */
-    size_t len = json_dumpb(notification, NULL, 0, JSON_COMPACT);
-    char stackbuf[2048];
-    char *line = len + 1 <= sizeof stackbuf ? stackbuf : malloc(len + 1);
-    if (!line || json_dumpb(notification, line, len, JSON_COMPACT) != len) {
-        if (line != stackbuf)
-            free(line);
-        return CHATD_ENOMEM;
-    }
-    line[len] = '\n';
-    int rc = fwrite(line, 1, len + 1, ls->f) == len + 1 && fflush(ls->f) == 0 ? 0 : CHATD_EUNAVAIL;
-    if (line != stackbuf)
-        free(line);
-    return rc;
+    int ok = fwrite(it->body, 1, it->len, ls->f) == it->len && fputc('\n', ls->f) != EOF &&
+             fflush(ls->f) == 0;
+    sent(it, ok ? PUSH_DELIVERED : PUSH_RETRY, ok ? NULL : strerror(errno), arg);
+    return 0;
 }
 
 static void log_close(void *state)
@@ -73,4 +66,4 @@ static void log_close(void *state)
     free(ls);
 }
 
-const struct push_backend push_log = {"log", log_open, log_deliver, log_close};
+const struct push_backend push_log = {"log", log_open, log_send, log_close};

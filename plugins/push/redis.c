@@ -1,7 +1,8 @@
 /* The redis push backend: XADD each notification to a stream (setting
- * `stream`, default "chatd:push") for an external push worker to consume.
- * Entries carry userId, username and the event's JSON; the stream is capped
- * near `max_length` entries. */
+ * `stream`, default "chatd:push") for push workers (chatd-push) to consume.
+ * Entries carry id, userId, username, the event's JSON and the whole body a
+ * worker delivers; the stream is capped near `max_length` entries. A
+ * notification is delivered, for this node, once Redis took it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,10 @@ struct redis_state {
     char maxlen[24];
 };
 
-static int redis_open(const chatd_host *h, chatd_plugin *p, const json_t *conf, void **state)
+static int redis_open(struct pplug *pp, const json_t *conf, void **state)
 {
+    const chatd_host *h = pp->host;
+    chatd_plugin *p = pp->p;
     if (!CHATD_HOST_HAS(h, redis_command)) {
         h->log(p, CHATD_LOG_ERROR, "this chatd cannot send Redis commands");
         return CHATD_EINVAL;
@@ -41,32 +44,45 @@ static int redis_open(const chatd_host *h, chatd_plugin *p, const json_t *conf, 
     return 0;
 }
 
+struct xadd {
+    struct push_item *it;
+    push_sent_fn sent;
+    void *arg;
+};
+
 static void added(void *arg, int status)
 {
-    struct redis_state *rs = arg;
-    if (status < 0) {
-        rs->h->count(rs->p, "push_failed", 1);
-        rs->h->log(rs->p, CHATD_LOG_WARN, "XADD to %s failed: redis unavailable", rs->stream);
-    }
+    struct xadd *x = arg;
+    x->sent(x->it, status < 0 ? PUSH_RETRY : PUSH_DELIVERED,
+            status < 0 ? "redis unavailable" : NULL, x->arg);
+    free(x);
 }
 
-static int redis_deliver(void *state, const json_t *n)
+static int redis_send(void *state, struct push_item *it, push_sent_fn sent, void *arg)
 {
     struct redis_state *rs = state;
+    json_t *body = json_loadb(it->body, it->len, 0, NULL);
     char uid[24];
-    snprintf(uid, sizeof uid, "%lld", (long long)json_integer_value(json_object_get(n, "userId")));
-    const char *username = json_string_value(json_object_get(n, "username"));
-    char *event = json_dumps(json_object_get(n, "event"), JSON_COMPACT);
-    if (!event)
-        return CHATD_ENOMEM;
-    const char *argv[] = {"XADD",  rs->stream, "MAXLEN", "~",        rs->maxlen,
-                          "*",     "userId",   uid,      "username", username ? username : "",
-                          "event", event};
-    size_t lens[sizeof argv / sizeof argv[0]];
-    for (size_t i = 0; i < sizeof argv / sizeof argv[0]; i++)
-        lens[i] = strlen(argv[i]);
-    int rc = rs->h->redis_command((int)(sizeof argv / sizeof argv[0]), argv, lens, added, rs);
+    snprintf(uid, sizeof uid, "%lld", (long long)it->user_id);
+    const char *username = json_string_value(json_object_get(body, "username"));
+    char *event = json_dumps(json_object_get(body, "event"), JSON_COMPACT);
+    struct xadd *x = event ? malloc(sizeof *x) : NULL;
+    int rc = x ? 0 : CHATD_ENOMEM;
+    if (x) {
+        *x = (struct xadd){it, sent, arg};
+        const char *argv[] = {"XADD",     rs->stream, "MAXLEN",   "~",
+                              rs->maxlen, "*",        "id",       it->id,
+                              "userId",   uid,        "username", username ? username : "",
+                              "event",    event,      "body",     it->body};
+        size_t lens[sizeof argv / sizeof argv[0]];
+        for (size_t i = 0; i < sizeof argv / sizeof argv[0]; i++)
+            lens[i] = strlen(argv[i]);
+        if ((rc = rs->h->redis_command((int)(sizeof argv / sizeof argv[0]), argv, lens, added, x)) <
+            0)
+            free(x);
+    }
     free(event);
+    json_decref(body);
     return rc;
 }
 
@@ -75,4 +91,4 @@ static void redis_close(void *state)
     free(state);
 }
 
-const struct push_backend push_redis = {"redis", redis_open, redis_deliver, redis_close};
+const struct push_backend push_redis = {"redis", redis_open, redis_send, redis_close};

@@ -2,7 +2,8 @@
 """End-to-end tests of push notifications (docs/PROTOCOL.md section 3), log backend.
 
 The push plugin writes one JSON line per notification to <data_dir>/push.log:
-{"userId", "username", "event": <the message a WebSocket would have carried>}.
+{"id", "userId", "username", "devices", "event": <the message a WebSocket would
+have carried>}, the body a webhook would be POSTed.
 """
 
 import os
@@ -19,6 +20,11 @@ from domain import (  # noqa: E402
 )
 
 
+# a notification is named after its push intent and the user (the same
+# whoever writes it); one of a plugin that writes no intent gets a random one
+ID_RE = r"^(p[0-9]+-u[0-9]+|r[0-9a-f]{16})$"
+
+
 def in_channel(cid):
     return lambda line: line["event"].get("channelId") == chan(cid)
 
@@ -27,8 +33,10 @@ class PushCase(DomainTestCase):
     # plugins.push.backend defaults to "log", file push.log in the data dir
 
     def assertPushLine(self, line, user, event):
-        self.assertEqual(line, {"userId": user.user_id, "username": user.username,
-                                "event": event})
+        self.assertRegex(line.get("id", ""), ID_RE, line)
+        self.assertEqual({k: v for k, v in line.items() if k != "id"},
+                         {"userId": user.user_id, "username": user.username, "devices": [],
+                          "event": event})
 
 
 class MessagePushTests(PushCase):
@@ -214,7 +222,8 @@ class SocialPushTests(PushCase):
         ci = await self.connect(inviter)
         await self.invite(ci, target)
         (line,) = await self.assertPushCount(target, "ASK_INVITE", 1)
-        self.assertEqual(set(line), {"userId", "username", "event"}, line)
+        self.assertEqual(set(line), {"id", "userId", "username", "devices", "event"}, line)
+        self.assertRegex(line["id"], r"^p[0-9]+-u%d$" % target.user_id)
         self.assertEqual(line["userId"], target.user_id)
         self.assertEqual(line["username"], target.username)
         self.assertIsInstance(line["event"], dict, line)

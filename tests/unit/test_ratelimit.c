@@ -13,7 +13,7 @@
 #include "ratelimit.h"
 
 /* The core's host table: its maps are what the limiter keeps keys in. */
-#define H host_table("")
+#define H host_table("", NULL)
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HAVE_ASAN 1
