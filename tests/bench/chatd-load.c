@@ -42,6 +42,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "load_conv.h"
 #include "load_hist.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -60,7 +61,7 @@
 
 /* ---- options ------------------------------------------------------------- */
 
-enum scenario { SC_IDLE, SC_DIRECT, SC_FANOUT, SC_MIXED };
+enum scenario { SC_IDLE, SC_DIRECT, SC_FANOUT, SC_MIXED, N_SCENARIOS };
 static const char *scenario_names[] = {"idle", "direct", "fanout", "mixed"};
 
 static struct {
@@ -81,6 +82,7 @@ static struct {
     unsigned long long seed;
     int quiet;
     int busy_poll;
+    int chatter; /* fanout: the members type, ack what they read and react */
 } O;
 
 static struct sockaddr_in targets[MAX_TARGETS];
@@ -151,6 +153,8 @@ struct counters {
     uint64_t write_errors, rate_limited, other_errors, disconnects, pings, notices;
 };
 static struct counters ctr, ctr_meas0, ctr_meas1;
+static struct conv_counts cv_meas0, cv_meas1;
+static struct conv_tally err_codes, close_codes; /* ERRORs by code, closes by the server */
 static struct load_hist h_ack, h_deliv;
 static uint64_t inflight_total;
 static int running; /* writers send */
@@ -419,6 +423,14 @@ static int ws_send(struct wconn *c, int opcode, const void *payload, size_t len)
     return evbuffer_commit_space(out, &v, 1);
 }
 
+/* The conversation's requests (load_conv.c) go out here. */
+static int conv_send(int ci, const char *text, size_t len)
+{
+    if (conns[ci].state != C_OPEN)
+        return -1;
+    return ws_send(&conns[ci], 1, text, len);
+}
+
 static int ws_send_json(int ci, json_t *msg)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
@@ -640,6 +652,8 @@ static void writer_send(int w, uint64_t ts)
     wr->sent++;
     inflight_total++;
     ctr.sent++;
+    if (O.chatter)
+        conv_on_write();
 }
 
 static void on_ack(int ci, const char *p, size_t n)
@@ -668,9 +682,11 @@ static void on_ack(int ci, const char *p, size_t n)
         writer_send(c->writer, now);
 }
 
-static void on_notify(const char *p, size_t n)
+static void on_notify(int ci, const char *p, size_t n)
 {
     ctr.delivered++;
+    if (O.chatter)
+        conv_on_message(ci, p, n);
     size_t vl;
     const char *v = FIELD(p, n, "\"content\":\"", &vl);
     if (v && measuring) {
@@ -685,6 +701,17 @@ static void on_error(int ci, const char *p, size_t n)
     size_t vl, cl = 0;
     const char *rid = FIELD(p, n, "\"requestId\":\"", &vl);
     const char *code = FIELD(p, n, "\"code\":\"", &cl);
+    if (code)
+        conv_tally_add(&err_codes, code, cl);
+    else
+        conv_tally_add(&err_codes, "(none)", 6);
+    if (rid && vl == 1 && rid[0] == 'c') {
+        conv_on_error(); /* TYPING, READ_ACK or REACT_REQUEST refused */
+        static int shown_conv;
+        if (shown_conv++ < 3)
+            note("conversation request refused: %.*s", (int)(n > 300 ? 300 : n), p);
+        return;
+    }
     if (rid && vl > 0 && rid[0] == 'w') {
         struct wconn *c = &conns[ci];
         ctr.write_errors++;
@@ -723,9 +750,11 @@ static void on_text(int ci, const char *p, size_t n)
         return;
     }
     if (tl == 14 && memcmp(type, "NOTIFY_MESSAGE", 14) == 0) {
-        on_notify(p, n);
+        on_notify(ci, p, n);
         return;
     }
+    if (conv_on_text(ci, type, tl))
+        return;
     size_t vl;
     const char *rid = FIELD(p, n, "\"requestId\":\"s", &vl);
     if (rid) {
@@ -914,6 +943,9 @@ static int frame(int ci, int fin, int op, const unsigned char *p, size_t len)
         return 0;
     case 0x8: {
         int code = len >= 2 ? (p[0] << 8 | p[1]) : 1005;
+        char key[8];
+        int kl = snprintf(key, sizeof key, "%d", code);
+        conv_tally_add(&close_codes, key, (size_t)kl);
         if (phase < PH_WARMUP)
             die("connection %d closed by the server with %d %.*s", ci, code,
                 (int)(len > 2 ? len - 2 : 0), len > 2 ? (const char *)p + 2 : "");
@@ -1238,6 +1270,7 @@ static void writers_start(void)
 {
     running = 1;
     run_t0 = now_ns();
+    conv_set_active(1);
     if (O.rate > 0) {
         struct timeval tv = tv_of(0.001);
         event_add(ev_tick, &tv);
@@ -1254,6 +1287,7 @@ static void measure_start(void)
     load_hist_reset(&h_deliv);
     measuring = 1;
     ctr_meas0 = ctr;
+    cv_meas0 = *conv_counts();
     meas_t0 = now_ns();
     srv_meas0 = server_sample();
     self_cpu0 = self_cpu();
@@ -1327,6 +1361,10 @@ static void phase_next(void)
         event_del(ev_progress);
         for (int w = 0; w < nwriters; w++)
             writer_build(w);
+        if (O.chatter)
+            for (int i = 0; i < nconns; i++)
+                if (conns[i].chan >= 0)
+                    conv_member(i, chans[conns[i].chan].id);
         note("setup done in %.1f s; settling %.1f s", (double)(now - prog_t0) / 1e9, O.settle);
         phase_after(O.settle);
         break;
@@ -1348,7 +1386,9 @@ static void phase_next(void)
         break;
     case PH_DRAIN:
         running = 0;
+        conv_set_active(0);
         ctr_meas1 = ctr;
+        cv_meas1 = *conv_counts();
         meas_t1 = now_ns();
         srv_meas1 = server_sample();
         self_cpu1 = self_cpu();
@@ -1561,6 +1601,91 @@ static void lat_row(const char *name, const struct load_hist *h)
         load_hist_mean(h) / 1e6, h->total);
 }
 
+/* "KEY n, KEY n" of a tally, or nothing when it is empty */
+static void tally_row(const char *name, const struct conv_tally *t)
+{
+    if (!t->n)
+        return;
+    char buf[512];
+    size_t at = 0;
+    for (int i = 0; i < t->n && at < sizeof buf; i++)
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s %" PRIu64, i ? ", " : "", t->key[i],
+                               t->count[i]);
+    if (t->other && at < sizeof buf)
+        snprintf(buf + at, sizeof buf - at, ", others %" PRIu64, t->other);
+    row(name, "%10s", buf);
+}
+
+static json_t *tally_json(const struct conv_tally *t)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < t->n; i++)
+        json_object_set_new(o, t->key[i], json_integer((json_int_t)t->count[i]));
+    if (t->other)
+        json_object_set_new(o, "others", json_integer((json_int_t)t->other));
+    return o;
+}
+
+/* The conversation counters over the measured seconds (--chatter). */
+static void chatter_rows(double secs)
+{
+    const struct conv_counts *a = &cv_meas0, *b = &cv_meas1;
+    row("chatter sent: typing/read/react", "%10" PRIu64 " %10" PRIu64 " %10" PRIu64,
+        b->typing_sent - a->typing_sent, b->read_acks_sent - a->read_acks_sent,
+        b->reacts_sent - a->reacts_sent);
+    struct {
+        const char *name;
+        uint64_t n;
+    } got[] = {{"NOTIFY_TYPING received", b->notify_typing - a->notify_typing},
+               {"NOTIFY_READ received", b->notify_read - a->notify_read},
+               {"NOTIFY_REACTION received", b->notify_reaction - a->notify_reaction},
+               {"REACT_RESPONSE received", b->react_responses - a->react_responses}};
+    for (size_t i = 0; i < sizeof got / sizeof got[0]; i++)
+        row(got[i].name, "%10" PRIu64 " %10.0f/s", got[i].n, got[i].n / secs);
+    row("errors: chatter requests", "%10" PRIu64, conv_counts()->errors);
+}
+
+static json_t *conv_json(const struct conv_counts *c)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "typing_sent",
+                     (json_int_t)c->typing_sent, "read_acks_sent", (json_int_t)c->read_acks_sent,
+                     "reacts_sent", (json_int_t)c->reacts_sent, "notify_typing",
+                     (json_int_t)c->notify_typing, "notify_read", (json_int_t)c->notify_read,
+                     "notify_reaction", (json_int_t)c->notify_reaction, "react_responses",
+                     (json_int_t)c->react_responses, "errors", (json_int_t)c->errors);
+}
+
+/* "chatter": what the members sent and received, measured and whole run */
+static json_t *chatter_json(double secs)
+{
+    struct conv_counts d = cv_meas1;
+    d.typing_sent -= cv_meas0.typing_sent;
+    d.read_acks_sent -= cv_meas0.read_acks_sent;
+    d.reacts_sent -= cv_meas0.reacts_sent;
+    d.notify_typing -= cv_meas0.notify_typing;
+    d.notify_read -= cv_meas0.notify_read;
+    d.notify_reaction -= cv_meas0.notify_reaction;
+    d.react_responses -= cv_meas0.react_responses;
+    d.errors -= cv_meas0.errors;
+    json_t *m = conv_json(&d);
+    json_object_set_new(m, "notify_typing_per_s", json_real(d.notify_typing / secs));
+    json_object_set_new(m, "notify_read_per_s", json_real(d.notify_read / secs));
+    json_object_set_new(m, "notify_reaction_per_s", json_real(d.notify_reaction / secs));
+    return json_pack("{s:o, s:o, s:i, s:i}", "measured", m, "totals", conv_json(conv_counts()),
+                     "read_every", CONV_READ_EVERY, "react_every", CONV_REACT_EVERY);
+}
+
+/* What the conversation adds to the JSON: errors and closes by code, and
+ * "chatter". */
+static void json_more(json_t *j, double secs)
+{
+    json_t *totals = json_object_get(j, "totals");
+    json_object_set_new(totals, "errors_by_code", tally_json(&err_codes));
+    json_object_set_new(totals, "server_closes", tally_json(&close_codes));
+    if (O.chatter)
+        json_object_set_new(j, "chatter", chatter_json(secs));
+}
+
 static void finish(void)
 {
     int sc = O.scenario;
@@ -1580,8 +1705,9 @@ static void finish(void)
            name, O.cluster ? "/" : "", O.cluster ? scenario_names[sc] : "", nconns, nusers,
            nsources, ntargets, ntargets == 1 ? "" : "s", nchans, nwriters);
     if (sc != SC_IDLE)
-        printf("measured %.2f s after %.1f s warm-up; %d-byte contents; %s\n", secs, O.warmup,
-               O.size, O.rate > 0 ? "open loop" : "closed loop");
+        printf("measured %.2f s after %.1f s warm-up; %d-byte contents; %s%s\n", secs, O.warmup,
+               O.size, O.rate > 0 ? "open loop" : "closed loop",
+               O.chatter ? "; members chatter" : "");
     printf("  %-30s %10s\n", "metric", "value");
     row("setup: logins", "%10d in %.2f s (%.0f users/s)", nusers, phase_secs[PH_HTTP],
         nusers / (phase_secs[PH_HTTP] > 0 ? phase_secs[PH_HTTP] : 1e-9));
@@ -1616,9 +1742,13 @@ static void finish(void)
                "mean", "count");
         lat_row("ack (write -> durable ack)", &h_ack);
         lat_row("delivery (write -> notify)", &h_deliv);
+        if (O.chatter)
+            chatter_rows(secs);
     }
     row("errors: write/rate-limited", "%10" PRIu64 " %10" PRIu64, t.write_errors, t.rate_limited);
     row("errors: other/disconnects", "%10" PRIu64 " %10" PRIu64, t.other_errors, t.disconnects);
+    tally_row("errors by code", &err_codes);
+    tally_row("closed by the server (code)", &close_codes);
     if (srv_cpu >= 0) {
         if (O.npids > 1)
             printf("  (server figures are sums over %d processes)\n", O.npids);
@@ -1690,6 +1820,7 @@ static void finish(void)
                 json_object_get(j, "server"), "rss_kib_per_connection",
                 json_real((double)(srv_ready.rss_kib - srv_before_ws.rss_kib) / nconns));
     }
+    json_more(j, secs);
     json_object_set_new(j, "generator",
                         json_pack("{s:f, s:f, s:b}", "cpu_cores", gen_cpu, "working_cores",
                                   O.busy_poll ? gen_work : gen_cpu, "busy_poll", O.busy_poll));
@@ -1717,6 +1848,7 @@ static void usage(FILE *f)
         "  --one-way              direct: only the first of each pair writes\n"
         "  --members M            fanout: members of the channel, one WebSocket each\n"
         "  --writers W            fanout: members that write [1]\n"
+        "  --chatter              fanout: the members also type, ack what they read and react\n"
         "  --writer-share F       mixed: share of connections that write [0.05]\n"
         "  --min-size/--max-size  mixed: channel sizes, Zipf-distributed [2, 50]\n"
         "  --zipf S               mixed: Zipf exponent of the sizes [1.0]\n"
@@ -1814,6 +1946,7 @@ static void parse_args(int argc, char **argv)
         o_seed,
         o_quiet,
         o_busy_poll,
+        o_chatter,
         o_help
     };
     static const struct option lo[] = {{"scenario", 1, 0, o_scenario},
@@ -1849,6 +1982,7 @@ static void parse_args(int argc, char **argv)
                                        {"seed", 1, 0, o_seed},
                                        {"quiet", 0, 0, o_quiet},
                                        {"busy-poll", 0, 0, o_busy_poll},
+                                       {"chatter", 0, 0, o_chatter},
                                        {"help", 0, 0, o_help},
                                        {0, 0, 0, 0}};
     const char *scen = NULL, *pattern = "fanout";
@@ -1975,6 +2109,9 @@ static void parse_args(int argc, char **argv)
         case o_busy_poll:
             O.busy_poll = 1;
             break;
+        case o_chatter:
+            O.chatter = 1;
+            break;
         case o_help:
         case 'h':
             usage(stdout);
@@ -1991,7 +2128,7 @@ static void parse_args(int argc, char **argv)
         exit(2);
     }
     int found = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_SCENARIOS; i++)
         if (strcmp(scen, scenario_names[i]) == 0) {
             O.scenario = i;
             found = 1;
@@ -2008,6 +2145,8 @@ static void parse_args(int argc, char **argv)
     }
     if (!found)
         die("--scenario %s: expected idle, direct, fanout, mixed or cluster", scen);
+    if (O.chatter && O.scenario != SC_FANOUT)
+        die("--chatter goes with the fanout scenario (or cluster --pattern fanout)");
     if (O.min_size > O.max_size)
         die("--min-size is above --max-size");
     if (ntargets == 0)
@@ -2039,6 +2178,7 @@ int main(int argc, char **argv)
         rng_layout = 1;
 
     layout();
+    conv_init(nconns, O.seed, conv_send);
     nsources = O.sources > 0 ? O.sources : (nconns + 19999) / 20000;
     if (ntohl(O.source_base.s_addr) + (uint32_t)nsources - 1 > 0x7fffffffu)
         die("--sources %d from --source-base leaves 127.0.0.0/8", nsources);
