@@ -61,8 +61,8 @@
 
 /* ---- options ------------------------------------------------------------- */
 
-enum scenario { SC_IDLE, SC_DIRECT, SC_FANOUT, SC_MIXED, N_SCENARIOS };
-static const char *scenario_names[] = {"idle", "direct", "fanout", "mixed"};
+enum scenario { SC_IDLE, SC_DIRECT, SC_FANOUT, SC_MIXED, SC_TYPING, N_SCENARIOS };
+static const char *scenario_names[] = {"idle", "direct", "fanout", "mixed", "typing"};
 
 static struct {
     int scenario;
@@ -82,7 +82,9 @@ static struct {
     unsigned long long seed;
     int quiet;
     int busy_poll;
-    int chatter; /* fanout: the members type, ack what they read and react */
+    int chatter;        /* fanout: the members type, ack what they read and react */
+    double typing_rate; /* typing: TYPING per second per member */
+    double rest;        /* seconds held after the drain, before the last server sample */
 } O;
 
 static struct sockaddr_in targets[MAX_TARGETS];
@@ -176,11 +178,12 @@ enum phase {
     PH_WARMUP,
     PH_RUN,
     PH_DRAIN,
+    PH_REST,
     PH_END
 };
 static const char *phase_names[] = {"init",   "login", "connect", "probe",  "friends",
                                     "create", "join",  "enter",   "settle", "warmup",
-                                    "run",    "drain", "end"};
+                                    "run",    "drain", "rest",    "end"};
 static int phase = PH_INIT;
 static uint64_t phase_t0, prog_t0;
 static double phase_secs[PH_END + 1];
@@ -1185,7 +1188,7 @@ static void http_begin(void)
 
 /* ---- timers -------------------------------------------------------------- */
 
-static struct event *ev_phase, *ev_tick, *ev_progress, *ev_setup_deadline;
+static struct event *ev_phase, *ev_tick, *ev_storm, *ev_progress, *ev_setup_deadline;
 static uint64_t rate_sent, rate_cursor;
 
 static void rate_tick(evutil_socket_t fd, short what, void *arg)
@@ -1216,6 +1219,15 @@ static void rate_tick(evutil_socket_t fd, short what, void *arg)
         rate_sent++;
         work_cbs++;
     }
+}
+
+static void storm_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (running && conv_storm_tick(now_ns()) > 0)
+        work_cbs++;
+    if (!running || conv_storm_over())
+        event_del(ev_storm);
 }
 
 static void progress(evutil_socket_t fd, short what, void *arg)
@@ -1251,6 +1263,10 @@ static void phase_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what, (void)arg;
     if (phase == PH_DRAIN) {
         int done = inflight_total == 0 && ctr.delivered >= ctr.expected;
+        if (O.scenario == SC_TYPING) { /* nothing is owed: until typing is quiet for 1 s */
+            uint64_t last = conv_last_rx() > phase_t0 ? conv_last_rx() : phase_t0;
+            done = now_ns() - last > 1000000000u;
+        }
         if (!done && (double)(now_ns() - phase_t0) / 1e9 < O.drain) {
             struct timeval tv = tv_of(0.01);
             event_add(ev_phase, &tv);
@@ -1271,7 +1287,11 @@ static void writers_start(void)
     running = 1;
     run_t0 = now_ns();
     conv_set_active(1);
-    if (O.rate > 0) {
+    if (O.scenario == SC_TYPING) {
+        struct timeval tv = tv_of(0.001);
+        conv_storm_begin(O.typing_rate, O.duration, run_t0);
+        event_add(ev_storm, &tv);
+    } else if (O.rate > 0) {
         struct timeval tv = tv_of(0.001);
         event_add(ev_tick, &tv);
     } else {
@@ -1361,7 +1381,7 @@ static void phase_next(void)
         event_del(ev_progress);
         for (int w = 0; w < nwriters; w++)
             writer_build(w);
-        if (O.chatter)
+        if (O.chatter || O.scenario == SC_TYPING)
             for (int i = 0; i < nconns; i++)
                 if (conns[i].chan >= 0)
                     conv_member(i, chans[conns[i].chan].id);
@@ -1394,6 +1414,14 @@ static void phase_next(void)
         self_cpu1 = self_cpu();
         idle_s1 = idle_s;
         phase_after(0.01);
+        break;
+    case PH_REST:
+        if (O.rest > 0) {
+            note("holding the connections %.1f s", O.rest);
+            phase_after(O.rest);
+            break;
+        }
+        phase_next();
         break;
     case PH_END:
         measuring = 0;
@@ -1467,10 +1495,10 @@ static void layout(void)
         if (pairs < 1)
             die("direct needs --pairs (or --connections) of at least 1 pair");
         nconns = nusers = 2 * pairs;
-    } else if (sc == SC_FANOUT) {
+    } else if (sc == SC_FANOUT || sc == SC_TYPING) {
         nconns = nusers = O.members > 0 ? O.members : O.connections;
         if (nconns < 2)
-            die("fanout needs --members of at least 2");
+            die("%s needs --members of at least 2", scenario_names[sc]);
     } else {
         nconns = nusers = O.connections;
         if (nconns < 2)
@@ -1509,12 +1537,12 @@ static void layout(void)
             if (!O.one_way)
                 add_writer(2 * p + 1);
         }
-    } else if (sc == SC_FANOUT) {
+    } else if (sc == SC_FANOUT || sc == SC_TYPING) {
         int *m = xcalloc((size_t)nconns, sizeof *m);
         for (int i = 0; i < nconns; i++)
             m[i] = i;
         add_chan(m, nconns, 0);
-        int w = O.writers > 0 ? O.writers : 1;
+        int w = sc == SC_TYPING ? 0 : O.writers > 0 ? O.writers : 1;
         if (w > nconns)
             w = nconns;
         for (int i = 0; i < w; i++)
@@ -1675,15 +1703,47 @@ static json_t *chatter_json(double secs)
                      "read_every", CONV_READ_EVERY, "react_every", CONV_REACT_EVERY);
 }
 
-/* What the conversation adds to the JSON: errors and closes by code, and
- * "chatter". */
+/* The typing storm: what was sent, and NOTIFY_TYPING per receiving socket. */
+static void typing_rows(double secs)
+{
+    const struct conv_counts *c = conv_counts();
+    struct conv_spread sp = conv_typing_spread();
+    row("TYPING sent", "%10" PRIu64 " %10.0f/s (over %.2f s, at most %" PRIu64 " each)",
+        c->typing_sent, c->typing_sent / secs, conv_storm_span(), conv_storm_per_member());
+    row("NOTIFY_TYPING received", "%10" PRIu64 " %10.0f/s", c->notify_typing,
+        c->notify_typing / secs);
+    row("NOTIFY_TYPING per socket", "%10" PRIu64 " to %" PRIu64 " (mean %.1f over %d sockets)",
+        sp.min, sp.max, sp.sockets ? (double)sp.sum / sp.sockets : 0.0, sp.sockets);
+    row("errors: TYPING refused", "%10" PRIu64, c->errors);
+}
+
+static json_t *typing_json(void)
+{
+    const struct conv_counts *c = conv_counts();
+    struct conv_spread sp = conv_typing_spread();
+    return json_pack("{s:f, s:I, s:I, s:f, s:I, s:I, s:{s:i, s:I, s:I, s:f}}", "rate_per_member",
+                     O.typing_rate, "per_member_max", (json_int_t)conv_storm_per_member(), "sent",
+                     (json_int_t)c->typing_sent, "span_s", conv_storm_span(), "received",
+                     (json_int_t)c->notify_typing, "errors", (json_int_t)c->errors, "per_socket",
+                     "sockets", sp.sockets, "min", (json_int_t)sp.min, "max", (json_int_t)sp.max,
+                     "mean", sp.sockets ? (double)sp.sum / sp.sockets : 0.0);
+}
+
+/* What the conversation and the storm add to the JSON: errors and closes by
+ * code, the server's last sample, "chatter" and "typing". */
 static void json_more(json_t *j, double secs)
 {
-    json_t *totals = json_object_get(j, "totals");
+    json_t *totals = json_object_get(j, "totals"), *server = json_object_get(j, "server");
     json_object_set_new(totals, "errors_by_code", tally_json(&err_codes));
     json_object_set_new(totals, "server_closes", tally_json(&close_codes));
+    if (server) {
+        json_object_set_new(server, "rss_kib_final", json_integer(srv_end.rss_kib));
+        json_object_set_new(server, "rss_kib_peak_final", json_integer(srv_end.hwm_kib));
+    }
     if (O.chatter)
         json_object_set_new(j, "chatter", chatter_json(secs));
+    if (O.scenario == SC_TYPING)
+        json_object_set_new(j, "typing", typing_json());
 }
 
 static void finish(void)
@@ -1704,7 +1764,10 @@ static void finish(void)
            "%d channels, %d writers\n",
            name, O.cluster ? "/" : "", O.cluster ? scenario_names[sc] : "", nconns, nusers,
            nsources, ntargets, ntargets == 1 ? "" : "s", nchans, nwriters);
-    if (sc != SC_IDLE)
+    if (sc == SC_TYPING)
+        printf("measured %.2f s; every member sends TYPING %g times a second\n", secs,
+               O.typing_rate);
+    else if (sc != SC_IDLE)
         printf("measured %.2f s after %.1f s warm-up; %d-byte contents; %s%s\n", secs, O.warmup,
                O.size, O.rate > 0 ? "open loop" : "closed loop",
                O.chatter ? "; members chatter" : "");
@@ -1729,6 +1792,8 @@ static void finish(void)
                 (double)(srv_ready.rss_kib - srv_before_ws.rss_kib) / nconns);
         }
         row("pings answered", "%10" PRIu64, t.pings);
+    } else if (sc == SC_TYPING) {
+        typing_rows(secs);
     } else {
         row("messages sent", "%10" PRIu64 " %10.0f/s", sent, sent / secs);
         row("messages acked (durable)", "%10" PRIu64 " %10.0f/s", acked, acked / secs);
@@ -1756,9 +1821,15 @@ static void finish(void)
         if (sc != SC_IDLE)
             row("server RSS start/ready/end", "%10ld %ld %ld KiB", srv_start.rss_kib,
                 srv_ready.rss_kib, srv_end.rss_kib);
+        if (sc == SC_TYPING)
+            row("server RSS peak (VmHWM)", "%10ld KiB", srv_end.hwm_kib);
     }
-    if (sc != SC_IDLE && t.acked == 0) {
+    if (sc != SC_IDLE && sc != SC_TYPING && t.acked == 0) {
         fprintf(stderr, "chatd-load: no write was acknowledged\n");
+        exit_code = 3;
+    }
+    if (sc == SC_TYPING && conv_counts()->notify_typing == 0) {
+        fprintf(stderr, "chatd-load: no NOTIFY_TYPING arrived\n");
         exit_code = 3;
     }
     if (O.busy_poll)
@@ -1835,20 +1906,23 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: chatd-load --scenario idle|direct|fanout|mixed|cluster [options]\n"
+        "usage: chatd-load --scenario idle|direct|fanout|mixed|typing|cluster [options]\n"
         "\n"
         "  --target HOST:PORT     chatd to load (repeat for several nodes; 127.0.0.0/8 only)\n"
         "  --duration S           seconds of measured load (idle: seconds held) [10]\n"
         "  --warmup S             seconds of load before measuring [0]\n"
         "  --drain S              seconds to wait for the last acks and deliveries [5]\n"
+        "  --rest S               seconds to hold the connections after the drain, before\n"
+        "                         the last server sample [0]\n"
         "  --settle S             seconds between setup and load [1]\n"
         "  --connections N        idle, mixed: WebSockets; direct: 2 x pairs; fanout: members\n"
         "  --users U              idle: users the connections are spread over [min(N,100)]\n"
         "  --pairs P              direct: pairs of users, each in a direct channel\n"
         "  --one-way              direct: only the first of each pair writes\n"
-        "  --members M            fanout: members of the channel, one WebSocket each\n"
+        "  --members M            fanout, typing: members of the channel, one WebSocket each\n"
         "  --writers W            fanout: members that write [1]\n"
         "  --chatter              fanout: the members also type, ack what they read and react\n"
+        "  --typing-rate R        typing: TYPING per second each member sends [20]\n"
         "  --writer-share F       mixed: share of connections that write [0.05]\n"
         "  --min-size/--max-size  mixed: channel sizes, Zipf-distributed [2, 50]\n"
         "  --zipf S               mixed: Zipf exponent of the sizes [1.0]\n"
@@ -1947,6 +2021,8 @@ static void parse_args(int argc, char **argv)
         o_quiet,
         o_busy_poll,
         o_chatter,
+        o_typing_rate,
+        o_rest,
         o_help
     };
     static const struct option lo[] = {{"scenario", 1, 0, o_scenario},
@@ -1983,6 +2059,8 @@ static void parse_args(int argc, char **argv)
                                        {"quiet", 0, 0, o_quiet},
                                        {"busy-poll", 0, 0, o_busy_poll},
                                        {"chatter", 0, 0, o_chatter},
+                                       {"typing-rate", 1, 0, o_typing_rate},
+                                       {"rest", 1, 0, o_rest},
                                        {"help", 0, 0, o_help},
                                        {0, 0, 0, 0}};
     const char *scen = NULL, *pattern = "fanout";
@@ -2003,6 +2081,7 @@ static void parse_args(int argc, char **argv)
     O.create_max = 100;
     O.seed = 1;
     O.connections = -1;
+    O.typing_rate = 20;
     inet_pton(AF_INET, "127.0.0.2", &O.source_base);
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -2112,6 +2191,12 @@ static void parse_args(int argc, char **argv)
         case o_chatter:
             O.chatter = 1;
             break;
+        case o_typing_rate:
+            O.typing_rate = num("--typing-rate", optarg, 0.01, 10000);
+            break;
+        case o_rest:
+            O.rest = num("--rest", optarg, 0, 600);
+            break;
         case o_help:
         case 'h':
             usage(stdout);
@@ -2144,9 +2229,11 @@ static void parse_args(int argc, char **argv)
             die("--pattern %s: expected direct or fanout", pattern);
     }
     if (!found)
-        die("--scenario %s: expected idle, direct, fanout, mixed or cluster", scen);
+        die("--scenario %s: expected idle, direct, fanout, mixed, typing or cluster", scen);
     if (O.chatter && O.scenario != SC_FANOUT)
         die("--chatter goes with the fanout scenario (or cluster --pattern fanout)");
+    if (O.scenario == SC_TYPING && (O.warmup > 0 || O.rate > 0))
+        die("typing: no --warmup or --rate (the storm runs --duration at --typing-rate)");
     if (O.min_size > O.max_size)
         die("--min-size is above --max-size");
     if (ntargets == 0)
@@ -2157,7 +2244,8 @@ static void parse_args(int argc, char **argv)
         O.connections = O.scenario == SC_IDLE ? 1000 : O.scenario == SC_MIXED ? 500 : 0;
     if (O.scenario == SC_DIRECT && O.pairs == 0 && O.connections == 0)
         O.pairs = 16;
-    if (O.scenario == SC_FANOUT && O.members == 0 && O.connections == 0)
+    if ((O.scenario == SC_FANOUT || O.scenario == SC_TYPING) && O.members == 0 &&
+        O.connections == 0)
         O.members = 100;
 }
 
@@ -2196,7 +2284,7 @@ int main(int argc, char **argv)
     }
 
     /* a hard stop, whatever happens */
-    alarm((unsigned)(O.setup_timeout + O.settle + O.warmup + O.duration + O.drain + 30));
+    alarm((unsigned)(O.setup_timeout + O.settle + O.warmup + O.duration + O.drain + O.rest + 30));
 
     if (load_hist_init(&h_ack) < 0 || load_hist_init(&h_deliv) < 0)
         die("out of memory");
@@ -2211,6 +2299,7 @@ int main(int argc, char **argv)
         die("no event base");
     ev_phase = evtimer_new(base, phase_timer, NULL);
     ev_tick = event_new(base, -1, EV_PERSIST, rate_tick, NULL);
+    ev_storm = event_new(base, -1, EV_PERSIST, storm_tick, NULL);
     ev_progress = event_new(base, -1, EV_PERSIST, progress, NULL);
     ev_setup_deadline = evtimer_new(base, setup_deadline, NULL);
     struct event *ev_int = evsignal_new(base, SIGINT, on_signal, NULL);

@@ -7,10 +7,12 @@
 #endif
 #include "load_conv.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct member {
     long long chan;
@@ -19,6 +21,7 @@ struct member {
     int64_t react_seq; /* the reaction it has on, while react_on */
     uint32_t unread;   /* deliveries since its last READ_ACK */
     uint8_t react_emoji, react_on;
+    uint64_t typing_rx; /* NOTIFY_TYPING received */
 };
 
 /* thumbs up, heart, tears of joy, party popper, open mouth, folded hands */
@@ -36,7 +39,19 @@ static struct {
     int active;
     uint64_t writes;
     struct conv_counts c;
+    uint64_t last_rx;
+    /* the typing storm */
+    double rate, duration;
+    uint64_t t0, cursor, cap, per_member, first_ns, last_ns;
+    int storm_over;
 } S;
+
+static uint64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* xorshift64* */
 static uint64_t rnd(void)
@@ -171,9 +186,9 @@ void conv_on_message(int ci, const char *p, size_t n)
 
 int conv_on_text(int ci, const char *type, size_t tl)
 {
-    (void)ci;
     if (IS("NOTIFY_TYPING")) {
         S.c.notify_typing++;
+        S.m[ci].typing_rx++;
     } else if (IS("NOTIFY_READ")) {
         S.c.notify_read++;
     } else if (IS("NOTIFY_REACTION")) {
@@ -183,6 +198,7 @@ int conv_on_text(int ci, const char *type, size_t tl)
     } else {
         return 0;
     }
+    S.last_rx = clock_ns();
     return 1;
 }
 
@@ -191,11 +207,89 @@ void conv_on_error(void)
     S.c.errors++;
 }
 
+/* ---- the typing storm ---------------------------------------------------- */
+
+void conv_storm_begin(double rate, double duration, uint64_t now)
+{
+    S.rate = rate;
+    S.duration = duration;
+    S.t0 = now;
+    S.per_member = (uint64_t)ceil(rate * duration - 1e-9);
+    S.cap = S.per_member * (uint64_t)S.n;
+    S.cursor = 0;
+    S.storm_over = S.n == 0;
+}
+
+/* TYPING number k (over all members, round robin) is due k / (rate * n)
+ * seconds in: each member's come 1 / rate apart. A late tick sends what is
+ * due at once, but nothing leaves after the duration. */
+int conv_storm_tick(uint64_t now)
+{
+    if (S.storm_over)
+        return 0;
+    double el = (double)(now - S.t0) / 1e9;
+    if (el >= S.duration || S.cursor >= S.cap) {
+        S.storm_over = 1;
+        return 0;
+    }
+    uint64_t due = (uint64_t)(el * S.rate * S.n) + 1;
+    if (due > S.cap)
+        due = S.cap;
+    int sent = 0;
+    while (S.cursor < due) {
+        int ci = S.list[S.cursor++ % (uint64_t)S.n];
+        if (send_typing(ci) == 0) {
+            S.c.typing_sent++;
+            sent++;
+        }
+        if (!S.first_ns)
+            S.first_ns = now;
+        S.last_ns = now;
+    }
+    return sent;
+}
+
+int conv_storm_over(void)
+{
+    return S.storm_over;
+}
+
+double conv_storm_span(void)
+{
+    return S.first_ns ? (double)(S.last_ns - S.first_ns) / 1e9 : 0;
+}
+
+uint64_t conv_storm_per_member(void)
+{
+    return S.per_member;
+}
+
 /* ---- counts -------------------------------------------------------------- */
 
 const struct conv_counts *conv_counts(void)
 {
     return &S.c;
+}
+
+struct conv_spread conv_typing_spread(void)
+{
+    struct conv_spread s = {S.n, UINT64_MAX, 0, 0};
+    for (int i = 0; i < S.n; i++) {
+        uint64_t v = S.m[S.list[i]].typing_rx;
+        if (v < s.min)
+            s.min = v;
+        if (v > s.max)
+            s.max = v;
+        s.sum += v;
+    }
+    if (!S.n)
+        s.min = 0;
+    return s;
+}
+
+uint64_t conv_last_rx(void)
+{
+    return S.last_rx;
 }
 
 void conv_tally_add(struct conv_tally *t, const char *key, size_t len)

@@ -1,6 +1,7 @@
 /* Conversation traffic of chatd-load (docs/BENCHMARKS.md): the members of a
  * channel who type, acknowledge what they have read and react while the
- * writers write (--chatter); and the counts of what they receive in return.
+ * writers write (--chatter), or who all type at once (--scenario typing); and
+ * the counts of what they receive in return.
  *
  * Every request goes out with "requestId":"c", so an ERROR answering one is
  * told apart from those answering writes ("w...") and setup ("s..."). */
@@ -32,6 +33,12 @@ struct conv_tally {
     uint64_t other; /* keys past CONV_TALLY_MAX */
 };
 
+/* NOTIFY_TYPING received per member socket. */
+struct conv_spread {
+    int sockets;
+    uint64_t min, max, sum;
+};
+
 void conv_init(int nconns, uint64_t seed, conv_send_fn send);
 /* WebSocket ci is a member of channel_id (entered there). */
 void conv_member(int ci, long long channel_id);
@@ -51,7 +58,21 @@ int conv_on_text(int ci, const char *type, size_t tl);
 /* An ERROR to one of the requests above. */
 void conv_on_error(void);
 
+/* The typing storm: every member sends TYPING `rate` times a second (evenly
+ * spread, members staggered) until `duration` seconds have passed, at most
+ * ceil(rate * duration) each. */
+void conv_storm_begin(double rate, double duration, uint64_t now);
+/* Sends what is due by now; returns the frames sent. */
+int conv_storm_tick(uint64_t now);
+int conv_storm_over(void);
+/* Seconds from the storm's first TYPING to its last. */
+double conv_storm_span(void);
+uint64_t conv_storm_per_member(void);
+
 const struct conv_counts *conv_counts(void);
+struct conv_spread conv_typing_spread(void);
+/* When the last conversation message arrived, CLOCK_MONOTONIC ns (0: none). */
+uint64_t conv_last_rx(void);
 
 void conv_tally_add(struct conv_tally *t, const char *key, size_t len);
 

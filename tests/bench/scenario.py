@@ -9,6 +9,7 @@ past that.
     tests/bench/scenario.py fanout --members 200 --writers 2 --duration 5
     tests/bench/scenario.py mixed --connections 500 --duration 5
     tests/bench/scenario.py cluster --nodes 2 --pattern fanout --members 200 --duration 5
+    tests/bench/scenario.py typing --members 1000 --duration 5 --rest 2
 
 The options below belong to this script; every other one goes to chatd-load
 unchanged (see `chatd-load --help` and docs/BENCHMARKS.md).
@@ -38,7 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
-SCENARIOS = ("idle", "direct", "fanout", "mixed", "cluster")
+SCENARIOS = ("idle", "direct", "fanout", "mixed", "typing", "cluster")
 
 GENEROUS = [
     "server.max_connections=1000000",
@@ -79,11 +80,11 @@ def time_budget(rest):
     """Seconds chatd-load may take at most, from the options it was given."""
     ap = argparse.ArgumentParser(add_help=False)
     for name, default in (("--duration", 10.0), ("--warmup", 0.0), ("--drain", 5.0),
-                          ("--settle", 1.0), ("--setup-timeout", 300.0)):
+                          ("--settle", 1.0), ("--rest", 0.0), ("--setup-timeout", 300.0)):
         ap.add_argument(name, type=float, default=default)
     known, _ = ap.parse_known_args(rest)
-    return (known.duration + known.warmup + known.drain + known.settle + known.setup_timeout
-            + 60)
+    return (known.duration + known.warmup + known.drain + known.settle + known.rest
+            + known.setup_timeout + 60)
 
 
 def run_load(cmd, budget):
