@@ -1258,15 +1258,40 @@ static void setup_deadline(evutil_socket_t fd, short what, void *arg)
     die("setup did not finish within %.0f s (--setup-timeout)", O.setup_timeout);
 }
 
+/* The typing storm owes nothing countable, so its drain lasts until the
+ * server is done: nothing arrived for 1 s and the server (with --server-pid)
+ * used under 5 % of a core meanwhile. A server still working through a
+ * backlog may queue for seconds without writing; that keeps the drain going
+ * (up to --drain). */
+static int typing_quiet(void)
+{
+    static uint64_t t0;
+    static struct proc_sample s0;
+    uint64_t now = now_ns(), last = conv_last_rx();
+    if (!t0 || last > t0) {
+        t0 = last > phase_t0 ? last : phase_t0;
+        s0 = server_sample();
+        return 0;
+    }
+    double secs = (double)(now - t0) / 1e9;
+    if (secs < 1.0)
+        return 0;
+    struct proc_sample s1 = server_sample();
+    if (s0.ok && s1.ok && s1.cpu_s - s0.cpu_s > 0.05 * secs) {
+        t0 = now;
+        s0 = s1;
+        return 0;
+    }
+    return 1;
+}
+
 static void phase_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
     if (phase == PH_DRAIN) {
         int done = inflight_total == 0 && ctr.delivered >= ctr.expected;
-        if (O.scenario == SC_TYPING) { /* nothing is owed: until typing is quiet for 1 s */
-            uint64_t last = conv_last_rx() > phase_t0 ? conv_last_rx() : phase_t0;
-            done = now_ns() - last > 1000000000u;
-        }
+        if (O.scenario == SC_TYPING)
+            done = typing_quiet();
         if (!done && (double)(now_ns() - phase_t0) / 1e9 < O.drain) {
             struct timeval tv = tv_of(0.01);
             event_add(ev_phase, &tv);

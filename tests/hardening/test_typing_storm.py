@@ -14,6 +14,10 @@ typing is told at most once per 2 s. Asserted:
 * Coalescing: every socket got at most (members - 1) x (ceil(5 s / 2 s) + 1)
   NOTIFY_TYPING (each other member told at most once per interval over the
   storm), and at least members - 1 (each other member told at least once).
+  chatd-load counts until the server is done (nothing arrived for 1 s and the
+  server idle meanwhile, at most 10 s after the storm), so a server that
+  tells more than that is still being counted while it works through its
+  backlog.
 * No socket was closed by the server (no 1008 for ws.max_outbuf, which keeps
   its default here) and none was lost.
 * Memory: the server's VmRSS (/proc/<pid>/status, read by chatd-load) after
