@@ -42,6 +42,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "load_conv.h"
 #include "load_hist.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -60,8 +61,8 @@
 
 /* ---- options ------------------------------------------------------------- */
 
-enum scenario { SC_IDLE, SC_DIRECT, SC_FANOUT, SC_MIXED };
-static const char *scenario_names[] = {"idle", "direct", "fanout", "mixed"};
+enum scenario { SC_IDLE, SC_DIRECT, SC_FANOUT, SC_MIXED, SC_TYPING, N_SCENARIOS };
+static const char *scenario_names[] = {"idle", "direct", "fanout", "mixed", "typing"};
 
 static struct {
     int scenario;
@@ -81,6 +82,9 @@ static struct {
     unsigned long long seed;
     int quiet;
     int busy_poll;
+    int chatter;        /* fanout: the members type, ack what they read and react */
+    double typing_rate; /* typing: TYPING per second per member */
+    double rest;        /* seconds held after the drain, before the last server sample */
 } O;
 
 static struct sockaddr_in targets[MAX_TARGETS];
@@ -151,6 +155,8 @@ struct counters {
     uint64_t write_errors, rate_limited, other_errors, disconnects, pings, notices;
 };
 static struct counters ctr, ctr_meas0, ctr_meas1;
+static struct conv_counts cv_meas0, cv_meas1;
+static struct conv_tally err_codes, close_codes; /* ERRORs by code, closes by the server */
 static struct load_hist h_ack, h_deliv;
 static uint64_t inflight_total;
 static int running; /* writers send */
@@ -172,11 +178,12 @@ enum phase {
     PH_WARMUP,
     PH_RUN,
     PH_DRAIN,
+    PH_REST,
     PH_END
 };
 static const char *phase_names[] = {"init",   "login", "connect", "probe",  "friends",
                                     "create", "join",  "enter",   "settle", "warmup",
-                                    "run",    "drain", "end"};
+                                    "run",    "drain", "rest",    "end"};
 static int phase = PH_INIT;
 static uint64_t phase_t0, prog_t0;
 static double phase_secs[PH_END + 1];
@@ -419,6 +426,14 @@ static int ws_send(struct wconn *c, int opcode, const void *payload, size_t len)
     return evbuffer_commit_space(out, &v, 1);
 }
 
+/* The conversation's requests (load_conv.c) go out here. */
+static int conv_send(int ci, const char *text, size_t len)
+{
+    if (conns[ci].state != C_OPEN)
+        return -1;
+    return ws_send(&conns[ci], 1, text, len);
+}
+
 static int ws_send_json(int ci, json_t *msg)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
@@ -640,6 +655,8 @@ static void writer_send(int w, uint64_t ts)
     wr->sent++;
     inflight_total++;
     ctr.sent++;
+    if (O.chatter)
+        conv_on_write();
 }
 
 static void on_ack(int ci, const char *p, size_t n)
@@ -668,9 +685,11 @@ static void on_ack(int ci, const char *p, size_t n)
         writer_send(c->writer, now);
 }
 
-static void on_notify(const char *p, size_t n)
+static void on_notify(int ci, const char *p, size_t n)
 {
     ctr.delivered++;
+    if (O.chatter)
+        conv_on_message(ci, p, n);
     size_t vl;
     const char *v = FIELD(p, n, "\"content\":\"", &vl);
     if (v && measuring) {
@@ -685,6 +704,17 @@ static void on_error(int ci, const char *p, size_t n)
     size_t vl, cl = 0;
     const char *rid = FIELD(p, n, "\"requestId\":\"", &vl);
     const char *code = FIELD(p, n, "\"code\":\"", &cl);
+    if (code)
+        conv_tally_add(&err_codes, code, cl);
+    else
+        conv_tally_add(&err_codes, "(none)", 6);
+    if (rid && vl == 1 && rid[0] == 'c') {
+        conv_on_error(); /* TYPING, READ_ACK or REACT_REQUEST refused */
+        static int shown_conv;
+        if (shown_conv++ < 3)
+            note("conversation request refused: %.*s", (int)(n > 300 ? 300 : n), p);
+        return;
+    }
     if (rid && vl > 0 && rid[0] == 'w') {
         struct wconn *c = &conns[ci];
         ctr.write_errors++;
@@ -723,9 +753,11 @@ static void on_text(int ci, const char *p, size_t n)
         return;
     }
     if (tl == 14 && memcmp(type, "NOTIFY_MESSAGE", 14) == 0) {
-        on_notify(p, n);
+        on_notify(ci, p, n);
         return;
     }
+    if (conv_on_text(ci, type, tl))
+        return;
     size_t vl;
     const char *rid = FIELD(p, n, "\"requestId\":\"s", &vl);
     if (rid) {
@@ -914,6 +946,9 @@ static int frame(int ci, int fin, int op, const unsigned char *p, size_t len)
         return 0;
     case 0x8: {
         int code = len >= 2 ? (p[0] << 8 | p[1]) : 1005;
+        char key[8];
+        int kl = snprintf(key, sizeof key, "%d", code);
+        conv_tally_add(&close_codes, key, (size_t)kl);
         if (phase < PH_WARMUP)
             die("connection %d closed by the server with %d %.*s", ci, code,
                 (int)(len > 2 ? len - 2 : 0), len > 2 ? (const char *)p + 2 : "");
@@ -1153,7 +1188,7 @@ static void http_begin(void)
 
 /* ---- timers -------------------------------------------------------------- */
 
-static struct event *ev_phase, *ev_tick, *ev_progress, *ev_setup_deadline;
+static struct event *ev_phase, *ev_tick, *ev_storm, *ev_progress, *ev_setup_deadline;
 static uint64_t rate_sent, rate_cursor;
 
 static void rate_tick(evutil_socket_t fd, short what, void *arg)
@@ -1186,6 +1221,15 @@ static void rate_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void storm_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (running && conv_storm_tick(now_ns()) > 0)
+        work_cbs++;
+    if (!running || conv_storm_over())
+        event_del(ev_storm);
+}
+
 static void progress(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
@@ -1214,11 +1258,40 @@ static void setup_deadline(evutil_socket_t fd, short what, void *arg)
     die("setup did not finish within %.0f s (--setup-timeout)", O.setup_timeout);
 }
 
+/* The typing storm owes nothing countable, so its drain lasts until the
+ * server is done: nothing arrived for 1 s and the server (with --server-pid)
+ * used under 5 % of a core meanwhile. A server still working through a
+ * backlog may queue for seconds without writing; that keeps the drain going
+ * (up to --drain). */
+static int typing_quiet(void)
+{
+    static uint64_t t0;
+    static struct proc_sample s0;
+    uint64_t now = now_ns(), last = conv_last_rx();
+    if (!t0 || last > t0) {
+        t0 = last > phase_t0 ? last : phase_t0;
+        s0 = server_sample();
+        return 0;
+    }
+    double secs = (double)(now - t0) / 1e9;
+    if (secs < 1.0)
+        return 0;
+    struct proc_sample s1 = server_sample();
+    if (s0.ok && s1.ok && s1.cpu_s - s0.cpu_s > 0.05 * secs) {
+        t0 = now;
+        s0 = s1;
+        return 0;
+    }
+    return 1;
+}
+
 static void phase_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
     if (phase == PH_DRAIN) {
         int done = inflight_total == 0 && ctr.delivered >= ctr.expected;
+        if (O.scenario == SC_TYPING)
+            done = typing_quiet();
         if (!done && (double)(now_ns() - phase_t0) / 1e9 < O.drain) {
             struct timeval tv = tv_of(0.01);
             event_add(ev_phase, &tv);
@@ -1238,7 +1311,12 @@ static void writers_start(void)
 {
     running = 1;
     run_t0 = now_ns();
-    if (O.rate > 0) {
+    conv_set_active(1);
+    if (O.scenario == SC_TYPING) {
+        struct timeval tv = tv_of(0.001);
+        conv_storm_begin(O.typing_rate, O.duration, run_t0);
+        event_add(ev_storm, &tv);
+    } else if (O.rate > 0) {
         struct timeval tv = tv_of(0.001);
         event_add(ev_tick, &tv);
     } else {
@@ -1254,6 +1332,7 @@ static void measure_start(void)
     load_hist_reset(&h_deliv);
     measuring = 1;
     ctr_meas0 = ctr;
+    cv_meas0 = *conv_counts();
     meas_t0 = now_ns();
     srv_meas0 = server_sample();
     self_cpu0 = self_cpu();
@@ -1327,6 +1406,10 @@ static void phase_next(void)
         event_del(ev_progress);
         for (int w = 0; w < nwriters; w++)
             writer_build(w);
+        if (O.chatter || O.scenario == SC_TYPING)
+            for (int i = 0; i < nconns; i++)
+                if (conns[i].chan >= 0)
+                    conv_member(i, chans[conns[i].chan].id);
         note("setup done in %.1f s; settling %.1f s", (double)(now - prog_t0) / 1e9, O.settle);
         phase_after(O.settle);
         break;
@@ -1348,12 +1431,22 @@ static void phase_next(void)
         break;
     case PH_DRAIN:
         running = 0;
+        conv_set_active(0);
         ctr_meas1 = ctr;
+        cv_meas1 = *conv_counts();
         meas_t1 = now_ns();
         srv_meas1 = server_sample();
         self_cpu1 = self_cpu();
         idle_s1 = idle_s;
         phase_after(0.01);
+        break;
+    case PH_REST:
+        if (O.rest > 0) {
+            note("holding the connections %.1f s", O.rest);
+            phase_after(O.rest);
+            break;
+        }
+        phase_next();
         break;
     case PH_END:
         measuring = 0;
@@ -1427,10 +1520,10 @@ static void layout(void)
         if (pairs < 1)
             die("direct needs --pairs (or --connections) of at least 1 pair");
         nconns = nusers = 2 * pairs;
-    } else if (sc == SC_FANOUT) {
+    } else if (sc == SC_FANOUT || sc == SC_TYPING) {
         nconns = nusers = O.members > 0 ? O.members : O.connections;
         if (nconns < 2)
-            die("fanout needs --members of at least 2");
+            die("%s needs --members of at least 2", scenario_names[sc]);
     } else {
         nconns = nusers = O.connections;
         if (nconns < 2)
@@ -1469,12 +1562,12 @@ static void layout(void)
             if (!O.one_way)
                 add_writer(2 * p + 1);
         }
-    } else if (sc == SC_FANOUT) {
+    } else if (sc == SC_FANOUT || sc == SC_TYPING) {
         int *m = xcalloc((size_t)nconns, sizeof *m);
         for (int i = 0; i < nconns; i++)
             m[i] = i;
         add_chan(m, nconns, 0);
-        int w = O.writers > 0 ? O.writers : 1;
+        int w = sc == SC_TYPING ? 0 : O.writers > 0 ? O.writers : 1;
         if (w > nconns)
             w = nconns;
         for (int i = 0; i < w; i++)
@@ -1561,6 +1654,123 @@ static void lat_row(const char *name, const struct load_hist *h)
         load_hist_mean(h) / 1e6, h->total);
 }
 
+/* "KEY n, KEY n" of a tally, or nothing when it is empty */
+static void tally_row(const char *name, const struct conv_tally *t)
+{
+    if (!t->n)
+        return;
+    char buf[512];
+    size_t at = 0;
+    for (int i = 0; i < t->n && at < sizeof buf; i++)
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s %" PRIu64, i ? ", " : "", t->key[i],
+                               t->count[i]);
+    if (t->other && at < sizeof buf)
+        snprintf(buf + at, sizeof buf - at, ", others %" PRIu64, t->other);
+    row(name, "%10s", buf);
+}
+
+static json_t *tally_json(const struct conv_tally *t)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < t->n; i++)
+        json_object_set_new(o, t->key[i], json_integer((json_int_t)t->count[i]));
+    if (t->other)
+        json_object_set_new(o, "others", json_integer((json_int_t)t->other));
+    return o;
+}
+
+/* The conversation counters over the measured seconds (--chatter). */
+static void chatter_rows(double secs)
+{
+    const struct conv_counts *a = &cv_meas0, *b = &cv_meas1;
+    row("chatter sent: typing/read/react", "%10" PRIu64 " %10" PRIu64 " %10" PRIu64,
+        b->typing_sent - a->typing_sent, b->read_acks_sent - a->read_acks_sent,
+        b->reacts_sent - a->reacts_sent);
+    struct {
+        const char *name;
+        uint64_t n;
+    } got[] = {{"NOTIFY_TYPING received", b->notify_typing - a->notify_typing},
+               {"NOTIFY_READ received", b->notify_read - a->notify_read},
+               {"NOTIFY_REACTION received", b->notify_reaction - a->notify_reaction},
+               {"REACT_RESPONSE received", b->react_responses - a->react_responses}};
+    for (size_t i = 0; i < sizeof got / sizeof got[0]; i++)
+        row(got[i].name, "%10" PRIu64 " %10.0f/s", got[i].n, got[i].n / secs);
+    row("errors: chatter requests", "%10" PRIu64, conv_counts()->errors);
+}
+
+static json_t *conv_json(const struct conv_counts *c)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "typing_sent",
+                     (json_int_t)c->typing_sent, "read_acks_sent", (json_int_t)c->read_acks_sent,
+                     "reacts_sent", (json_int_t)c->reacts_sent, "notify_typing",
+                     (json_int_t)c->notify_typing, "notify_read", (json_int_t)c->notify_read,
+                     "notify_reaction", (json_int_t)c->notify_reaction, "react_responses",
+                     (json_int_t)c->react_responses, "errors", (json_int_t)c->errors);
+}
+
+/* "chatter": what the members sent and received, measured and whole run */
+static json_t *chatter_json(double secs)
+{
+    struct conv_counts d = cv_meas1;
+    d.typing_sent -= cv_meas0.typing_sent;
+    d.read_acks_sent -= cv_meas0.read_acks_sent;
+    d.reacts_sent -= cv_meas0.reacts_sent;
+    d.notify_typing -= cv_meas0.notify_typing;
+    d.notify_read -= cv_meas0.notify_read;
+    d.notify_reaction -= cv_meas0.notify_reaction;
+    d.react_responses -= cv_meas0.react_responses;
+    d.errors -= cv_meas0.errors;
+    json_t *m = conv_json(&d);
+    json_object_set_new(m, "notify_typing_per_s", json_real(d.notify_typing / secs));
+    json_object_set_new(m, "notify_read_per_s", json_real(d.notify_read / secs));
+    json_object_set_new(m, "notify_reaction_per_s", json_real(d.notify_reaction / secs));
+    return json_pack("{s:o, s:o, s:i, s:i}", "measured", m, "totals", conv_json(conv_counts()),
+                     "read_every", CONV_READ_EVERY, "react_every", CONV_REACT_EVERY);
+}
+
+/* The typing storm: what was sent, and NOTIFY_TYPING per receiving socket. */
+static void typing_rows(double secs)
+{
+    const struct conv_counts *c = conv_counts();
+    struct conv_spread sp = conv_typing_spread();
+    row("TYPING sent", "%10" PRIu64 " %10.0f/s (over %.2f s, at most %" PRIu64 " each)",
+        c->typing_sent, c->typing_sent / secs, conv_storm_span(), conv_storm_per_member());
+    row("NOTIFY_TYPING received", "%10" PRIu64 " %10.0f/s", c->notify_typing,
+        c->notify_typing / secs);
+    row("NOTIFY_TYPING per socket", "%10" PRIu64 " to %" PRIu64 " (mean %.1f over %d sockets)",
+        sp.min, sp.max, sp.sockets ? (double)sp.sum / sp.sockets : 0.0, sp.sockets);
+    row("errors: TYPING refused", "%10" PRIu64, c->errors);
+}
+
+static json_t *typing_json(void)
+{
+    const struct conv_counts *c = conv_counts();
+    struct conv_spread sp = conv_typing_spread();
+    return json_pack("{s:f, s:I, s:I, s:f, s:I, s:I, s:{s:i, s:I, s:I, s:f}}", "rate_per_member",
+                     O.typing_rate, "per_member_max", (json_int_t)conv_storm_per_member(), "sent",
+                     (json_int_t)c->typing_sent, "span_s", conv_storm_span(), "received",
+                     (json_int_t)c->notify_typing, "errors", (json_int_t)c->errors, "per_socket",
+                     "sockets", sp.sockets, "min", (json_int_t)sp.min, "max", (json_int_t)sp.max,
+                     "mean", sp.sockets ? (double)sp.sum / sp.sockets : 0.0);
+}
+
+/* What the conversation and the storm add to the JSON: errors and closes by
+ * code, the server's last sample, "chatter" and "typing". */
+static void json_more(json_t *j, double secs)
+{
+    json_t *totals = json_object_get(j, "totals"), *server = json_object_get(j, "server");
+    json_object_set_new(totals, "errors_by_code", tally_json(&err_codes));
+    json_object_set_new(totals, "server_closes", tally_json(&close_codes));
+    if (server) {
+        json_object_set_new(server, "rss_kib_final", json_integer(srv_end.rss_kib));
+        json_object_set_new(server, "rss_kib_peak_final", json_integer(srv_end.hwm_kib));
+    }
+    if (O.chatter)
+        json_object_set_new(j, "chatter", chatter_json(secs));
+    if (O.scenario == SC_TYPING)
+        json_object_set_new(j, "typing", typing_json());
+}
+
 static void finish(void)
 {
     int sc = O.scenario;
@@ -1579,9 +1789,13 @@ static void finish(void)
            "%d channels, %d writers\n",
            name, O.cluster ? "/" : "", O.cluster ? scenario_names[sc] : "", nconns, nusers,
            nsources, ntargets, ntargets == 1 ? "" : "s", nchans, nwriters);
-    if (sc != SC_IDLE)
-        printf("measured %.2f s after %.1f s warm-up; %d-byte contents; %s\n", secs, O.warmup,
-               O.size, O.rate > 0 ? "open loop" : "closed loop");
+    if (sc == SC_TYPING)
+        printf("measured %.2f s; every member sends TYPING %g times a second\n", secs,
+               O.typing_rate);
+    else if (sc != SC_IDLE)
+        printf("measured %.2f s after %.1f s warm-up; %d-byte contents; %s%s\n", secs, O.warmup,
+               O.size, O.rate > 0 ? "open loop" : "closed loop",
+               O.chatter ? "; members chatter" : "");
     printf("  %-30s %10s\n", "metric", "value");
     row("setup: logins", "%10d in %.2f s (%.0f users/s)", nusers, phase_secs[PH_HTTP],
         nusers / (phase_secs[PH_HTTP] > 0 ? phase_secs[PH_HTTP] : 1e-9));
@@ -1603,6 +1817,8 @@ static void finish(void)
                 (double)(srv_ready.rss_kib - srv_before_ws.rss_kib) / nconns);
         }
         row("pings answered", "%10" PRIu64, t.pings);
+    } else if (sc == SC_TYPING) {
+        typing_rows(secs);
     } else {
         row("messages sent", "%10" PRIu64 " %10.0f/s", sent, sent / secs);
         row("messages acked (durable)", "%10" PRIu64 " %10.0f/s", acked, acked / secs);
@@ -1616,9 +1832,13 @@ static void finish(void)
                "mean", "count");
         lat_row("ack (write -> durable ack)", &h_ack);
         lat_row("delivery (write -> notify)", &h_deliv);
+        if (O.chatter)
+            chatter_rows(secs);
     }
     row("errors: write/rate-limited", "%10" PRIu64 " %10" PRIu64, t.write_errors, t.rate_limited);
     row("errors: other/disconnects", "%10" PRIu64 " %10" PRIu64, t.other_errors, t.disconnects);
+    tally_row("errors by code", &err_codes);
+    tally_row("closed by the server (code)", &close_codes);
     if (srv_cpu >= 0) {
         if (O.npids > 1)
             printf("  (server figures are sums over %d processes)\n", O.npids);
@@ -1626,9 +1846,15 @@ static void finish(void)
         if (sc != SC_IDLE)
             row("server RSS start/ready/end", "%10ld %ld %ld KiB", srv_start.rss_kib,
                 srv_ready.rss_kib, srv_end.rss_kib);
+        if (sc == SC_TYPING)
+            row("server RSS peak (VmHWM)", "%10ld KiB", srv_end.hwm_kib);
     }
-    if (sc != SC_IDLE && t.acked == 0) {
+    if (sc != SC_IDLE && sc != SC_TYPING && t.acked == 0) {
         fprintf(stderr, "chatd-load: no write was acknowledged\n");
+        exit_code = 3;
+    }
+    if (sc == SC_TYPING && conv_counts()->notify_typing == 0) {
+        fprintf(stderr, "chatd-load: no NOTIFY_TYPING arrived\n");
         exit_code = 3;
     }
     if (O.busy_poll)
@@ -1690,6 +1916,7 @@ static void finish(void)
                 json_object_get(j, "server"), "rss_kib_per_connection",
                 json_real((double)(srv_ready.rss_kib - srv_before_ws.rss_kib) / nconns));
     }
+    json_more(j, secs);
     json_object_set_new(j, "generator",
                         json_pack("{s:f, s:f, s:b}", "cpu_cores", gen_cpu, "working_cores",
                                   O.busy_poll ? gen_work : gen_cpu, "busy_poll", O.busy_poll));
@@ -1704,19 +1931,23 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: chatd-load --scenario idle|direct|fanout|mixed|cluster [options]\n"
+        "usage: chatd-load --scenario idle|direct|fanout|mixed|typing|cluster [options]\n"
         "\n"
         "  --target HOST:PORT     chatd to load (repeat for several nodes; 127.0.0.0/8 only)\n"
         "  --duration S           seconds of measured load (idle: seconds held) [10]\n"
         "  --warmup S             seconds of load before measuring [0]\n"
         "  --drain S              seconds to wait for the last acks and deliveries [5]\n"
+        "  --rest S               seconds to hold the connections after the drain, before\n"
+        "                         the last server sample [0]\n"
         "  --settle S             seconds between setup and load [1]\n"
         "  --connections N        idle, mixed: WebSockets; direct: 2 x pairs; fanout: members\n"
         "  --users U              idle: users the connections are spread over [min(N,100)]\n"
         "  --pairs P              direct: pairs of users, each in a direct channel\n"
         "  --one-way              direct: only the first of each pair writes\n"
-        "  --members M            fanout: members of the channel, one WebSocket each\n"
+        "  --members M            fanout, typing: members of the channel, one WebSocket each\n"
         "  --writers W            fanout: members that write [1]\n"
+        "  --chatter              fanout: the members also type, ack what they read and react\n"
+        "  --typing-rate R        typing: TYPING per second each member sends [20]\n"
         "  --writer-share F       mixed: share of connections that write [0.05]\n"
         "  --min-size/--max-size  mixed: channel sizes, Zipf-distributed [2, 50]\n"
         "  --zipf S               mixed: Zipf exponent of the sizes [1.0]\n"
@@ -1814,6 +2045,9 @@ static void parse_args(int argc, char **argv)
         o_seed,
         o_quiet,
         o_busy_poll,
+        o_chatter,
+        o_typing_rate,
+        o_rest,
         o_help
     };
     static const struct option lo[] = {{"scenario", 1, 0, o_scenario},
@@ -1849,6 +2083,9 @@ static void parse_args(int argc, char **argv)
                                        {"seed", 1, 0, o_seed},
                                        {"quiet", 0, 0, o_quiet},
                                        {"busy-poll", 0, 0, o_busy_poll},
+                                       {"chatter", 0, 0, o_chatter},
+                                       {"typing-rate", 1, 0, o_typing_rate},
+                                       {"rest", 1, 0, o_rest},
                                        {"help", 0, 0, o_help},
                                        {0, 0, 0, 0}};
     const char *scen = NULL, *pattern = "fanout";
@@ -1869,6 +2106,7 @@ static void parse_args(int argc, char **argv)
     O.create_max = 100;
     O.seed = 1;
     O.connections = -1;
+    O.typing_rate = 20;
     inet_pton(AF_INET, "127.0.0.2", &O.source_base);
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -1975,6 +2213,15 @@ static void parse_args(int argc, char **argv)
         case o_busy_poll:
             O.busy_poll = 1;
             break;
+        case o_chatter:
+            O.chatter = 1;
+            break;
+        case o_typing_rate:
+            O.typing_rate = num("--typing-rate", optarg, 0.01, 10000);
+            break;
+        case o_rest:
+            O.rest = num("--rest", optarg, 0, 600);
+            break;
         case o_help:
         case 'h':
             usage(stdout);
@@ -1991,7 +2238,7 @@ static void parse_args(int argc, char **argv)
         exit(2);
     }
     int found = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_SCENARIOS; i++)
         if (strcmp(scen, scenario_names[i]) == 0) {
             O.scenario = i;
             found = 1;
@@ -2007,7 +2254,11 @@ static void parse_args(int argc, char **argv)
             die("--pattern %s: expected direct or fanout", pattern);
     }
     if (!found)
-        die("--scenario %s: expected idle, direct, fanout, mixed or cluster", scen);
+        die("--scenario %s: expected idle, direct, fanout, mixed, typing or cluster", scen);
+    if (O.chatter && O.scenario != SC_FANOUT)
+        die("--chatter goes with the fanout scenario (or cluster --pattern fanout)");
+    if (O.scenario == SC_TYPING && (O.warmup > 0 || O.rate > 0))
+        die("typing: no --warmup or --rate (the storm runs --duration at --typing-rate)");
     if (O.min_size > O.max_size)
         die("--min-size is above --max-size");
     if (ntargets == 0)
@@ -2018,7 +2269,8 @@ static void parse_args(int argc, char **argv)
         O.connections = O.scenario == SC_IDLE ? 1000 : O.scenario == SC_MIXED ? 500 : 0;
     if (O.scenario == SC_DIRECT && O.pairs == 0 && O.connections == 0)
         O.pairs = 16;
-    if (O.scenario == SC_FANOUT && O.members == 0 && O.connections == 0)
+    if ((O.scenario == SC_FANOUT || O.scenario == SC_TYPING) && O.members == 0 &&
+        O.connections == 0)
         O.members = 100;
 }
 
@@ -2039,6 +2291,7 @@ int main(int argc, char **argv)
         rng_layout = 1;
 
     layout();
+    conv_init(nconns, O.seed, conv_send);
     nsources = O.sources > 0 ? O.sources : (nconns + 19999) / 20000;
     if (ntohl(O.source_base.s_addr) + (uint32_t)nsources - 1 > 0x7fffffffu)
         die("--sources %d from --source-base leaves 127.0.0.0/8", nsources);
@@ -2056,7 +2309,7 @@ int main(int argc, char **argv)
     }
 
     /* a hard stop, whatever happens */
-    alarm((unsigned)(O.setup_timeout + O.settle + O.warmup + O.duration + O.drain + 30));
+    alarm((unsigned)(O.setup_timeout + O.settle + O.warmup + O.duration + O.drain + O.rest + 30));
 
     if (load_hist_init(&h_ack) < 0 || load_hist_init(&h_deliv) < 0)
         die("out of memory");
@@ -2071,6 +2324,7 @@ int main(int argc, char **argv)
         die("no event base");
     ev_phase = evtimer_new(base, phase_timer, NULL);
     ev_tick = event_new(base, -1, EV_PERSIST, rate_tick, NULL);
+    ev_storm = event_new(base, -1, EV_PERSIST, storm_tick, NULL);
     ev_progress = event_new(base, -1, EV_PERSIST, progress, NULL);
     ev_setup_deadline = evtimer_new(base, setup_deadline, NULL);
     struct event *ev_int = evsignal_new(base, SIGINT, on_signal, NULL);

@@ -9,6 +9,8 @@ past that.
     tests/bench/scenario.py fanout --members 200 --writers 2 --duration 5
     tests/bench/scenario.py mixed --connections 500 --duration 5
     tests/bench/scenario.py cluster --nodes 2 --pattern fanout --members 200 --duration 5
+    tests/bench/scenario.py typing --members 1000 --duration 5 --rest 2
+    tests/bench/scenario.py fanout --members 1000 --writers 16 --duration 5 --compare-chatter
 
 The options below belong to this script; every other one goes to chatd-load
 unchanged (see `chatd-load --help` and docs/BENCHMARKS.md).
@@ -20,6 +22,17 @@ unchanged (see `chatd-load --help` and docs/BENCHMARKS.md).
   --set PATH=VALUE     one more chatd setting (repeatable; wins over ours)
   --nodes N            cluster: chatd nodes sharing MariaDB and Redis [2]
   --load-bin PATH      chatd-load [$CHATD_LOAD, else build/tests/bench/chatd-load]
+  --compare-chatter    fanout (or cluster --pattern fanout): run the plain fan-out,
+                       then the same with --chatter (the members also type, ack
+                       what they read and react), each against a fresh server
+                       with the same options, and print both tables and then
+                       one comparison: deliveries/s, delivery p50/p99, acks/s,
+                       server CPU and RSS per run, and what the chatter run's
+                       members received. With --json FILE, FILE gets both runs'
+                       JSON as {"plain": ..., "chatter": ...}.
+  --check              with --compare-chatter: exit 1 unless both runs had no
+                       errors or lost connections and the chatter run's members
+                       received NOTIFY_TYPING, NOTIFY_READ and NOTIFY_REACTION
 
 The server gets generous limits (per-address and per-user connection caps,
 WebSocket and write rate limits, login failure limits, friends per user,
@@ -28,17 +41,19 @@ argon2 so that logins are quick. Its RSS and CPU are read by chatd-load from
 /proc/<pid>/{status,stat} (--server-pid).
 """
 import argparse
+import json
 import os
 import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
-SCENARIOS = ("idle", "direct", "fanout", "mixed", "cluster")
+SCENARIOS = ("idle", "direct", "fanout", "mixed", "typing", "cluster")
 
 GENEROUS = [
     "server.max_connections=1000000",
@@ -79,11 +94,11 @@ def time_budget(rest):
     """Seconds chatd-load may take at most, from the options it was given."""
     ap = argparse.ArgumentParser(add_help=False)
     for name, default in (("--duration", 10.0), ("--warmup", 0.0), ("--drain", 5.0),
-                          ("--settle", 1.0), ("--setup-timeout", 300.0)):
+                          ("--settle", 1.0), ("--rest", 0.0), ("--setup-timeout", 300.0)):
         ap.add_argument(name, type=float, default=default)
     known, _ = ap.parse_known_args(rest)
-    return (known.duration + known.warmup + known.drain + known.settle + known.setup_timeout
-            + 60)
+    return (known.duration + known.warmup + known.drain + known.settle + known.rest
+            + known.setup_timeout + 60)
 
 
 def run_load(cmd, budget):
@@ -165,6 +180,110 @@ def cluster(args, rest, binary):
     return code
 
 
+def json_option(rest):
+    """rest without --json FILE / --json=FILE, and FILE (or None)."""
+    out, path, skip = [], None, False
+    for i, a in enumerate(rest):
+        if skip:
+            skip = False
+        elif a == "--json" and i + 1 < len(rest):
+            path, skip = rest[i + 1], True
+        elif a.startswith("--json="):
+            path = a[len("--json="):]
+        else:
+            out.append(a)
+    return out, path
+
+
+def errors_of(r):
+    """ERRORs received (by code: write, chatter and other) and lost connections."""
+    return sum(r["totals"]["errors_by_code"].values()), r["totals"]["disconnects"]
+
+
+def comparison(runs):
+    """One table from the JSON of the plain and the chatter run."""
+    first = next(iter(runs.values()))
+    print("\ncomparison: %s, %d members, %d writers, %.1f s measured each, a fresh server each"
+          % (first["scenario"], first["connections"], first["writers"], first["duration_s"]))
+    print("  %-8s %13s %9s %9s %9s %11s %12s %12s %7s" % (
+        "run", "deliveries/s", "p50 (ms)", "p99 (ms)", "acks/s", "CPU (cores)",
+        "RSS end KiB", "RSS peak KiB", "errors"))
+    for name, r in runs.items():
+        m, lat, srv = r["measured"], r["latency"]["delivery"], r.get("server", {})
+        errors, lost = errors_of(r)
+        print("  %-8s %13.0f %9.2f %9.2f %9.0f %11.2f %12s %12s %7s" % (
+            name, m["deliveries_per_s"], lat["p50_ms"], lat["p99_ms"], m["acks_per_s"],
+            srv.get("cpu_cores", float("nan")), srv.get("rss_kib_end", "-"),
+            srv.get("rss_kib_peak", "-"), "%d%s" % (errors, "+%d lost" % lost if lost else "")))
+    r = runs.get("chatter")
+    if not r:
+        return
+    cm, ct = r["chatter"]["measured"], r["chatter"]["totals"]
+    print("  chatter run, measured: %d TYPING, %d READ_ACK, %d REACT_REQUEST sent"
+          % (cm["typing_sent"], cm["read_acks_sent"], cm["reacts_sent"]))
+    for key, label in (("notify_typing", "NOTIFY_TYPING"), ("notify_read", "NOTIFY_READ"),
+                       ("notify_reaction", "NOTIFY_REACTION"),
+                       ("react_responses", "REACT_RESPONSE")):
+        print("    %-16s %10d received %12.0f/s" % (label, cm[key], cm[key] / r["duration_s"]))
+    by_code = r["totals"]["errors_by_code"]
+    print("    errors           %10d (%s), %d refusing chatter requests, %d lost connections"
+          % (sum(by_code.values()), ", ".join("%s %d" % kv for kv in sorted(by_code.items()))
+             or "none", ct["errors"], r["totals"]["disconnects"]))
+
+
+def check_comparison(runs):
+    """--check: problems of a comparison (an empty list when it is fine)."""
+    problems = []
+    for name in ("plain", "chatter"):
+        if name not in runs:
+            problems.append("the %s run gave no figures" % name)
+            continue
+        errors, lost = errors_of(runs[name])
+        if errors or lost:
+            problems.append("the %s run had %d errors and %d lost connections"
+                            % (name, errors, lost))
+    if "chatter" in runs:
+        got = runs["chatter"]["chatter"]["totals"]
+        for key in ("notify_typing", "notify_read", "notify_reaction"):
+            if not got[key]:
+                problems.append("the chatter run's members received no %s" % key.upper())
+    return problems
+
+
+def compare_chatter(args, rest, binary, pin):
+    """The plain fan-out, then the same with --chatter, each on a fresh server."""
+    rest, json_path = json_option(rest)
+    if "--chatter" in rest:
+        sys.exit("scenario.py: --compare-chatter runs --chatter itself")
+    if args.scenario == "cluster" and "direct" in rest:
+        sys.exit("scenario.py: --compare-chatter needs --pattern fanout")
+    runs, code = {}, 0
+    with tempfile.TemporaryDirectory(prefix="chatd-compare-") as tmp:
+        for name, extra in (("plain", []), ("chatter", ["--chatter"])):
+            out = os.path.join(tmp, name + ".json")
+            print("\n== %s run ==" % name)
+            more = extra + ["--json", out]
+            if args.scenario == "cluster":
+                rc = cluster(args, rest + more, binary)
+            else:
+                rc = single(args, rest + more, binary, pin)
+            code = code or rc
+            if os.path.exists(out):
+                with open(out) as f:
+                    runs[name] = json.load(f)
+    if runs:
+        comparison(runs)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(runs, f, indent=2)
+    if args.check:
+        problems = check_comparison(runs)
+        for p in problems:
+            print("scenario.py: check: %s" % p)
+        code = code or (1 if problems else 0)
+    return code
+
+
 def main():
     ap = argparse.ArgumentParser(
         description="Start chatd, run one chatd-load scenario against it, print the table.",
@@ -184,16 +303,29 @@ def main():
                     help="cluster: chatd nodes sharing MariaDB and Redis [2]")
     ap.add_argument("--load-bin", metavar="PATH",
                     help="chatd-load [$CHATD_LOAD, else build/tests/bench/chatd-load]")
+    ap.add_argument("--compare-chatter", action="store_true",
+                    help="fanout: the plain run, then the same with --chatter, each on a "
+                         "fresh server, and one comparison table")
+    ap.add_argument("--check", action="store_true",
+                    help="with --compare-chatter: exit 1 on errors, lost connections or "
+                         "chatter counters at zero")
     args, rest = ap.parse_known_args()
     binary = load_bin(args.load_bin)
     raise_fd_limit()
-    if args.scenario == "cluster":
-        if args.nodes < 1 or args.nodes > 8:
-            sys.exit("scenario.py: --nodes from 1 to 8")
-        return cluster(args, rest, binary)
+    if args.compare_chatter and args.scenario not in ("fanout", "cluster"):
+        sys.exit("scenario.py: --compare-chatter goes with fanout (or cluster --pattern fanout)")
+    if args.check and not args.compare_chatter:
+        sys.exit("scenario.py: --check goes with --compare-chatter")
     pin = args.pin
     if pin is None:
-        pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+        pin = (args.scenario != "cluster" and (os.cpu_count() or 1) >= 2
+               and shutil.which("taskset") is not None)
+    if args.scenario == "cluster" and (args.nodes < 1 or args.nodes > 8):
+        sys.exit("scenario.py: --nodes from 1 to 8")
+    if args.compare_chatter:
+        return compare_chatter(args, rest, binary, pin)
+    if args.scenario == "cluster":
+        return cluster(args, rest, binary)
     return single(args, rest, binary, pin)
 
 
