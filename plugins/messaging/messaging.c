@@ -116,7 +116,8 @@ static void answer_react(struct mjob *j)
 static void answer_read_ack(struct mjob *j)
 {
     if (j->changed)
-        receipts_read(j->mp->receipts, j->channel_id, j->me, j->me_name, j->conn, j->seq);
+        receipts_read(j->mp->receipts, j->channel_id, j->head_count, j->me, j->me_name, j->conn,
+                      j->seq);
     j->mp->host->req_done(j->req); /* READ_ACK has no answer */
 }
 
@@ -267,7 +268,7 @@ static void messaging_cleanup(void *state)
 }
 
 static int read_settings(struct mplug *mp, const json_t *conf, int64_t *rate, int64_t *burst,
-                         int64_t cache[3], int64_t intervals[2])
+                         int64_t cache[3], struct receipt_limits *rl)
 {
     const chatd_host *h = mp->host;
     chatd_plugin *p = mp->p;
@@ -281,8 +282,10 @@ static int read_settings(struct mplug *mp, const json_t *conf, int64_t *rate, in
         util_conf_int(h, p, conf, "edit_window", 0, 0, 100LL * 365 * 86400, &edit_window) < 0 ||
         util_conf_int(h, p, conf, "max_reactions_per_message", 20, 1, 10000, &mp->max_reactions) <
             0 ||
-        util_conf_int(h, p, conf, "read_notify_interval_ms", 500, 0, 3600000, &intervals[0]) < 0 ||
-        util_conf_int(h, p, conf, "typing_interval_ms", 2000, 0, 3600000, &intervals[1]) < 0)
+        util_conf_int(h, p, conf, "read_notify_interval_ms", 500, 0, 3600000, &rl->read_ms) < 0 ||
+        util_conf_int(h, p, conf, "read_notify_channel_rate", 20, 1, 1000000, &rl->read_rate) < 0 ||
+        util_conf_int(h, p, conf, "typing_interval_ms", 2000, 0, 3600000, &rl->typing_ms) < 0 ||
+        util_conf_int(h, p, conf, "typing_channel_rate", 5, 1, 1000000, &rl->typing_rate) < 0)
         return CHATD_EINVAL;
     mp->edit_window_ms = edit_window * 1000;
     return 0;
@@ -298,12 +301,13 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
     *state = mp;
     mp->p = p;
     mp->host = host;
-    int64_t rate, burst, cache[3], intervals[2];
-    if (read_settings(mp, conf, &rate, &burst, cache, intervals) < 0)
+    int64_t rate, burst, cache[3];
+    struct receipt_limits rl;
+    if (read_settings(mp, conf, &rate, &burst, cache, &rl) < 0)
         return CHATD_EINVAL;
     if (!(mp->members = mcache_new((size_t)cache[0], (size_t)cache[1], (size_t)cache[2])) ||
         !(mp->writes = util_buckets_new(host, rate, burst)) ||
-        !(mp->receipts = receipts_new(mp, intervals[0], intervals[1])))
+        !(mp->receipts = receipts_new(mp, &rl)))
         return CHATD_ENOMEM;
     for (int i = 0; i < N_OPS; i++)
         if (host->on_message(p, ops[i].type, handlers[i]) < 0)

@@ -49,9 +49,10 @@ struct mjob {
     int has_client_id;
     int64_t reply_to; /* write: 0 for none */
     char emoji[EMOJI_MAX + 1];
-    int on;          /* react */
-    int changed;     /* edit, delete, react, read-ack: something changed */
-    int64_t version; /* the result's version */
+    int on;             /* react */
+    int changed;        /* edit, delete, react, read-ack: something changed */
+    int64_t version;    /* the result's version */
+    int64_t head_count; /* read-ack: the channel's member count */
     int64_t created_ms, edited_ms;
     int duplicate;              /* write: a retry of a stored message */
     char author[UTIL_NAME_MAX]; /* edit: the author's name */
@@ -85,12 +86,18 @@ int mstore_remove_user(chatd_db *db, int64_t user_id, void *state);
 
 /* receipts.c: NOTIFY_READ coalesced per member and channel, NOTIFY_TYPING
  * limited per user and channel. Loop thread. */
-struct receipts *receipts_new(struct mplug *mp, int64_t read_interval_ms,
-                              int64_t typing_interval_ms);
+struct receipt_limits {
+    int64_t read_ms;     /* read_notify_interval_ms */
+    int64_t read_rate;   /* read_notify_channel_rate: NOTIFY_READ per second per channel */
+    int64_t typing_ms;   /* typing_interval_ms */
+    int64_t typing_rate; /* typing_channel_rate: NOTIFY_TYPING per second per channel */
+};
+struct receipts *receipts_new(struct mplug *mp, const struct receipt_limits *lim);
 void receipts_free(struct receipts *r);
-/* A member's marker moved to seq (from WebSocket conn): tell the others. */
-void receipts_read(struct receipts *r, int64_t channel_id, int64_t user_id, const char *username,
-                   uint64_t conn, int64_t seq);
+/* A member's marker moved to seq (from WebSocket conn) in a channel of
+ * members: tell the others. */
+void receipts_read(struct receipts *r, int64_t channel_id, int64_t members, int64_t user_id,
+                   const char *username, uint64_t conn, int64_t seq);
 /* A member types in the channel: tell the others, at most once per interval. */
 void receipts_typing(struct receipts *r, int64_t channel_id, int64_t user_id, const char *username,
                      uint64_t conn);

@@ -3,12 +3,18 @@
  *
  * NOTIFY_READ: a member's marker that moved is told to the others entered in
  * the channel and to the member's own other WebSockets, at most once per
- * read_notify_interval_ms per member and channel: within the interval the
- * latest value waits for a timer, and a value never goes down (the store's
- * marker only moves forward, and what was told is remembered).
+ * interval per member and channel: within it the latest value waits for a
+ * timer, and a value never goes down (the store's marker only moves forward,
+ * and what was told is remembered). The interval is read_notify_interval_ms,
+ * longer in a channel so large that its members would otherwise be told
+ * more than read_notify_channel_rate receipts a second: every receipt is a
+ * frame to each member, and a big channel's receipts must not cost more than
+ * its messages.
  *
  * NOTIFY_TYPING: at most once per typing_interval_ms per user and channel,
  * the rest dropped; with several nodes, counted in Redis for all of them.
+ * And at most typing_channel_rate a second per channel on this node: a
+ * thousand members typing do not flood the channel with notifications.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,26 +40,28 @@ struct typist {
 
 struct receipts {
     struct mplug *mp;
-    int64_t read_ms, typing_ms;
-    chatd_map *readers; /* "channel:user" -> struct reader */
-    chatd_map *typists; /* "channel:user" -> struct typist */
+    struct receipt_limits lim;
+    struct util_buckets *typing_budget; /* per channel */
+    chatd_map *readers;                 /* "channel:user" -> struct reader */
+    chatd_map *typists;                 /* "channel:user" -> struct typist */
     int64_t swept_ms;
 };
 
-struct receipts *receipts_new(struct mplug *mp, int64_t read_interval_ms,
-                              int64_t typing_interval_ms)
+struct receipts *receipts_new(struct mplug *mp, const struct receipt_limits *lim)
 {
     const chatd_host *h = mp->host;
     struct receipts *r = calloc(1, sizeof *r);
-    if (!r || !(r->readers = h->map_new(1)) || !(r->typists = h->map_new(1))) {
-        if (r)
+    if (!r || !(r->readers = h->map_new(1)) || !(r->typists = h->map_new(1)) ||
+        !(r->typing_budget = util_buckets_new(h, lim->typing_rate, lim->typing_rate))) {
+        if (r) {
             h->map_free(r->readers);
+            h->map_free(r->typists);
+        }
         free(r);
         return NULL;
     }
     r->mp = mp;
-    r->read_ms = read_interval_ms;
-    r->typing_ms = typing_interval_ms;
+    r->lim = *lim;
     return r;
 }
 
@@ -73,6 +81,7 @@ void receipts_free(struct receipts *r)
     h->map_sweep(r->typists, drop_all, NULL);
     h->map_free(r->readers);
     h->map_free(r->typists);
+    util_buckets_free(r->typing_budget);
     free(r);
 }
 
@@ -139,11 +148,18 @@ static void on_read_timer(void *arg)
         tell_read(e, e->waiting, e->owner->mp->host->now_ms());
 }
 
-void receipts_read(struct receipts *r, int64_t channel_id, int64_t user_id, const char *username,
-                   uint64_t conn, int64_t seq)
+/* The interval between two receipts of one member in a channel of members. */
+static int64_t read_interval(const struct receipts *r, int64_t members)
+{
+    int64_t spread = members * 1000 / r->lim.read_rate;
+    return spread > r->lim.read_ms ? spread : r->lim.read_ms;
+}
+
+void receipts_read(struct receipts *r, int64_t channel_id, int64_t members, int64_t user_id,
+                   const char *username, uint64_t conn, int64_t seq)
 {
     const chatd_host *h = r->mp->host;
-    int64_t now = h->now_ms();
+    int64_t now = h->now_ms(), interval = read_interval(r, members);
     sweep(r, now);
     struct reader *e = entry(r, r->readers, channel_id, user_id, sizeof *e);
     if (!e)
@@ -158,19 +174,19 @@ void receipts_read(struct receipts *r, int64_t channel_id, int64_t user_id, cons
     if (seq <= e->told || seq <= e->waiting)
         return; /* never down */
     e->conn = conn;
-    if (!e->armed && now - e->told_ms >= r->read_ms) {
+    if (!e->armed && now - e->told_ms >= interval) {
         tell_read(e, seq, now);
         return;
     }
     e->waiting = seq;
-    if (!e->armed && h->after(r->mp->p, e->told_ms + r->read_ms - now, on_read_timer, e) == 0)
+    if (!e->armed && h->after(r->mp->p, e->told_ms + interval - now, on_read_timer, e) == 0)
         e->armed = 1;
 }
 
 int receipts_typing_due(struct receipts *r, int64_t channel_id, int64_t user_id)
 {
     struct typist *t = entry(r, r->typists, channel_id, user_id, sizeof *t);
-    return !t || !t->told_ms || r->mp->host->now_ms() - t->told_ms >= r->typing_ms;
+    return !t || !t->told_ms || r->mp->host->now_ms() - t->told_ms >= r->lim.typing_ms;
 }
 
 struct typing_note {
@@ -203,15 +219,19 @@ void receipts_typing(struct receipts *r, int64_t channel_id, int64_t user_id, co
     int64_t now = h->now_ms();
     sweep(r, now);
     struct typist *t = entry(r, r->typists, channel_id, user_id, sizeof *t);
-    if (t && t->told_ms && now - t->told_ms < r->typing_ms)
+    if (t && t->told_ms && now - t->told_ms < r->lim.typing_ms)
         return;
+    if (!util_buckets_take(r->typing_budget, channel_id, now)) {
+        h->count(r->mp->p, "typing_dropped", 1);
+        return; /* the channel has had its share this second */
+    }
     if (t)
         t->told_ms = now;
     struct typing_note note = {h, channel_id, conn, ""}, *n;
     snprintf(note.username, sizeof note.username, "%s", username);
     char key[64];
     snprintf(key, sizeof key, "typing:%lld:%lld", (long long)channel_id, (long long)user_id);
-    int64_t window_s = (r->typing_ms + 999) / 1000;
+    int64_t window_s = (r->lim.typing_ms + 999) / 1000;
     if (window_s > 0 && (n = malloc(sizeof *n))) {
         *n = note;
         if (h->shared_count(key, 1, window_s, typing_counted, n) == 0)

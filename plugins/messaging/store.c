@@ -293,6 +293,7 @@ int mstore_read_ack(chatd_db *db, void *arg)
     if (rc < 0)
         return rc;
     j->seq = j->seq < info.last_seq ? j->seq : info.last_seq; /* never past the last */
+    j->head_count = info.head_count;
     rc = util_exec(h, db,
                    "UPDATE channel_user SET last_read_msg_seq = ? WHERE channel_id = ?"
                    " AND user_id = ? AND last_read_msg_seq < ?",

@@ -658,6 +658,43 @@ class TypingTests(ConversationCase):
         await ca.expect_none("NOTIFY_TYPING", 0.3)
 
 
+class ChannelBudgetTests(ConversationCase):
+    """In a big channel every receipt and every typing notice is a frame to
+    each member: their rates per channel are bounded too."""
+    READ_RATE = 2    # receipts a second per channel: a channel of 4 spreads them 2 s apart
+    TYPING_RATE = 1  # typing notices a second per channel
+    server_sets = SETS + ["plugins.messaging.read_notify_channel_rate=%d" % READ_RATE,
+                          "plugins.messaging.typing_channel_rate=%d" % TYPING_RATE]
+
+    @async_test
+    async def test_receipts_of_a_member_spread_out_with_the_channel_size(self):
+        cid, w, cw, (a, b, c), (ca, cb, cc) = await self.room(3)
+        interval = 4 / self.READ_RATE  # members / rate, longer than read_notify_interval_ms
+        await self.write_many(cw, cid, ["s1", "s2", "s3"])
+        await ca.send({"type": "READ_ACK", "channelId": chan(cid), "messageSequence": 1})
+        first = await cw.expect("NOTIFY_READ", 2)
+        t0 = time.monotonic()
+        self.assertEqual(first["messageSequence"], 1)
+        await ca.send({"type": "READ_ACK", "channelId": chan(cid), "messageSequence": 3})
+        # not after read_notify_interval_ms, but after the channel's spread
+        await cw.expect_none("NOTIFY_READ", interval - 0.5)
+        second = await cw.expect("NOTIFY_READ", 2)
+        self.assertEqual(second["messageSequence"], 3)
+        self.assertGreaterEqual(time.monotonic() - t0, interval - 0.2)
+
+    @async_test
+    async def test_typing_in_one_channel_is_bounded_per_second(self):
+        cid, w, cw, (a, b, c), (ca, cb, cc) = await self.room(3)
+        for client in (ca, cb, cc):  # three members type at once
+            await client.send({"type": "TYPING", "channelId": chan(cid)})
+        got = await cw.collect("NOTIFY_TYPING", 0.6)
+        self.assertEqual(len(got), 1, got)  # the channel's one notice this second
+        await asyncio.sleep(1.0)
+        await cb.send({"type": "TYPING", "channelId": chan(cid)})  # a new second: told
+        got = await cw.collect("NOTIFY_TYPING", 0.6)
+        self.assertEqual([n["username"] for n in got], [b.username])
+
+
 # ---- 5.5 presence of friends -------------------------------------------------------------------
 
 class PresenceTests(ConversationCase):
