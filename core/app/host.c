@@ -91,6 +91,12 @@ static void h_observe_us(chatd_plugin *p, const char *name, uint64_t us)
     metrics_observe_us(name, us);
 }
 
+static void h_gauge(chatd_plugin *p, const char *name, int64_t value)
+{
+    (void)p;
+    metrics_gauge(name, value);
+}
+
 static int h_session_end_user(int64_t user_id)
 {
     session_end_user(user_id);
@@ -437,6 +443,7 @@ static const chatd_host host = {
     .req_session_key = h_req_session_key,
     .observe_us = h_observe_us,
     .event_base = h_event_base,
+    .gauge = h_gauge,
     .db_prepare = h_db_prepare,
     .db_bind_int = h_db_bind_int,
     .db_bind_text = h_db_bind_text,

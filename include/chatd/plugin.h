@@ -425,6 +425,8 @@ typedef struct chatd_host {
      * thread like everything else of the plugin, and must be gone when
      * cleanup() returns. */
     void *(*event_base)(void);
+    /* Set the gauge chatd_<name> at /metrics. */
+    void (*gauge)(chatd_plugin *p, const char *name, int64_t value);
 } chatd_host;
 
 /*

@@ -80,7 +80,7 @@ static int choose_backend(struct pplug *pp, const json_t *conf)
 
 static int push_init(chatd_plugin *p, const chatd_host *host, const json_t *conf, void **state)
 {
-    if (!CHATD_HOST_HAS(host, event_base)) {
+    if (!CHATD_HOST_HAS(host, gauge)) {
         host->log(p, CHATD_LOG_ERROR, "this chatd is older than the plugin (ABI 1.1 needed)");
         return CHATD_EINVAL;
     }

@@ -139,6 +139,12 @@ static void heap_remove(struct queue *q, struct push_item *it)
 
 /* ---- the list of items held, oldest first ---- */
 
+/* The outbox depth an operator watches: what this node holds. */
+static void held_changed(struct queue *q)
+{
+    q->pp->host->gauge(q->pp->p, "push_outbox_held", (int64_t)q->held);
+}
+
 static void link_newest(struct queue *q, struct push_item *it)
 {
     it->older = q->newest;
@@ -149,6 +155,7 @@ static void link_newest(struct queue *q, struct push_item *it)
         q->oldest = it;
     q->newest = it;
     q->held++;
+    held_changed(q);
 }
 
 static void unlink_item(struct queue *q, struct push_item *it)
@@ -163,6 +170,7 @@ static void unlink_item(struct queue *q, struct push_item *it)
         q->newest = it->older;
     it->older = it->newer = NULL;
     q->held--;
+    held_changed(q);
 }
 
 /* ---- row changes, in batches ---- */
