@@ -12,6 +12,7 @@
 #include "app.h"
 #include "clock.h"
 #include "config.h"
+#include "loader.h"
 #include "log.h"
 #include "store.h"
 
@@ -46,6 +47,22 @@ static void usage(FILE *f)
             "\nsettings and defaults:\n",
             CHATD_DEFAULT_CONF);
     config_print_schema();
+}
+
+/* --help: the core's settings, then those of the plugins of the
+ * configuration (without one, of the plugins chatd ships). */
+static int help(struct settings *s)
+{
+    static const char *const shipped[] = {"auth",      "connection", "channel",
+                                          "messaging", "push",       NULL};
+    usage(stdout);
+    if (json_array_size(s->plugins) == 0)
+        for (int i = 0; shipped[i]; i++)
+            json_array_append_new(s->plugins, json_pack("{s:s}", "name", shipped[i]));
+    printf("\nplugin settings and defaults:\n");
+    fflush(stdout);
+    loader_print_settings(s);
+    return 0;
 }
 
 /* "path=\"value\"" with libconfig string escapes, so the value stays a string. */
@@ -111,6 +128,7 @@ struct args {
     char **overrides;
     int n_over;
     int check_only;
+    int help;
 };
 
 static void args_free(struct args *a)
@@ -158,9 +176,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             free(listen), free(data_dir);
             return 0;
         case 'h':
-            usage(stdout);
-            free(listen), free(data_dir);
-            return 0;
+            a->help = 1;
+            break;
         default:
             usage(stderr);
             free(listen), free(data_dir);
@@ -240,11 +257,23 @@ int main(int argc, char **argv)
     if (config_load(a.conf, (const char *const *)a.overrides, a.n_over, &app.s, err, sizeof err) <
         0) {
         fprintf(stderr, "chatd: %s\n", err);
+        if (a.help) {
+            usage(stdout);
+            rc = 0;
+        }
         goto out;
     }
-    if (a.check_only) {
-        printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");
-        rc = 0;
+    if (a.help) {
+        rc = help(&app.s);
+    } else if (a.check_only) {
+        if (loader_check_all(&app.s, err, sizeof err) < 0) {
+            fprintf(stderr, "chatd: %s\n", err);
+        } else {
+            printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");
+            rc = 0;
+        }
+    } else if (loader_check_all(&app.s, err, sizeof err) < 0) {
+        fprintf(stderr, "chatd: %s\n", err); /* before anything is started or written */
     } else if (log_open(app.s.log_file, (chatd_log_level)log_level_parse(app.s.log_level)) < 0) {
         fprintf(stderr, "chatd: cannot open log file %s: %s\n", app.s.log_file, strerror(errno));
     } else {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "chatd/plugin.h"
+#include "config_check.h"
 #include "config_text.h"
 
 enum kind { K_INT, K_STR, K_STRLIST };
@@ -232,11 +233,8 @@ static int read_value(const config_t *cfg, const struct schema *sc, struct setti
             }
             v = config_setting_get_int64(s);
         }
-        if (v < sc->min || v > sc->max) {
-            errf(err, errlen, "%s: setting '%s': %lld is out of range %lld..%lld", at, sc->path,
-                 (long long)v, (long long)sc->min, (long long)sc->max);
+        if (config_check_range(at, sc->path, v, sc->min, sc->max, err, errlen) < 0)
             return CHATD_EINVAL;
-        }
         *(int64_t *)base = v;
         return 0;
     }
@@ -249,23 +247,9 @@ static int read_value(const config_t *cfg, const struct schema *sc, struct setti
             }
             v = config_setting_get_string(s);
         }
-        if (sc->choices) {
-            int ok = 0;
-            for (const char *const *c = sc->choices; *c && !ok; c++)
-                ok = strcmp(*c, v) == 0;
-            if (!ok) {
-                char list[128] = "";
-                for (const char *const *c = sc->choices; *c; c++)
-                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
-                             c == sc->choices ? ""
-                             : c[1]           ? ", "
-                                              : " or ",
-                             *c);
-                errf(err, errlen, "%s: setting '%s': \"%s\" is not %s", at[0] ? at : "(default)",
-                     sc->path, v, list);
-                return CHATD_EINVAL;
-            }
-        }
+        if (config_check_choice(at[0] ? at : "(default)", sc->path, v, sc->choices, err, errlen) <
+            0)
+            return CHATD_EINVAL;
         if (!(*(char **)base = strdup(v)))
             return CHATD_ENOMEM;
         return 0;
@@ -340,6 +324,9 @@ static json_t *to_json(const config_setting_t *s)
     }
 }
 
+static int note_where(struct settings *out, const config_setting_t *p, const char *name,
+                      const char *file);
+
 static int read_plugins(const config_t *cfg, struct settings *out, const char *file, char *err,
                         size_t errlen)
 {
@@ -395,6 +382,27 @@ static int read_plugins(const config_t *cfg, struct settings *out, const char *f
             return CHATD_EINVAL;
         }
         json_array_append_new(out->plugins, entry);
+        if (note_where(out, p, name, file) < 0)
+            return CHATD_ENOMEM;
+    }
+    return 0;
+}
+
+/* Where the plugin's entry and each of its settings are written. */
+static int note_where(struct settings *out, const config_setting_t *p, const char *name,
+                      const char *file)
+{
+    char path[256], at[300];
+    if (!out->plugin_where && !(out->plugin_where = json_object()))
+        return CHATD_ENOMEM;
+    where(p, file, at, sizeof at);
+    snprintf(path, sizeof path, "plugins.%s", name);
+    json_object_set_new(out->plugin_where, path, json_string(at));
+    for (int i = 0; i < config_setting_length(p); i++) {
+        const config_setting_t *e = config_setting_get_elem(p, (unsigned)i);
+        where(e, file, at, sizeof at);
+        snprintf(path, sizeof path, "plugins.%s.%s", name, config_setting_name(e));
+        json_object_set_new(out->plugin_where, path, json_string(at));
     }
     return 0;
 }
@@ -495,6 +503,8 @@ void config_free(struct settings *s)
     }
     json_decref(s->plugins);
     s->plugins = NULL;
+    json_decref(s->plugin_where);
+    s->plugin_where = NULL;
 }
 
 void config_print_schema(void)

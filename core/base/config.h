@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "chatd/plugin.h"
+
 #define CONFIG_MAX_ORIGINS 32
 
 struct settings {
@@ -70,6 +72,9 @@ struct settings {
     char *log_file;
     /* plugins: one JSON object per entry of the plugins list */
     json_t *plugins;
+    /* "file:line" of each plugin entry ("plugins.<name>") and of each of its
+     * settings ("plugins.<name>.<key>"), for the messages about them */
+    json_t *plugin_where;
 };
 
 /*

@@ -472,7 +472,46 @@ typedef struct chatd_plugin_desc {
     const char *version;
     int (*init)(chatd_plugin *p, const chatd_host *host, const json_t *config, void **state);
     void (*cleanup)(void *state);
+    /* ABI 1.1: the settings of the plugin's config entry, ended by one with
+     * name NULL (see chatd_setting); NULL: not declared, not checked. */
+    const struct chatd_setting *settings;
 } chatd_plugin_desc;
+
+/*
+ * ABI 1.1: one setting of a plugin's config entry, declared so that the core
+ * checks it with its own settings (--check-config names the file, line and
+ * setting of anything unknown, mistyped or out of range; chatd --help lists
+ * them) and hands init() the entry with the defaults filled in. "name",
+ * "path" and "store" are the core's and need no declaring.
+ */
+typedef enum {
+    CHATD_SETTING_INT = 1, /* an integer in min..max */
+    CHATD_SETTING_STRING,  /* any string (choices NULL) or one of choices */
+    CHATD_SETTING_BOOL,
+    CHATD_SETTING_STRINGS, /* a list of strings */
+} chatd_setting_type;
+
+typedef struct chatd_setting {
+    const char *name;
+    chatd_setting_type type;
+    int64_t def_int, min, max;  /* INT (and BOOL: def_int 0 or 1) */
+    const char *def_str;        /* STRING: the default, NULL for none (the plugin decides) */
+    const char *const *choices; /* STRING: the values allowed, NULL-terminated; NULL: any */
+    const char *doc;            /* one line */
+} chatd_setting;
+
+#define CHATD_INT_SETTING(n, def, lo, hi, doc)                                                     \
+    {                                                                                              \
+        (n), CHATD_SETTING_INT, (def), (lo), (hi), NULL, NULL, (doc)                               \
+    }
+#define CHATD_STRING_SETTING(n, def, choices, doc)                                                 \
+    {                                                                                              \
+        (n), CHATD_SETTING_STRING, 0, 0, 0, (def), (choices), (doc)                                \
+    }
+#define CHATD_SETTINGS_END                                                                         \
+    {                                                                                              \
+        NULL, 0, 0, 0, 0, NULL, NULL, NULL                                                         \
+    }
 
 /* The one exported symbol of a plugin. */
 #define CHATD_PLUGIN_ENTRY_SYMBOL "chatd_plugin_entry"

@@ -9,6 +9,25 @@
 #include "auth.h"
 #include "plugin_util.h"
 
+/* The settings of this plugin's config entry (checked by the core). */
+static const chatd_setting auth_settings[] = {
+    CHATD_STRING_SETTING("backend", NULL, util_sql_backends, "the SQL store of users and sessions"),
+    CHATD_INT_SETTING("argon2_t_cost", 2, 1, 100, "argon2id passes"),
+    CHATD_INT_SETTING("argon2_m_cost", 19456, 8, 4 << 20, "argon2id memory in KiB"),
+    CHATD_INT_SETTING("argon2_parallelism", 1, 1, 16, "argon2id lanes"),
+    CHATD_INT_SETTING("username_min_length", 3, 1, 32,
+                      "shortest username; characters are A-Z a-z 0-9 _ . -"),
+    CHATD_INT_SETTING("username_max_length", 32, 1, 32, "longest username"),
+    CHATD_INT_SETTING("password_min_length", 8, 1, 4096, "shortest password in bytes"),
+    CHATD_INT_SETTING("password_max_length", 256, 1, 4096, "longest password in bytes"),
+    CHATD_INT_SETTING("login_max_failures", 5, 1, 1000000,
+                      "failed logins per username within the window before 429"),
+    CHATD_INT_SETTING("login_max_failures_per_addr", 20, 1, 1000000,
+                      "failed logins per client address within the window before 429"),
+    CHATD_INT_SETTING("login_window", 300, 1, 86400 * 7, "seconds of the failure window"),
+    CHATD_SETTINGS_END,
+};
+
 static int username_valid(const struct auth *a, const char *u)
 {
     size_t n = strlen(u);
@@ -354,17 +373,21 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
     a->p = p;
     a->host = host;
     int64_t t, m, par, max_user, max_addr, window;
-    if (util_conf_int(host, p, conf, "argon2_t_cost", 2, 1, 100, &t) < 0 ||
-        util_conf_int(host, p, conf, "argon2_m_cost", 19456, 8, 4 << 20, &m) < 0 ||
-        util_conf_int(host, p, conf, "argon2_parallelism", 1, 1, 16, &par) < 0 ||
-        util_conf_int(host, p, conf, "username_min_length", 3, 1, 32, &a->username_min) < 0 ||
-        util_conf_int(host, p, conf, "username_max_length", 32, 1, 32, &a->username_max) < 0 ||
-        util_conf_int(host, p, conf, "password_min_length", 8, 1, 4096, &a->password_min) < 0 ||
-        util_conf_int(host, p, conf, "password_max_length", 256, 1, 4096, &a->password_max) < 0 ||
-        util_conf_int(host, p, conf, "login_max_failures", 5, 1, 1000000, &max_user) < 0 ||
-        util_conf_int(host, p, conf, "login_max_failures_per_addr", 20, 1, 1000000, &max_addr) <
+    if (util_setting_int(host, p, conf, auth_settings, "argon2_t_cost", &t) < 0 ||
+        util_setting_int(host, p, conf, auth_settings, "argon2_m_cost", &m) < 0 ||
+        util_setting_int(host, p, conf, auth_settings, "argon2_parallelism", &par) < 0 ||
+        util_setting_int(host, p, conf, auth_settings, "username_min_length", &a->username_min) <
             0 ||
-        util_conf_int(host, p, conf, "login_window", 300, 1, 86400 * 7, &window) < 0)
+        util_setting_int(host, p, conf, auth_settings, "username_max_length", &a->username_max) <
+            0 ||
+        util_setting_int(host, p, conf, auth_settings, "password_min_length", &a->password_min) <
+            0 ||
+        util_setting_int(host, p, conf, auth_settings, "password_max_length", &a->password_max) <
+            0 ||
+        util_setting_int(host, p, conf, auth_settings, "login_max_failures", &max_user) < 0 ||
+        util_setting_int(host, p, conf, auth_settings, "login_max_failures_per_addr", &max_addr) <
+            0 ||
+        util_setting_int(host, p, conf, auth_settings, "login_window", &window) < 0)
         return CHATD_EINVAL;
     a->t_cost = (uint32_t)t;
     a->m_cost = (uint32_t)m;
@@ -392,7 +415,7 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
 
 static const chatd_plugin_desc auth_desc = {
     CHATD_PLUGIN_DESC_HEAD, .name = "auth",          .version = "1.0",
-    .init = auth_init,      .cleanup = auth_cleanup,
+    .init = auth_init,      .cleanup = auth_cleanup, .settings = auth_settings,
 };
 
 CHATD_PLUGIN(auth_desc)
