@@ -133,15 +133,7 @@ static const struct schema schema[] = {
 static const char *const top_groups[] = {"server", "http",    "ws",    "session", "storage",
                                          "log",    "mariadb", "redis", "plugins", NULL};
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define errf config_errf
 
 /* "file:line" of a setting, or where an override came from. */
 static void where(const config_setting_t *s, const char *file, char *buf, size_t len)

@@ -9,6 +9,9 @@
 
 #include "chatd/plugin.h"
 
+/* Format an error message into err. */
+void config_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* v in lo..hi, else CHATD_EINVAL with "<at>: setting '<path>': ..." in err. */
 int config_check_range(const char *at, const char *path, int64_t v, int64_t lo, int64_t hi,
                        char *err, size_t errlen);
