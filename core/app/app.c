@@ -13,6 +13,7 @@
 #include "dispatch.h"
 #include "handshake.h"
 #include "host.h"
+#include "nodes.h"
 #include "http.h"
 #include "listener.h"
 #include "loader.h"
@@ -62,7 +63,8 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
                                     .sweep_ms = sweep_ms(s)};
     const struct dispatch_limits rates = {.rate = s->ws_rate, .burst = s->ws_burst};
     const struct router_config routes = {.web_root = s->web_root,
-                                         .trusted_proxies = s->trusted_proxies};
+                                         .trusted_proxies = s->trusted_proxies,
+                                         .admin_token = s->admin_token};
     const struct handshake_config hs = {.allowed_origins = s->allowed_origins,
                                         .max_per_user = s->ws_max_per_user};
     const struct presence_observer bus = {.user_interest = online_user_interest,
@@ -76,7 +78,7 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
         router_init(&routes, handshake_auth) < 0 || routes_init() < 0 ||
         handshake_init(&hs, "/ws/v1/message") < 0 || presence_init(&bus) < 0 ||
         redis_init(base, s) < 0 || bus_init(base, s, &deliver_bus_events) < 0 ||
-        online_init(base, s) < 0)
+        online_init(base, s) < 0 || nodes_init(base, s) < 0)
         return CHATD_ENOMEM;
     struct store_backend *sessions = NULL;
     err[0] = '\0';
@@ -120,6 +122,7 @@ void app_stop(void)
     loader_unload_all();
     host_plugins_gone();
     online_free();
+    nodes_free();
     bus_free();
     redis_free();
     session_free_all();

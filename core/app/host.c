@@ -19,6 +19,7 @@
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
+#include "nodes.h"
 #include "online.h"
 #include "presence.h"
 #include "push_intent.h"
@@ -57,7 +58,21 @@ static int h_on_message(chatd_plugin *p, const char *type, chatd_msg_handler fn)
 static int h_http_route(chatd_plugin *p, const char *method, const char *path, int flags,
                         chatd_http_handler fn)
 {
-    return router_add(p, method, path, flags & CHATD_HTTP_AUTH, fn, p->state);
+    flags &= CHATD_HTTP_AUTH | CHATD_HTTP_ADMIN | CHATD_HTTP_PREFIX;
+    if ((flags & CHATD_HTTP_AUTH && flags & CHATD_HTTP_ADMIN) ||
+        (flags & CHATD_HTTP_PREFIX && (!path || !*path || path[strlen(path) - 1] != '/')))
+        return CHATD_EINVAL;
+    return router_add(p, method, path, flags, fn, p->state);
+}
+
+static const char *h_http_path(const chatd_http *req)
+{
+    return req->path;
+}
+
+static const char *h_http_query(const chatd_http *req, const char *key, char *buf, size_t len)
+{
+    return req->query ? http_query_get(req->query, key, buf, len) : NULL;
 }
 
 static void h_emit(chatd_plugin *p, const chatd_event *ev)
@@ -444,6 +459,9 @@ static const chatd_host host = {
     .observe_us = h_observe_us,
     .event_base = h_event_base,
     .gauge = h_gauge,
+    .http_path = h_http_path,
+    .http_query = h_http_query,
+    .node_stats = nodes_query,
     .db_prepare = h_db_prepare,
     .db_bind_int = h_db_bind_int,
     .db_bind_text = h_db_bind_text,

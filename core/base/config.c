@@ -126,12 +126,14 @@ static const struct schema schema[] = {
           "seconds a node's presence entries live without its heartbeat"),
     S_ENUM("log.level", log_level, "info", log_levels, "error, warn, info or debug"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
+    S_STR("admin.token", admin_token, "",
+          "bearer token of the admin API (\"\": the API is off, its routes 404)"),
 };
 
 #define N_SCHEMA (sizeof schema / sizeof schema[0])
 
-static const char *const top_groups[] = {"server", "http",    "ws",    "session", "storage",
-                                         "log",    "mariadb", "redis", "plugins", NULL};
+static const char *const top_groups[] = {"server", "http",    "ws",    "session", "storage", "log",
+                                         "admin",  "mariadb", "redis", "plugins", NULL};
 
 #define errf config_errf
 

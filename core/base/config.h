@@ -69,6 +69,7 @@ struct settings {
     int64_t redis_presence_ttl;
     /* log */
     char *log_level;
+    char *admin_token; /* admin.token: "" turns the admin API off */
     char *log_file;
     /* plugins: one JSON object per entry of the plugins list */
     json_t *plugins;

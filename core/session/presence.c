@@ -136,6 +136,11 @@ void presence_remove(struct client *c)
     n_clients--;
 }
 
+long presence_users(void)
+{
+    return by_user ? (long)hmap_count(by_user) : 0;
+}
+
 struct client *presence_user_clients(int64_t user_id)
 {
     struct head *h = head_get(by_user, user_id, 0);

@@ -158,6 +158,13 @@ typedef int (*chatd_user_hook)(chatd_db *db, int64_t user_id, void *state);
 
 /* Flags of host->http_route(). */
 #define CHATD_HTTP_AUTH 0x1 /* the core rejects the request with 401 unless a valid session */
+/* ABI 1.1: an operator's route: the core answers 401 unless the request
+ * carries Authorization: Bearer <admin.token>, and 404 while admin.token is
+ * unset (the route is not there). */
+#define CHATD_HTTP_ADMIN 0x2
+/* ABI 1.1: the path (ending in '/') is a prefix: the route takes every path
+ * under it; http_path() says which. */
+#define CHATD_HTTP_PREFIX 0x4
 
 /*
  * The host table: the core's services, valid from init() until cleanup()
@@ -427,6 +434,19 @@ typedef struct chatd_host {
     void *(*event_base)(void);
     /* Set the gauge chatd_<name> at /metrics. */
     void (*gauge)(chatd_plugin *p, const char *name, int64_t value);
+
+    /* ---- ABI 1.1: HTTP requests, the nodes ---- */
+
+    /* The request's path, percent-decoded, without the query; borrowed. */
+    const char *(*http_path)(const chatd_http *req);
+    /* The value of key in the query string, percent-decoded into buf (len
+     * bytes); NULL when absent or too long. */
+    const char *(*http_query)(const chatd_http *req, const char *key, char *buf, size_t len);
+    /* What every live node says of itself: done(arg, nodes) on the loop with
+     * a JSON array of {"node","connections","users"} (borrowed for the
+     * call; this node's alone without Redis, NULL when Redis could not be
+     * asked). 0 or CHATD_ENOMEM (done not called). */
+    int (*node_stats)(void (*done)(void *arg, const json_t *nodes), void *arg);
 } chatd_host;
 
 /*
