@@ -81,16 +81,29 @@ static void h_emit(chatd_plugin *p, const chatd_event *ev)
     loader_emit(ev);
 }
 
-static int h_session_end_http(chatd_http *req)
+static int h_session_end_http_then(chatd_http *req, void (*done)(void *arg), void *arg)
 {
     struct session *s = req->session_key[0] ? session_find_key(req->session_key) : NULL;
     if (!s)
         return CHATD_ENOTFOUND;
-    chatd_event ev = {.type = CHATD_EVENT_SESSION_ENDED,
-                      .user_id = req->user_id,
-                      .session_key = req->session_key};
-    session_end(s);
+    /* done may answer (and free) req: nothing of it is read after */
+    char key[sizeof req->session_key];
+    memcpy(key, req->session_key, sizeof key);
+    chatd_event ev = {
+        .type = CHATD_EVENT_SESSION_ENDED, .user_id = req->user_id, .session_key = key};
     loader_emit(&ev);
+    session_end_then(s, done, arg);
+    return 0;
+}
+
+static int h_session_end_http(chatd_http *req)
+{
+    return h_session_end_http_then(req, NULL, NULL);
+}
+
+static int h_session_end_user_then(int64_t user_id, void (*done)(void *arg), void *arg)
+{
+    session_end_user_then(user_id, done, arg);
     return 0;
 }
 
@@ -462,6 +475,8 @@ static const chatd_host host = {
     .http_path = h_http_path,
     .http_query = h_http_query,
     .node_stats = nodes_query,
+    .session_end_http_then = h_session_end_http_then,
+    .session_end_user_then = h_session_end_user_then,
     .db_prepare = h_db_prepare,
     .db_bind_int = h_db_bind_int,
     .db_bind_text = h_db_bind_text,

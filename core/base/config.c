@@ -86,6 +86,8 @@ static const struct schema schema[] = {
           "WebSockets one user may hold open on a node"),
     S_INT("session.ttl", session_ttl, 86400, 1, 365LL * 86400,
           "seconds a login session lives without KEEP_ALIVE"),
+    S_INT("session.end_confirm_ms", session_end_confirm_ms, 1000, 1, 60000,
+          "longest wait for every node to forget an ended session before the end is answered"),
     S_ENUM("session.backend", session_backend, "sqlite", session_backends,
            "storage backend of sessions: sqlite, mariadb or redis"),
     S_INT("storage.readers", storage_readers, 2, 1, 64, "worker threads for read-only jobs"),

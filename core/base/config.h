@@ -40,6 +40,7 @@ struct settings {
     int64_t ws_burst;
     int64_t ws_max_per_user; /* WebSockets per user on this node */
     /* session */
+    int64_t session_end_confirm_ms;
     int64_t session_ttl;
     char *session_backend;
     /* storage */

@@ -267,14 +267,43 @@ static int on_login(chatd_http *req, void *state)
 
 /* ---- logout ---- */
 
+/* Answered once no node accepts the token. The browser drops its cookie
+ * too: a dead token is no use to keep. */
+static void logged_out(void *arg)
+{
+    struct user_job *j = arg;
+    j->a->host->http_reply(
+        j->http, 204, NULL,
+        "Set-Cookie: CHATSESSION=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n");
+    j->http = NULL;
+    user_job_free(j);
+}
+
 static int on_logout(chatd_http *req, void *state)
 {
     struct auth *a = state;
-    a->host->session_end_http(req);
-    /* The browser drops its cookie too: a dead token is no use to keep. */
-    a->host->http_reply(
-        req, 204, NULL,
-        "Set-Cookie: CHATSESSION=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n");
+    struct user_job *j = user_job_new(a);
+    if (!j) {
+        a->host->http_error(req, CHATD_ERR_INTERNAL, "out of memory");
+        return CHATD_OK;
+    }
+    j->http = req;
+    if (a->host->session_end_http_then(req, logged_out, j) < 0)
+        logged_out(j); /* the session ended meanwhile: nothing left to end */
+    return CHATD_PENDING;
+}
+
+/* ---- session: whether the token is still good ---- */
+
+/* A client that cannot tell a refused WebSocket from a server that is down
+ * asks here: 200 while its session lives, 401 once it has ended. */
+static int on_session(chatd_http *req, void *state)
+{
+    struct auth *a = state;
+    a->host->http_reply(req, 200,
+                        json_pack("{s:I, s:I}", "userId", (json_int_t)a->host->http_user_id(req),
+                                  "ttl", (json_int_t)a->host->session_ttl()),
+                        NULL);
     return CHATD_OK;
 }
 
@@ -295,6 +324,13 @@ static void unregister_deleted(void *arg, int status)
     user_job_free(j);
 }
 
+static void unregister_sessions_ended(void *arg)
+{
+    struct user_job *j = arg;
+    if (j->a->host->submit(j->a->p, CHATD_JOB_WRITE, users_run_delete, unregister_deleted, j) < 0)
+        fail_unavailable(j, CHATD_EINTERNAL);
+}
+
 static int on_unregister(chatd_http *req, void *state)
 {
     struct auth *a = state;
@@ -305,13 +341,10 @@ static int on_unregister(chatd_http *req, void *state)
     }
     j->http = req;
     j->user_id = a->host->http_user_id(req);
-    /* Sessions end first: whatever happens to the removal after this, no
-     * token of the user works any more (at worst the user logs in again). */
-    a->host->session_end_user(j->user_id);
-    if (a->host->submit(a->p, CHATD_JOB_WRITE, users_run_delete, unregister_deleted, j) < 0) {
-        fail_unavailable(j, CHATD_EINTERNAL);
-        return CHATD_OK;
-    }
+    /* Sessions end first, on every node: whatever happens to the removal
+     * after this, no token of the user works any more (at worst the user
+     * logs in again). */
+    a->host->session_end_user_then(j->user_id, unregister_sessions_ended, j);
     return CHATD_PENDING;
 }
 
@@ -406,6 +439,7 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
     if (rc < 0 || host->http_route(p, "POST", "/api/v1/auth/register", 0, on_register) < 0 ||
         host->http_route(p, "POST", "/api/v1/auth/login", 0, on_login) < 0 ||
         host->http_route(p, "POST", "/api/v1/auth/logout", CHATD_HTTP_AUTH, on_logout) < 0 ||
+        host->http_route(p, "GET", "/api/v1/auth/session", CHATD_HTTP_AUTH, on_session) < 0 ||
         host->http_route(p, "POST", "/api/v1/auth/unregister", CHATD_HTTP_AUTH, on_unregister) <
             0 ||
         host->on_message(p, "FETCH_USER_INVITECODE_REQUEST", on_fetch_invite) < 0)
