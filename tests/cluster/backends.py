@@ -166,6 +166,9 @@ class MariaDB:
                 "mariadb.database=" + database]
         for plugin in ("auth", "connection", "channel", "messaging"):
             sets.append('plugins.%s.backend="mariadb"' % plugin)
+        # the push outbox lives in the messaging plugin's store (the intents
+        # are written in its transactions)
+        sets.append('plugins.push.store="mariadb"')
         return sets
 
     def pause(self):
