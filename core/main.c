@@ -26,6 +26,9 @@
 static struct {
     struct event_base *base;
     struct settings s;
+    const char *conf;             /* the file to read again at SIGHUP */
+    const char *const *overrides; /* and the --set of the command line */
+    int n_overrides;
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     int64_t drain_deadline_ms;
 } app;
@@ -94,12 +97,39 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* SIGHUP: read the file again; what may change live takes effect now (no
+ * connection dropped), what needs a restart is named; a broken file changes
+ * nothing and says why. */
+static void reload(void)
+{
+    struct settings next;
+    char err[1024] = "", applied[1024], restart[1024];
+    if (config_load(app.conf, app.overrides, app.n_overrides, &next, err, sizeof err) < 0 ||
+        loader_check_all(&next, err, sizeof err) < 0) {
+        if (next.plugins)
+            config_free(&next);
+        log_error("reload: %s; nothing changed", err);
+        return;
+    }
+    int n = config_apply_live(&app.s, &next, applied, sizeof applied, restart, sizeof restart);
+    config_free(&next);
+    if (n) {
+        app_configure(&app.s);
+        log_set_level((chatd_log_level)log_level_parse(app.s.log_level));
+        if (strstr(applied, "log.file") && app.s.log_file[0] && log_switch(app.s.log_file) < 0)
+            log_error("reload: cannot open log file %s: %s", app.s.log_file, strerror(errno));
+    }
+    log_info("reload: %s%s%s%s", n ? "applied " : "nothing to apply", applied,
+             restart[0] ? "; needs a restart to take effect: " : "", restart);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what, (void)arg;
     if (sig == SIGHUP) {
         log_reopen();
         log_info("log reopened");
+        reload();
         return;
     }
     if (app.drain_timer) {
@@ -281,6 +311,9 @@ int main(int argc, char **argv)
         /* A file past its size limit is a failed write (EFBIG), as a full disk
          * is, not a reason to die. */
         signal(SIGXFSZ, SIG_IGN);
+        app.conf = a.conf;
+        app.overrides = (const char *const *)a.overrides;
+        app.n_overrides = a.n_over;
         rc = serve(a.conf);
         log_close();
     }

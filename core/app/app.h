@@ -17,6 +17,8 @@ struct settings;
  * app_stop, which is due in either case. */
 int app_start(struct event_base *base, const struct settings *s, int listen, char *err,
               size_t errlen);
+/* Hand the layers s's settings again (a reload changed some). */
+void app_configure(const struct settings *s);
 /* SIGTERM: stop accepting, and close every connection the way its protocol does. */
 void app_drain(void);
 /* Whether no job is queued and no connection is open (draining is done). */

@@ -12,19 +12,8 @@
 
 #include "chatd/plugin.h"
 #include "config_check.h"
+#include "config_schema.h"
 #include "config_text.h"
-
-enum kind { K_INT, K_STR, K_STRLIST };
-
-struct schema {
-    const char *path;
-    enum kind kind;
-    size_t offset;
-    const char *def_str;
-    int64_t def_int, min, max;
-    const char *doc;
-    const char *const *choices; /* K_STR: the values allowed (NULL-terminated), or NULL: any */
-};
 
 #define S_INT(p, field, def, lo, hi, doc)                                                          \
     {                                                                                              \
@@ -44,7 +33,7 @@ static const char *const session_backends[] = {"sqlite", "mariadb", "redis", NUL
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 /* Every setting the core reads. docs/CONFIG.md describes the same list. */
-static const struct schema schema[] = {
+const struct schema config_schema[] = {
     S_STR("server.listen", listen, "127.0.0.1:8080",
           "address and port to listen on (port 0: any free port)"),
     S_STR("server.data_dir", data_dir, "chatd-data",
@@ -132,7 +121,8 @@ static const struct schema schema[] = {
           "bearer token of the admin API (\"\": the API is off, its routes 404)"),
 };
 
-#define N_SCHEMA (sizeof schema / sizeof schema[0])
+const size_t config_schema_len = sizeof config_schema / sizeof config_schema[0];
+#define N_SCHEMA config_schema_len
 
 static const char *const top_groups[] = {"server", "http",    "ws",    "session", "storage", "log",
                                          "admin",  "mariadb", "redis", "plugins", NULL};
@@ -153,8 +143,8 @@ static void where(const config_setting_t *s, const char *file, char *buf, size_t
 static const struct schema *schema_find(const char *path)
 {
     for (size_t i = 0; i < N_SCHEMA; i++)
-        if (strcmp(schema[i].path, path) == 0)
-            return &schema[i];
+        if (strcmp(config_schema[i].path, path) == 0)
+            return &config_schema[i];
     return NULL;
 }
 
@@ -162,7 +152,7 @@ static int schema_has_prefix(const char *group_path)
 {
     size_t n = strlen(group_path);
     for (size_t i = 0; i < N_SCHEMA; i++)
-        if (strncmp(schema[i].path, group_path, n) == 0 && schema[i].path[n] == '.')
+        if (strncmp(config_schema[i].path, group_path, n) == 0 && config_schema[i].path[n] == '.')
             return 1;
     return 0;
 }
@@ -471,7 +461,8 @@ int config_load(const char *file, const char *const *overrides, int n_overrides,
     if (check_unknown(config_root_setting(&cfg), "", file ? file : "(defaults)", err, errlen) < 0)
         goto out;
     for (size_t i = 0; i < N_SCHEMA; i++)
-        if ((rc = read_value(&cfg, &schema[i], out, file ? file : "(defaults)", err, errlen)) < 0)
+        if ((rc = read_value(&cfg, &config_schema[i], out, file ? file : "(defaults)", err,
+                             errlen)) < 0)
             goto out;
     if ((rc = check_together(&cfg, out, file ? file : "(defaults)", err, errlen)) < 0)
         goto out;
@@ -486,11 +477,11 @@ out:
 void config_free(struct settings *s)
 {
     for (size_t i = 0; i < N_SCHEMA; i++) {
-        void *field = (char *)s + schema[i].offset;
-        if (schema[i].kind == K_STR) {
+        void *field = (char *)s + config_schema[i].offset;
+        if (config_schema[i].kind == K_STR) {
             free(*(char **)field);
             *(char **)field = NULL;
-        } else if (schema[i].kind == K_STRLIST && *(char ***)field) {
+        } else if (config_schema[i].kind == K_STRLIST && *(char ***)field) {
             for (char **p = *(char ***)field; *p; p++)
                 free(*p);
             free(*(char ***)field);
@@ -506,7 +497,7 @@ void config_free(struct settings *s)
 void config_print_schema(void)
 {
     for (size_t i = 0; i < N_SCHEMA; i++) {
-        const struct schema *sc = &schema[i];
+        const struct schema *sc = &config_schema[i];
         if (sc->kind == K_INT)
             printf("  %-28s %-10lld %s\n", sc->path, (long long)sc->def_int, sc->doc);
         else if (sc->kind == K_STR) {

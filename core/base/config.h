@@ -91,5 +91,11 @@ void config_free(struct settings *s);
 
 /* Print every known setting with its default, for docs and --help. */
 void config_print_schema(void);
+/* A reload: move into cur the settings of next that can change while chatd
+ * runs and that differ (next gets the old values, for config_free); name
+ * them in applied, and those that differ but need a restart in restart.
+ * Returns how many were applied. */
+int config_apply_live(struct settings *cur, struct settings *next, char *applied,
+                      size_t applied_len, char *restart, size_t restart_len);
 
 #endif

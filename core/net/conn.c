@@ -320,6 +320,13 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+void conn_set_limits(const struct conn_limits *limits)
+{
+    int64_t sweep_ms = net.lim.sweep_ms;
+    net.lim = *limits;
+    net.lim.sweep_ms = sweep_ms; /* the sweep's period stays */
+}
+
 int conn_init(struct event_base *base, const struct conn_limits *limits)
 {
     net.base = base;

@@ -71,6 +71,8 @@ struct conn_limits {
 };
 
 /* Start the connection table on base. 0 or CHATD_ENOMEM. */
+/* New limits (a reload): for connections accepted from now on. */
+void conn_set_limits(const struct conn_limits *limits);
 int conn_init(struct event_base *base, const struct conn_limits *limits);
 /* Close and free every connection (after the loop stopped). */
 void conn_free_all(void);
