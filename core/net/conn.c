@@ -265,10 +265,11 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
-    (void)bev;
     if (what & BEV_EVENT_EOF && c->state == CONN_OPEN && c->ops && c->ops->half_closed &&
         c->ops->half_closed(c)) {
         c->state = CONN_CLOSING; /* answer, then close */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+            conn_close_after_write(c); /* an answer made already: write it, then close */
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))

@@ -4,6 +4,7 @@
 import json
 import os
 import shutil
+import socket
 import tempfile
 import re
 import sys
@@ -13,11 +14,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (  # noqa: E402
     DEFAULT_PASSWORD,
+    HOST,
     ServerTestCase,
     auth_headers,
     error_code,
     parse_http_response,
     raw_exchange,
+    recv_until_close,
     unique_name,
 )
 
@@ -446,6 +449,17 @@ class RoutingTests(ServerTestCase):
         data, _ = raw_exchange(self.server.port, req + req + req.replace(
             b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"))
         self.assertEqual(data.count(b"HTTP/1.1 200"), 3, data)
+
+    def test_half_closed_client_gets_its_answer(self):
+        """A request, then the client's FIN at once: an answer made at once (healthz)
+        is still being written when the FIN is read, and must not be dropped."""
+        for _ in range(20):
+            with socket.create_connection((HOST, self.server.port), timeout=5) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                sock.shutdown(socket.SHUT_WR)
+                data, eof = recv_until_close(sock)
+            self.assertTrue(eof)
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:100])
 
 
 class MalformedHttpTests(ServerTestCase):
