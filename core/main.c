@@ -83,6 +83,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         log_reopen();
         log_info("log reopened");
+        app_reload();
         return;
     }
     if (app.drain_timer) {

@@ -110,6 +110,11 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
     return 0;
 }
 
+void app_reload(void)
+{
+    tls_reload();
+}
+
 void app_drain(void)
 {
     listener_stop();

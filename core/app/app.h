@@ -17,6 +17,9 @@ struct settings;
  * app_stop, which is due in either case. */
 int app_start(struct event_base *base, const struct settings *s, int listen, char *err,
               size_t errlen);
+/* SIGHUP: load the TLS certificate and key again for new connections (the
+ * old ones stay in use when the files do not load). */
+void app_reload(void);
 /* SIGTERM: stop accepting, and close every connection the way its protocol does. */
 void app_drain(void);
 /* Whether no job is queued and no connection is open (draining is done). */
