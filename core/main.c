@@ -244,8 +244,12 @@ int main(int argc, char **argv)
         goto out;
     }
     if (a.check_only) {
-        printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");
-        rc = 0;
+        if (app_check(&app.s, err, sizeof err) < 0) {
+            fprintf(stderr, "chatd: %s\n", err);
+        } else {
+            printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");
+            rc = 0;
+        }
     } else if (log_open(app.s.log_file, (chatd_log_level)log_level_parse(app.s.log_level)) < 0) {
         fprintf(stderr, "chatd: cannot open log file %s: %s\n", app.s.log_file, strerror(errno));
     } else {

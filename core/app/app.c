@@ -51,6 +51,12 @@ static struct tls_config tls_settings(const struct settings *s)
                                .min_version = s->tls_min_version};
 }
 
+int app_check(const struct settings *s, char *err, size_t errlen)
+{
+    const struct tls_config tls = tls_settings(s);
+    return s->tls_cert[0] ? tls_check(&tls, err, errlen) : 0;
+}
+
 /* Start the layers bottom up, handing each its settings and the callbacks
  * it reports through; then the plugins; then the listener. */
 int app_start(struct event_base *base, const struct settings *s, int listen, char *err,

@@ -17,6 +17,10 @@ struct settings;
  * app_stop, which is due in either case. */
 int app_start(struct event_base *base, const struct settings *s, int listen, char *err,
               size_t errlen);
+/* What start-up would check beyond the settings' own validation (the TLS
+ * files load, the key matches): 0, or a negative code with the reason in err.
+ * For --check-config; s is borrowed. */
+int app_check(const struct settings *s, char *err, size_t errlen);
 /* SIGHUP: load the TLS certificate and key again for new connections (the
  * old ones stay in use when the files do not load). */
 void app_reload(void);
