@@ -14,7 +14,6 @@ openssl) in a temporary directory; curl is the package curl.
 """
 
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -30,13 +29,15 @@ import unittest
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.pop("CHATD_E2E_TLS", None)  # these servers have certificates of their own
 
 import harness  # noqa: E402
 from harness import (  # noqa: E402
     HOST,
-    IO_TIMEOUT,
     ServerTestCase,
+    make_cert,
     recv_until_close,
+    tls_client_context,
     run,
     ws_connect,
     ws_request,
@@ -57,17 +58,6 @@ def need(program):
     return path
 
 
-def make_cert(directory, name, cn="127.0.0.1"):
-    """A self-signed P-256 certificate for 127.0.0.1: (cert path, key path)."""
-    cert = os.path.join(directory, name + ".crt")
-    key = os.path.join(directory, name + ".key")
-    subprocess.run([need("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=" + cn, "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
-    return cert, key
-
-
 def fingerprint_of_file(cert):
     with open(cert) as f:
         return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
@@ -75,13 +65,6 @@ def fingerprint_of_file(cert):
 
 def fingerprint_of(ssl_object):
     return hashlib.sha256(ssl_object.getpeercert(binary_form=True)).hexdigest()
-
-
-def trusting(cert):
-    """A client context that verifies the server against cert (and its name, 127.0.0.1)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(cert)
-    return ctx
 
 
 def unverified(**versions):
@@ -134,13 +117,7 @@ class TlsServer(harness.Server):
         sets = ['tls.cert="%s"' % cert, 'tls.key="%s"' % key, 'log.level="debug"',
                 "ws.handshake_timeout=%d" % HANDSHAKE_TIMEOUT, RELAXED_ADDR_LIMIT]
         super().__init__(sets + list(extra_sets or []), data_dir=data_dir)
-        self.context = trusting(ca or cert)
-
-    def connection(self, timeout=IO_TIMEOUT):
-        return http.client.HTTPSConnection(HOST, self.port, timeout=timeout, context=self.context)
-
-    def ws_uri(self, token=None, how="query"):
-        return super().ws_uri(token, how).replace("ws://", "wss://", 1)
+        self.client_ssl = tls_client_context(ca or cert)  # https and wss, trusting it
 
     def metric(self, name):
         status, _, body = self.request("GET", "/metrics")
@@ -184,7 +161,7 @@ class TlsCase(ServerTestCase):
         self.assertGreater(self.failures(), before, "handshake failure not counted")
 
     async def wss(self, user, ctx=None):
-        return await ws_connect(self.server, user.token, ssl=ctx or self.server.context)
+        return await ws_connect(self.server, user.token, ssl=ctx or self.server.client_ssl)
 
 
 class HttpsTests(TlsCase):
@@ -193,7 +170,7 @@ class HttpsTests(TlsCase):
         user = self.server.new_user("th")  # register and login, over https
         self.assertTrue(user.token)
         self.assertServerUp()
-        with tls_socket(self.server.port, self.server.context) as s:
+        with tls_socket(self.server.port, self.server.client_ssl) as s:
             self.assertEqual(fingerprint_of(s), fingerprint_of_file(self.cert))
             self.assertIn(s.version(), ("TLSv1.2", "TLSv1.3"))
 
@@ -209,7 +186,7 @@ class HttpsTests(TlsCase):
     def test_connection_close_ends_with_close_notify(self):
         """An answer then a close (close after write, lingering): the whole answer
         arrives, then TLS's own end of stream, not a bare TCP close."""
-        with tls_socket(self.server.port, self.server.context) as s:
+        with tls_socket(self.server.port, self.server.client_ssl) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             data = b""
             while True:
@@ -224,7 +201,7 @@ class HttpsTests(TlsCase):
         """A request, then TCP's FIN with no close_notify (a client done sending, as
         without TLS): answered, then closed."""
         for _ in range(10):
-            with tls_socket(self.server.port, self.server.context) as s:
+            with tls_socket(self.server.port, self.server.client_ssl) as s:
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                 socket.socket.shutdown(s, socket.SHUT_WR)  # TCP's shutdown: TLS reads on
                 data = b""
@@ -284,7 +261,7 @@ class WssTests(TlsCase):
     def test_unauthenticated_upgrade_refused_over_tls(self):
         async def go():
             with self.assertRaises(harness.websockets.exceptions.InvalidStatusCode) as cm:
-                await ws_connect(self.server, None, None, ssl=self.server.context)
+                await ws_connect(self.server, None, None, ssl=self.server.client_ssl)
             self.assertEqual(cm.exception.status_code, 401)
 
         run(go())
@@ -370,7 +347,7 @@ class MinVersionTests(TlsCase):
         ctx = unverified(maximum_version=ssl.TLSVersion.TLSv1_2)
         with self.assertRaises(ssl.SSLError):
             tls_socket(self.server.port, ctx).close()
-        with tls_socket(self.server.port, self.server.context) as s:
+        with tls_socket(self.server.port, self.server.client_ssl) as s:
             self.assertEqual(s.version(), "TLSv1.3")
         self.assertServerUp()
 
