@@ -170,17 +170,20 @@ def tls_client_context(cert=None):
     return ctx
 
 
-def open_socket(port, timeout, rcvbuf=None):
-    """A socket connected to the server: plain TCP, or TLS in TLS mode. ``rcvbuf``: a
-    receive buffer this small, set before connecting."""
+def open_socket(port, timeout, rcvbuf=None, context=None):
+    """A socket connected to the server: plain TCP, or TLS with ``context`` (a client
+    SSLContext; default: TLS mode's, else none). ``rcvbuf``: a receive buffer this
+    small, set before connecting."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(timeout)
         sock.connect((HOST, port))
-        if tls_mode():
-            sock = tls_client_context().wrap_socket(sock, server_hostname=HOST)
+        if context is None and tls_mode():
+            context = tls_client_context()
+        if context is not None:
+            sock = context.wrap_socket(sock, server_hostname=HOST)
     except BaseException:
         sock.close()
         raise
@@ -818,11 +821,12 @@ class FrameTimeout(AssertionError):
 class RawWebSocket:
     """A minimal client: handshake, masked frame writer, frame reader."""
 
-    def __init__(self, port, timeout=5.0, rcvbuf=None):
+    def __init__(self, port, timeout=5.0, rcvbuf=None, context=None):
         """``rcvbuf``: a receive buffer this small (set before connecting, so the
-        window the server sees stays small: a slow reader fills up fast)."""
+        window the server sees stays small: a slow reader fills up fast).
+        ``context``: TLS with this client SSLContext (as open_socket)."""
         self.port = port
-        self.sock = open_socket(port, timeout, rcvbuf)
+        self.sock = open_socket(port, timeout, rcvbuf, context)
         self.buf = b""
         self.status = None
         self.headers = {}

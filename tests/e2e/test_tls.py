@@ -237,6 +237,7 @@ class HttpsTests(TlsCase):
 
 
 class WssTests(TlsCase):
+    extra = ["ws.max_outbuf=4096", "ws.rate_limit=1000000", "ws.rate_burst=1000000"]
 
     def test_authenticated_socket_sends_and_receives(self):
         user = self.server.new_user("tw")
@@ -257,6 +258,23 @@ class WssTests(TlsCase):
                 await ws.close()
 
         run(go())
+
+    def test_slow_reader_closed_1008(self):
+        """A client that sends requests and reads no answer: past ws.max_outbuf queued
+        (what OpenSSL has not taken yet), closed with 1008, as without TLS."""
+        user = self.server.new_user("ts")
+        before = self.server.metric("chatd_ws_slow_reader_closed_total") or 0
+        with harness.RawWebSocket(self.server.port, rcvbuf=4096,
+                                  context=self.server.client_ssl) as sock:
+            self.assertEqual(sock.handshake(user.token, "bearer"), 101)
+            frame = harness.build_frame(harness.OP_TEXT, json.dumps(
+                {"type": INVITE_REQ, "requestId": "r" * 200}))
+            for _ in range(60):
+                if not sock.send_raw(frame * 50):
+                    break
+            self.assertEqual(sock.recv_close_code(timeout=10), 1008)
+        self.assertEqual(self.server.metric("chatd_ws_slow_reader_closed_total"), before + 1)
+        self.assertServerUp()
 
     def test_unauthenticated_upgrade_refused_over_tls(self):
         async def go():
