@@ -129,6 +129,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         log_reopen();
         log_info("log reopened");
+        app_reload();
         reload();
         return;
     }
@@ -296,7 +297,8 @@ int main(int argc, char **argv)
     if (a.help) {
         rc = help(&app.s);
     } else if (a.check_only) {
-        if (loader_check_all(&app.s, err, sizeof err) < 0) {
+        if (loader_check_all(&app.s, err, sizeof err) < 0 ||
+            app_check(&app.s, err, sizeof err) < 0) {
             fprintf(stderr, "chatd: %s\n", err);
         } else {
             printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");

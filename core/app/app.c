@@ -25,6 +25,7 @@
 #include "routes.h"
 #include "session.h"
 #include "store.h"
+#include "tls.h"
 #include "ws.h"
 
 static void accepted(struct bufferevent *bev, const char *peer)
@@ -41,6 +42,20 @@ static int64_t sweep_ms(const struct settings *s)
         s->ws_ping_interval < s->ws_idle_timeout ? s->ws_ping_interval : s->ws_idle_timeout;
     int64_t ms = shorter * 1000 / 4;
     return ms < 100 ? 100 : ms > 1000 ? 1000 : ms;
+}
+
+static struct tls_config tls_settings(const struct settings *s)
+{
+    return (struct tls_config){.cert = s->tls_cert,
+                               .key = s->tls_key,
+                               .ciphers = s->tls_ciphers,
+                               .min_version = s->tls_min_version};
+}
+
+int app_check(const struct settings *s, char *err, size_t errlen)
+{
+    const struct tls_config tls = tls_settings(s);
+    return s->tls_cert[0] ? tls_check(&tls, err, errlen) : 0;
 }
 
 /* Start the layers bottom up, handing each its settings and the callbacks
@@ -123,11 +138,19 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
     loader_init(base);
     if (loader_load_all(s, host_table(s->data_dir, base), err, errlen) < 0)
         return CHATD_EINVAL;
+    const struct tls_config tls = tls_settings(s);
+    if (listen && s->tls_cert[0] && tls_init(&tls, err, errlen) < 0)
+        return CHATD_EINVAL;
     if (listen && listener_start(base, s->listen, accepted) < 0) {
         snprintf(err, errlen, "cannot listen on %s", s->listen);
         return CHATD_EINVAL;
     }
     return 0;
+}
+
+void app_reload(void)
+{
+    tls_reload();
 }
 
 void app_drain(void)
@@ -148,6 +171,7 @@ void app_stop(void)
     store_shutdown();
     listener_stop();
     conn_free_all();
+    tls_free();
     ws_free();
     loader_unload_all();
     host_plugins_gone();

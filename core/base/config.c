@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chatd/plugin.h"
 #include "config_check.h"
@@ -31,6 +32,7 @@
 static const char *const synchronous_modes[] = {"full", "normal", NULL};
 static const char *const session_backends[] = {"sqlite", "mariadb", "redis", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const tls_versions[] = {"1.2", "1.3", NULL};
 
 /* Every setting the core reads. docs/CONFIG.md describes the same list. */
 const struct schema config_schema[] = {
@@ -64,7 +66,7 @@ const struct schema config_schema[] = {
     S_INT("ws.idle_timeout", ws_idle_timeout, 75, 1, 86400,
           "seconds of silence before the server closes"),
     S_INT("ws.handshake_timeout", ws_handshake_timeout, 10, 1, 600,
-          "seconds to complete the HTTP request or handshake"),
+          "seconds to complete a request (the first from accept, TLS handshake included)"),
     S_INT("ws.max_outbuf", ws_max_outbuf, 4 << 20, 4096, 1LL << 32,
           "bytes queued to a client before it is closed (1008)"),
     S_INT("ws.rate_limit", ws_rate, 500, 1, 10000000,
@@ -115,6 +117,13 @@ const struct schema config_schema[] = {
           "longest wait between Redis reconnection attempts"),
     S_INT("redis.presence_ttl", redis_presence_ttl, 30, 3, 3600,
           "seconds a node's presence entries live without its heartbeat"),
+    S_STR("tls.cert", tls_cert, "",
+          "PEM certificate (and chain); with tls.key, only https and wss (\"\": no TLS)"),
+    S_STR("tls.key", tls_key, "", "PEM private key of tls.cert"),
+    S_STR("tls.ciphers", tls_ciphers, "ECDHE+AESGCM:ECDHE+CHACHA20",
+          "TLS 1.2 ciphers, in OpenSSL's syntax (TLS 1.3 uses OpenSSL's AEAD suites)"),
+    S_ENUM("tls.min_version", tls_min_version, "1.2", tls_versions,
+           "oldest TLS version accepted: 1.2 or 1.3"),
     S_ENUM("log.level", log_level, "info", log_levels, "error, warn, info or debug"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
     S_STR("admin.token", admin_token, "",
@@ -124,8 +133,8 @@ const struct schema config_schema[] = {
 const size_t config_schema_len = sizeof config_schema / sizeof config_schema[0];
 #define N_SCHEMA config_schema_len
 
-static const char *const top_groups[] = {"server", "http",    "ws",    "session", "storage", "log",
-                                         "admin",  "mariadb", "redis", "plugins", NULL};
+static const char *const top_groups[] = {"server", "http", "ws",      "session", "storage", "log",
+                                         "admin",  "tls",  "mariadb", "redis",   "plugins", NULL};
 
 #define errf config_errf
 
@@ -404,6 +413,36 @@ static void where_path(const config_t *cfg, const char *path, const char *file, 
         snprintf(buf, len, "%s", file);
 }
 
+/* tls.cert and tls.key: both or neither, and files that can be read. */
+static int check_tls(const config_t *cfg, const struct settings *v, const char *file, char *err,
+                     size_t errlen)
+{
+    char at[300];
+    if (!v->tls_cert[0] != !v->tls_key[0]) {
+        const char *set = v->tls_cert[0] ? "tls.cert" : "tls.key";
+        where_path(cfg, set, file, at, sizeof at);
+        errf(err, errlen, "%s: setting '%s': tls.cert and tls.key go together, and %s is not set",
+             at, set, v->tls_cert[0] ? "tls.key" : "tls.cert");
+        return CHATD_EINVAL;
+    }
+    const char *const paths[] = {"tls.cert", "tls.key"};
+    const char *const files[] = {v->tls_cert, v->tls_key};
+    for (int i = 0; i < 2; i++) {
+        struct stat sb;
+        const char *why = !files[i][0]                  ? NULL
+                          : stat(files[i], &sb) != 0    ? strerror(errno)
+                          : !S_ISREG(sb.st_mode)        ? "not a file"
+                          : access(files[i], R_OK) != 0 ? strerror(errno)
+                                                        : NULL;
+        if (why) {
+            where_path(cfg, paths[i], file, at, sizeof at);
+            errf(err, errlen, "%s: setting '%s': cannot read %s: %s", at, paths[i], files[i], why);
+            return CHATD_EINVAL;
+        }
+    }
+    return 0;
+}
+
 /* Settings that are each valid alone but not together, or that name something missing. */
 static int check_together(const config_t *cfg, const struct settings *v, const char *file,
                           char *err, size_t errlen)
@@ -425,7 +464,7 @@ static int check_together(const config_t *cfg, const struct settings *v, const c
         errf(err, errlen, "%s: setting 'http.web_root': %s is not a directory", at, v->web_root);
         return CHATD_EINVAL;
     }
-    return 0;
+    return check_tls(cfg, v, file, err, errlen);
 }
 
 int config_load(const char *file, const char *const *overrides, int n_overrides,

@@ -68,6 +68,11 @@ struct settings {
     char *redis_prefix;
     int64_t redis_reconnect_max_ms;
     int64_t redis_presence_ttl;
+    /* tls: with cert and key the listener speaks only TLS */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ciphers;
+    char *tls_min_version;
     /* log */
     char *log_level;
     char *admin_token; /* admin.token: "" turns the admin API off */

@@ -447,6 +447,12 @@ typedef struct chatd_host {
      * call; this node's alone without Redis, NULL when Redis could not be
      * asked). 0 or CHATD_ENOMEM (done not called). */
     int (*node_stats)(void (*done)(void *arg, const json_t *nodes), void *arg);
+    /* session_end_http() and session_end_user() whose done(arg) runs once no
+     * node accepts the tokens any more: answer the request then. done may
+     * run before this returns; it runs on the loop either way. 0 or
+     * CHATD_ENOTFOUND (no session behind req; done not called). */
+    int (*session_end_http_then)(chatd_http *req, void (*done)(void *arg), void *arg);
+    int (*session_end_user_then)(int64_t user_id, void (*done)(void *arg), void *arg);
 } chatd_host;
 
 /*
