@@ -166,6 +166,8 @@ class MariaDB:
                 "mariadb.database=" + database]
         for plugin in ("auth", "connection", "channel", "messaging"):
             sets.append('plugins.%s.backend="mariadb"' % plugin)
+        # the push outbox where the other plugins write their push intents
+        sets.append('plugins.push.store="mariadb"')
         return sets
 
     def pause(self):
