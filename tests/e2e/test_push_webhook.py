@@ -869,6 +869,161 @@ class PendingTests(WebhookCase):
         self.assertEqual(kept & delivered, set())
 
 
+class DeviceTests(WebhookCase):
+
+    async def register(self, client, platform, token):
+        return await client.request("REGISTER_DEVICE_REQUEST",
+                                    {"platform": platform, "token": token})
+
+    async def register_ok(self, client, platform, token):
+        resp = await self.register(client, platform, token)
+        self.assertOk(resp, "REGISTER_DEVICE_RESPONSE")
+        self.assertEqual((resp.get("platform"), resp.get("token")), (platform, token), resp)
+        return resp
+
+    async def unregister(self, client, token):
+        return await client.request("UNREGISTER_DEVICE_REQUEST", {"token": token})
+
+    async def devices_pushed(self, user, inviter_client):
+        """The devices in the body of a push to ``user`` (offline): an ASK_INVITE."""
+        before = len(self.receiver.of(user.user_id, "ASK_INVITE"))
+        await self.invite(inviter_client, user)
+        reqs = await self.wait_requests(user, before + 1, "ASK_INVITE")
+        return sorted((d["platform"], d["token"]) for d in reqs[-1].json["devices"])
+
+    def token(self, tag):
+        return "%s-%s" % (tag, os.urandom(8).hex())
+
+    @async_test
+    async def test_register_and_unregister_answer_with_the_device(self):
+        u = self.user("d")
+        c = await self.connect(u)
+        t = self.token("fcm")
+        await self.register_ok(c, "fcm", t)
+        await self.register_ok(c, "fcm", t)  # again: still one device
+        resp = await self.unregister(c, t)
+        self.assertOk(resp, "UNREGISTER_DEVICE_RESPONSE")
+        self.assertEqual(resp.get("token"), t, resp)
+        await self.assertRequestFails(c, "UNREGISTER_DEVICE_REQUEST", {"token": t}, "NOT_FOUND")
+
+    @async_test
+    async def test_bad_platform_or_token_is_refused_with_the_right_code(self):
+        u = self.user("d")
+        c = await self.connect(u)
+        bad = [({"platform": "android", "token": "x"}, "BAD_REQUEST"),
+               ({"platform": "FCM", "token": "x"}, "BAD_REQUEST"),
+               ({"token": "x"}, "BAD_REQUEST"),
+               ({"platform": 1, "token": "x"}, "BAD_REQUEST"),
+               ({"platform": "web", "token": ""}, "BAD_REQUEST"),
+               ({"platform": "web"}, "BAD_REQUEST"),
+               ({"platform": "web", "token": 42}, "BAD_REQUEST"),
+               ({"platform": "web", "token": "a\u0000b"}, "BAD_REQUEST"),
+               ({"platform": "web", "token": "x" * 4097}, "LIMIT_EXCEEDED"),
+               ({"platform": "web", "token": "\u00e9" * 2049}, "LIMIT_EXCEEDED")]  # 4098 bytes
+        for fields, code in bad:
+            with self.subTest(fields={k: (v[:20] if isinstance(v, str) else v)
+                                      for k, v in fields.items()}):
+                await self.assertRequestFails(c, "REGISTER_DEVICE_REQUEST", fields, code)
+        for fields, code in [({}, "BAD_REQUEST"), ({"token": ""}, "BAD_REQUEST"),
+                             ({"token": 7}, "BAD_REQUEST"),
+                             ({"token": "x" * 4097}, "LIMIT_EXCEEDED")]:
+            with self.subTest(unregister=fields):
+                await self.assertRequestFails(c, "UNREGISTER_DEVICE_REQUEST", fields, code)
+        longest = "t" * 4096
+        await self.register_ok(c, "apns", longest)
+        self.assertOk(await self.unregister(c, longest), "UNREGISTER_DEVICE_RESPONSE")
+
+    @async_test
+    async def test_devices_appear_in_the_posted_body(self):
+        u, inviter = self.user("d"), self.user("i")
+        c = await self.connect(u)
+        devices = [("fcm", self.token("f")), ("apns", self.token("a")), ("web", self.token("w"))]
+        for platform, token in devices:
+            await self.register_ok(c, platform, token)
+        await self.disconnect(c)
+        ci = await self.connect(inviter)
+        self.assertEqual(await self.devices_pushed(u, ci), sorted(devices))
+        (req,) = self.receiver.of(u.user_id, "ASK_INVITE")
+        self.assertEqual(req.headers.get("x-chatd-signature"), signature_of(req.body))
+
+    @async_test
+    async def test_a_token_moves_to_the_user_who_registers_it_last(self):
+        a, b = self.user("a"), self.user("b")
+        ca, cb = await self.connect(a), await self.connect(b)
+        t, mine = self.token("moving"), self.token("kept")
+        await self.register_ok(ca, "fcm", t)
+        await self.register_ok(ca, "web", mine)
+        await self.register_ok(cb, "apns", t)   # moves, with its new platform
+        await self.assertRequestFails(ca, "UNREGISTER_DEVICE_REQUEST", {"token": t}, "NOT_FOUND")
+        await self.disconnect(ca, cb)
+        inviter = self.user("i")
+        ci = await self.connect(inviter)
+        self.assertEqual(await self.devices_pushed(a, ci), [("web", mine)])
+        self.assertEqual(await self.devices_pushed(b, ci), [("apns", t)])
+        cb = await self.connect(b)
+        self.assertOk(await self.unregister(cb, t), "UNREGISTER_DEVICE_RESPONSE")
+
+    @async_test
+    async def test_at_most_max_devices_per_user(self):
+        u, other = self.user("d"), self.user("o")
+        c, co = await self.connect(u), await self.connect(other)
+        tokens = [self.token("cap%d" % i) for i in range(10)]  # the default cap
+        for t in tokens:
+            await self.register_ok(c, "fcm", t)
+        extra = self.token("over")
+        await self.assertRequestFails(c, "REGISTER_DEVICE_REQUEST",
+                                      {"platform": "fcm", "token": extra}, "LIMIT_EXCEEDED")
+        await self.register_ok(c, "web", tokens[0])  # one already held: no more devices
+        # another user's token refused at the cap stays theirs
+        theirs = self.token("theirs")
+        await self.register_ok(co, "fcm", theirs)
+        await self.assertRequestFails(c, "REGISTER_DEVICE_REQUEST",
+                                      {"platform": "fcm", "token": theirs}, "LIMIT_EXCEEDED")
+        self.assertOk(await self.unregister(co, theirs), "UNREGISTER_DEVICE_RESPONSE")
+        self.assertOk(await self.unregister(c, tokens[1]), "UNREGISTER_DEVICE_RESPONSE")
+        await self.register_ok(c, "fcm", extra)
+        await self.disconnect(c, co)
+        ci = await self.connect(self.user("i"))
+        self.assertEqual(await self.devices_pushed(u, ci),
+                         sorted([("web", tokens[0]), ("fcm", extra)]
+                                + [("fcm", t) for t in tokens[2:]]))
+
+    @async_test
+    async def test_logout_removes_that_sessions_tokens_only(self):
+        u = self.user("d")
+        second = self.server.login(u.username, u.password)
+        c1 = await self.connect(u)
+        c2 = await self.connect(u, token=second)
+        t1, t2 = self.token("s1"), self.token("s2")
+        await self.register_ok(c1, "fcm", t1)
+        await self.register_ok(c2, "apns", t2)
+        await self.disconnect(c1, c2)
+        status, _, _ = self.server.logout(u.token)
+        self.assertEqual(status, 204)
+        await async_wait_until(lambda: db_count(
+            self.server, "SELECT COUNT(*) FROM push_device WHERE user_id = %d" % u.user_id) == 1,
+            5)
+        ci = await self.connect(self.user("i"))
+        self.assertEqual(await self.devices_pushed(u, ci), [("apns", t2)])
+
+    @async_test
+    async def test_unregistering_the_user_removes_their_devices(self):
+        u = self.user("d")
+        c = await self.connect(u)
+        t = self.token("gone")
+        await self.register_ok(c, "web", t)
+        await self.disconnect(c)
+        where = "SELECT COUNT(*) FROM push_device WHERE user_id = %d" % u.user_id
+        self.assertEqual(db_count(self.server, where), 1)
+        status, _, _ = self.server.unregister(u.token)
+        self.assertEqual(status, 204)
+        await async_wait_until(lambda: db_count(self.server, where) == 0, 5)
+        self.assertEqual(db_count(self.server, where), 0, "a removed user's devices stay")
+        other = self.user("n")
+        co = await self.connect(other)
+        await self.register_ok(co, "web", t)  # free to be anyone's now
+
+
 class BadUrlTests(unittest.TestCase):
 
     def start_fails(self, url):
