@@ -44,6 +44,8 @@ from harness import (  # noqa: E402
     START_TIMEOUT,
     Server,
     cluster_size,
+    connection_closed_types,
+    ws_connect,
 )
 from domain import (  # noqa: E402
     ADDR_LIMIT_SET,
@@ -1062,6 +1064,246 @@ class BadUrlTests(unittest.TestCase):
         if cluster_size():
             self.skipTest("one process on the plain config")
         self.start_fails(None)
+
+
+# ---- durability ----------------------------------------------------------------
+
+
+async def pipelined_writes(server, user, cid, n, window=32, kill_at=None, tag="d"):
+    """Write ``n`` messages on one WebSocket with up to ``window`` unanswered.
+
+    Returns {sequence: content} of the acknowledged ones. With ``kill_at``,
+    chatd is SIGKILLed the moment that many ACKs have arrived (before anything
+    else is read), writes still in flight.
+    """
+    ws = await ws_connect(server, user.token, "query")
+    acked, pending = {}, {}
+    sem = asyncio.Semaphore(window)
+    errors = []
+    closed = connection_closed_types() + (ConnectionError, OSError)
+
+    async def writer():
+        for i in range(n):
+            await sem.acquire()
+            rid = "%s-%d" % (tag, i)
+            pending[rid] = "%s message %d" % (tag, i)
+            await ws.send(json.dumps({"type": "WRITE_MESSAGE", "requestId": rid,
+                                      "channelId": chan(cid), "content": pending[rid]}))
+
+    task = asyncio.ensure_future(writer())
+    try:
+        while len(acked) < n:
+            try:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            except closed:
+                if kill_at is None:
+                    raise
+                break
+            if msg.get("type") == "WRITE_MESSAGE_ACK":
+                acked[msg["messageSequence"]] = pending.pop(msg["requestId"])
+                sem.release()
+                if len(acked) == kill_at:
+                    server.kill9()
+            elif msg.get("type") == "ERROR":
+                errors.append(msg)
+                sem.release()
+                if len(errors) > 5:
+                    break
+    finally:
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError,) + closed:
+            pass
+        try:
+            await asyncio.wait_for(ws.close(), 2)
+        except Exception:
+            pass
+    if errors:
+        raise AssertionError("write errors: %r" % errors[:5])
+    return acked
+
+
+class DurabilityTests(DomainTestCase):
+    """Each test starts, kills and restarts its own chatd on its own data dir."""
+
+    OFFLINE = 5
+    MESSAGES = 100  # 500 notifications
+
+    @classmethod
+    def setUpClass(cls):
+        pass
+
+    @classmethod
+    def tearDownClass(cls):
+        pass
+
+    def setUp(self):
+        self.data_dir = tempfile.mkdtemp(prefix="chatd-push-")
+        self.server = None
+        self.receiver = None
+        self.passed = False
+
+    def tearDown(self):
+        if self.server is not None and self.server.alive():
+            self.server._kill()
+        if self.receiver is not None:
+            self.receiver.stop()
+        if self.passed and not os.environ.get("CHATD_E2E_KEEP"):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        elif not self.passed:
+            sys.stderr.write("push durability data dir kept at %s\n" % self.data_dir)
+
+    def sets(self, port):
+        push = {"backoff_ms": 200, "backoff_max_ms": 1000, "max_attempts": 1000,
+                "recover_after_ms": 500}
+        if push_store_is_mariadb():
+            # several nodes: rows of a dead node are taken over once its lease ran out
+            push["lease_ms"] = 1000
+        return [ADDR_LIMIT_SET] + webhook_sets("http://%s:%d%s" % (HOST, port, HOOK_PATH),
+                                               **push)
+
+    def start(self, port):
+        self.server = Server(self.sets(port), data_dir=self.data_dir).start()
+        return self.server
+
+    async def setup_channel(self):
+        w = self.server.new_user("w")
+        offline = [self.server.new_user("o") for _ in range(self.OFFLINE)]
+        cid = await self.channel_with(w, *offline)
+        # this test's rows and intents (on MariaDB the suite shares one database)
+        users = ", ".join(str(u.user_id) for u in offline)
+        self.rows_sql = "SELECT COUNT(*) FROM push_outbox WHERE user_id IN (%s)" % users
+        self.intents_sql = ("SELECT COUNT(*) FROM push_intent WHERE channel_id = %d"
+                            " OR user_id IN (%s)" % (cid, users))
+        return w, offline, cid
+
+    def rows(self, where=""):
+        return db_count(self.server, self.rows_sql + where)
+
+    def intents(self):
+        return db_count(self.server, self.intents_sql)
+
+    def assertEverythingDelivered(self, receiver, offline, acked):
+        """After dedup by X-Chatd-Id: exactly one notification per (member, message)."""
+        users = {u.user_id: u for u in offline}
+        want = {(uid, seq) for uid in users for seq in acked}
+        reqs = [r for r in receiver.delivered(type_=MSG) if r.user_id in users]
+        by_id = {}
+        for r in reqs:
+            pair = (r.user_id, r.event["messageSequence"])
+            self.assertRegex(r.id, r"^p[0-9]+-u%d$" % r.user_id)
+            self.assertEqual(r.json["id"], r.id)
+            self.assertEqual(r.event["content"], acked[pair[1]], r.json)
+            by_id.setdefault(r.id, set()).add(pair)
+        twice = {i: p for i, p in by_id.items() if len(p) > 1}
+        self.assertEqual(twice, {}, "one id for several notifications")
+        got = [next(iter(p)) for p in by_id.values()]
+        self.assertEqual(len(got), len(set(got)), "one notification under several ids")
+        missing = want - set(got)
+        extra = set(got) - want
+        self.assertEqual((len(missing), len(extra)), (0, 0),
+                         "missing %r, extra %r" % (sorted(missing)[:10], sorted(extra)[:10]))
+        self.assertEqual(len(by_id), len(want))
+        return len(reqs) - len(by_id)  # duplicates
+
+    def wait_delivered(self, receiver, offline, count, timeout=30):
+        ids = {u.user_id for u in offline}
+        return wait_until(lambda: len({r.id for r in receiver.delivered(type_=MSG)
+                                       if r.user_id in ids}) >= count, timeout, 0.1)
+
+    @async_test
+    async def test_notifications_of_a_receiver_down_survive_kill9(self):
+        port = free_port()  # nobody listens there yet: connections are refused
+        self.start(port)
+        w, offline, cid = await self.setup_channel()
+        want = self.OFFLINE * self.MESSAGES
+        acked = await pipelined_writes(self.server, w, cid, self.MESSAGES, tag="down")
+        stored = wait_until(lambda: self.rows(" AND dead = 0") >= want and self.intents() == 0,
+                            20, 0.1)
+        self.assertTrue(stored, "the outbox does not hold the %d notifications" % want)
+        time.sleep(0.5)  # some retries refused meanwhile
+        self.server.kill9()
+        self.receiver = Receiver(port).start()
+        self.start(port)
+        t0 = time.monotonic()
+        self.wait_delivered(self.receiver, offline, want)
+        took = time.monotonic() - t0
+        time.sleep(SETTLE)
+        dups = self.assertEverythingDelivered(self.receiver, offline, acked)
+        figure("receiver down, kill -9, restart: %d notifications delivered" % want,
+               "in %.1f s after the restart, %d delivered twice" % (took, dups))
+        left = wait_until(lambda: self.rows() == 0, 10, 0.1)
+        self.assertTrue(left, "%d delivered rows stay in the outbox" % self.rows())
+        self.server.stop()
+        self.passed = True
+
+    @async_test
+    async def test_requests_open_at_a_clean_stop_are_delivered_after_the_restart(self):
+        self.receiver = Receiver().start()
+        self.receiver.plan = lambda req: HANG
+        self.start(self.receiver.port)
+        w, offline, cid = await self.setup_channel()
+        acked = await pipelined_writes(self.server, w, cid, 20, tag="stop")
+        ids = {u.user_id for u in offline}
+        open_ = wait_until(lambda: len(self.receiver.of(type_=MSG, pred=lambda r: r.user_id
+                                                        in ids)) >= 64)
+        self.assertTrue(open_, "the requests did not reach the receiver")
+        n_open = self.receiver.open_now
+        t0 = time.monotonic()
+        self.server.stop()  # exit code 0, asserted
+        took = time.monotonic() - t0
+        self.assertLess(took, 5, "a stop waits for requests that hang")
+        self.receiver.plan = lambda req: OK
+        self.start(self.receiver.port)
+        self.wait_delivered(self.receiver, offline, self.OFFLINE * len(acked))
+        time.sleep(SETTLE)
+        self.assertEverythingDelivered(self.receiver, offline, acked)
+        figure("clean stop with %d requests open" % n_open,
+               "stopped in %.2f s; every notification delivered after the restart" % took)
+        self.server.stop()
+        self.passed = True
+
+    @async_test
+    async def test_intents_of_writes_acknowledged_just_before_kill9_are_recovered(self):
+        # Killed while writes are in flight: intents committed with their
+        # messages but not yet turned into outbox rows are recovered after the
+        # restart, for every message stored (acknowledged or not). Whether a
+        # kill finds intents left is a race: up to 3 rounds until one does.
+        self.receiver = Receiver().start()
+        self.start(self.receiver.port)
+        w, offline, cid = await self.setup_channel()
+        acked, intents_seen = {}, 0
+        for round_ in range(1, 4):
+            acked.update(await pipelined_writes(self.server, w, cid, self.MESSAGES * 2,
+                                                window=64, kill_at=self.MESSAGES,
+                                                tag="kill%d" % round_))
+            self.assertFalse(self.server.alive())
+            intents, rows = self.intents(), self.rows()
+            figure("kill -9 at the %d-th ack of round %d, writes in flight"
+                   % (self.MESSAGES, round_),
+                   "%d intents not yet in the outbox, %d rows in it, %d delivered"
+                   % (intents, rows, len(self.receiver.delivered_ids())))
+            intents_seen += intents
+            self.start(self.receiver.port)
+            if intents_seen:
+                break
+        self.assertGreater(intents_seen, 0, "no kill came before the outbox was written")
+        c = await self.connect(w)
+        stored = {m["messageSequence"]: m["content"] for m in await self.fetch_all(c, cid)}
+        lost = {seq: content for seq, content in acked.items() if stored.get(seq) != content}
+        self.assertEqual(lost, {}, "acknowledged messages lost")
+        want = self.OFFLINE * len(stored)
+        self.wait_delivered(self.receiver, offline, want)
+        time.sleep(SETTLE)
+        dups = self.assertEverythingDelivered(self.receiver, offline, stored)
+        figure("after the restart", "%d messages stored, %d notifications, %d delivered twice"
+               % (len(stored), want, dups))
+        self.assertEqual(self.intents(), 0)
+        left = wait_until(lambda: self.rows() == 0, 10, 0.1)
+        self.assertTrue(left, "%d delivered rows stay in the outbox" % self.rows())
+        self.server.stop()
+        self.passed = True
 
 
 def print_figures():
