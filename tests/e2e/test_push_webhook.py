@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
     HOST,
     START_TIMEOUT,
+    WS_PATH,
     Server,
     cluster_size,
     connection_closed_types,
@@ -1124,6 +1125,16 @@ async def pipelined_writes(server, user, cid, n, window=32, kill_at=None, tag="d
     return acked
 
 
+class NodeEndpoint:
+    """One node of a cluster, for ws_connect (bypassing the balancer)."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def ws_uri(self, token=None, how="query"):
+        return "ws://%s:%d%s?access_token=%s" % (HOST, self.port, WS_PATH, token)
+
+
 class DurabilityTests(DomainTestCase):
     """Each test starts, kills and restarts its own chatd on its own data dir."""
 
@@ -1236,6 +1247,34 @@ class DurabilityTests(DomainTestCase):
         left = wait_until(lambda: self.rows() == 0, 10, 0.1)
         self.assertTrue(left, "%d delivered rows stay in the outbox" % self.rows())
         self.server.stop()
+        self.passed = True
+
+    @async_test
+    async def test_a_live_node_takes_over_the_rows_of_a_dead_one(self):
+        if not cluster_size():
+            self.skipTest("several nodes (tests/cluster/e2e_cluster.py)")
+        port = free_port()  # the receiver is down while the rows are written
+        self.start(port)
+        w, offline, cid = await self.setup_channel()
+        first = NodeEndpoint(self.server.cluster.ports[0])  # writes and their pushes: node 1
+        acked = await pipelined_writes(first, w, cid, self.MESSAGES, tag="node")
+        want = self.OFFLINE * self.MESSAGES
+        stored = wait_until(lambda: self.rows(" AND dead = 0") >= want and self.intents() == 0,
+                            20, 0.1)
+        self.assertTrue(stored, "the outbox does not hold the %d notifications" % want)
+        self.server.cluster.kill9(0)
+        self.receiver = Receiver(port).start()
+        t0 = time.monotonic()
+        self.wait_delivered(self.receiver, offline, want)
+        took = time.monotonic() - t0
+        time.sleep(SETTLE)
+        dups = self.assertEverythingDelivered(self.receiver, offline, acked)
+        figure("node 1 killed with %d rows, lease_ms 1000" % want,
+               "node 2 delivered them in %.1f s, %d twice" % (took, dups))
+        self.assertIn("took over", self.server.cluster.nodes[1].current_log())
+        left = wait_until(lambda: self.rows() == 0, 10, 0.1)
+        self.assertTrue(left, "%d delivered rows stay in the outbox" % self.rows())
+        self.server.stop()  # node 2 exits 0; node 1 was killed on purpose
         self.passed = True
 
     @async_test
