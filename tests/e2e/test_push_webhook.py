@@ -1167,17 +1167,18 @@ class DurabilityTests(DomainTestCase):
         elif not self.passed:
             sys.stderr.write("push durability data dir kept at %s\n" % self.data_dir)
 
-    def sets(self, port):
+    def sets(self, port, **more):
         push = {"backoff_ms": 200, "backoff_max_ms": 1000, "max_attempts": 1000,
                 "recover_after_ms": 500}
         if push_store_is_mariadb():
             # several nodes: rows of a dead node are taken over once its lease ran out
             push["lease_ms"] = 1000
+        push.update(more)
         return [ADDR_LIMIT_SET] + webhook_sets("http://%s:%d%s" % (HOST, port, HOOK_PATH),
                                                **push)
 
-    def start(self, port):
-        self.server = Server(self.sets(port), data_dir=self.data_dir).start()
+    def start(self, port, **more):
+        self.server = Server(self.sets(port, **more), data_dir=self.data_dir).start()
         return self.server
 
     async def setup_channel(self):
@@ -1277,6 +1278,39 @@ class DurabilityTests(DomainTestCase):
         left = wait_until(lambda: self.rows() == 0, 10, 0.1)
         self.assertTrue(left, "%d delivered rows stay in the outbox" % self.rows())
         self.server.stop()  # node 2 exits 0; node 1 was killed on purpose
+        self.passed = True
+
+    @async_test
+    async def test_attempts_count_across_a_restart_and_dead_rows_stay_dead(self):
+        self.receiver = Receiver().start()
+        settings = {"max_attempts": 4, "backoff_ms": 300, "backoff_max_ms": 300}
+        self.start(self.receiver.port, **settings)
+        w, offline, cid = await self.setup_channel()
+        ids = {u.user_id for u in offline}
+        delivered = wait_until(lambda: len(self.receiver.delivered(type_="NOTIFY_JOIN"))
+                               >= len(offline) and self.rows() == 0)
+        self.assertTrue(delivered, "the NOTIFY_JOIN pushes were not delivered")
+        self.receiver.plan = lambda req: answer(500)
+        await pipelined_writes(self.server, w, cid, 1, tag="tries")
+        want = len(offline)
+        twice = wait_until(lambda: self.rows(" AND attempts = 2 AND dead = 0") == want
+                           and self.receiver.open_now == 0, 10, 0.01)
+        self.assertTrue(twice, "the rows did not reach 2 attempts")
+        self.server.kill9()  # 150 ms or more before the third attempts
+        self.start(self.receiver.port, **settings)
+        dead = wait_until(lambda: self.rows(" AND dead = 1 AND attempts = 4") == want, 15, 0.1)
+        self.assertTrue(dead, "not dead after 4 attempts in all: %r" % db_rows(
+            self.server, "SELECT id, dead, attempts FROM push_outbox WHERE user_id IN (%s)"
+            % ", ".join(map(str, ids))))
+        self.server.stop()
+        self.start(self.receiver.port, **settings)  # dead rows are not taken over
+        time.sleep(SETTLE + 0.5)
+        tries = {}
+        for r in self.receiver.of(type_=MSG, pred=lambda r: r.user_id in ids):
+            tries[r.id] = tries.get(r.id, 0) + 1
+        self.assertEqual(len(tries), want)
+        self.assertEqual(set(tries.values()), {4}, "requests per notification: %r" % tries)
+        self.server.stop()
         self.passed = True
 
     @async_test
