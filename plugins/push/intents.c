@@ -43,7 +43,7 @@ struct intents {
     struct gathered *ready, **ready_tail;
     struct gathered *loose; /* UNDELIVERABLE without an intent, waiting for the next store */
     int storing, store_armed;
-    int recovered; /* the first recovery of this process ran */
+    int recovered; /* the start-up recovery of this process is over (all its batches) */
 };
 
 static void gathered_free(struct gathered *g)
@@ -473,6 +473,8 @@ static void recover_done(void *arg, int status)
     for (size_t i = 0; i < j->rows.n; i++)
         queue_add(in->pp->queue, j->rows.v[i]);
     int64_t again = j->more && status >= 0 ? 0 : in->pp->set.recover_after_ms / 2;
+    if (status >= 0 && !j->more)
+        in->recovered = 1; /* every row of the earlier processes taken over */
     free(j->rows.v);
     free(j);
     if (!in->pp->closing)
@@ -487,7 +489,6 @@ static void recover(void *arg)
         return;
     j->in = in;
     j->startup = !in->recovered;
-    in->recovered = 1;
     if (in->pp->host->submit(in->pp->p, CHATD_JOB_WRITE, recover_run, recover_done, j) < 0)
         recover_done(j, CHATD_EINTERNAL);
 }

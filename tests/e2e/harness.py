@@ -118,7 +118,7 @@ def unique_name(prefix="u"):
 def _default_path(env, *parts):
     value = os.environ.get(env)
     if value:
-        return value
+        return os.path.abspath(value)  # chatd runs in its data dir: not relative to that
     return os.path.join(REPO_ROOT, *parts)
 
 
