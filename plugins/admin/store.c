@@ -27,13 +27,18 @@ int astore_users(chatd_db *db, void *arg)
     j->n_ids = 0;
     if (!(j->list = json_array()))
         return CHATD_ENOMEM;
-    /* LIKE is caseless on both dialects here (SQLite's for ASCII, MariaDB's
-     * by the column's collation), as usernames are; the order is the
-     * column's collation. */
-    chatd_stmt *st = util_bind(h, db,
-                               "SELECT id, username, created_at, banned FROM message_user"
-                               " WHERE username LIKE ? ESCAPE '!' ORDER BY username LIMIT ?",
-                               "si", j->pattern, j->limit);
+    /* LIKE is caseless on both dialects (SQLite's for ASCII, MariaDB's by
+     * the column's collation), as usernames are. The order is the same on
+     * both: the lower-cased names bytewise (SQLite's NOCASE column is that). */
+    int sqlite = strcmp(h->db_dialect(db), "sqlite") == 0;
+    chatd_stmt *st = util_bind(
+        h, db,
+        sqlite ? "SELECT id, username, created_at, banned FROM message_user"
+                 " WHERE username LIKE ? ESCAPE '!' ORDER BY username LIMIT ?"
+               : "SELECT id, username, created_at, banned FROM message_user"
+                 " WHERE username LIKE ? ESCAPE '!' ORDER BY LOWER(username) COLLATE utf8mb4_bin"
+                 " LIMIT ?",
+        "si", j->pattern, j->limit);
     if (!st)
         return CHATD_EINTERNAL;
     int rc;
