@@ -230,16 +230,15 @@ static int bad_request(struct admin *a, chatd_http *req, const char *message)
 /* ---- parameters ---- */
 
 /* A query parameter into buf: 1 given, 0 absent, -1 given but longer than
- * buf holds (or not percent-decodable: then also "absent"). */
+ * buf holds (not percent-decodable: also "absent"). Loop thread only. */
 static int query(struct admin *a, chatd_http *req, const char *key, char *buf, size_t len)
 {
+    /* as long as the longest request head (http.max_head_size): only the
+     * pages a long value is decoded into are ever touched */
+    static char any[(1 << 20) + 1];
     if (a->host->http_query(req, key, buf, len))
         return 1;
-    enum { ANY = (1 << 20) + 1 }; /* longer than any request head */
-    char *big = malloc(ANY);
-    int given = big && a->host->http_query(req, key, big, ANY) != NULL;
-    free(big);
-    return given ? -1 : 0;
+    return a->host->http_query(req, key, any, sizeof any) ? -1 : 0;
 }
 
 /* The prefix as a LIKE pattern that matches it literally, then anything. */
