@@ -24,7 +24,9 @@ static struct {
 
 static json_t *self_stats(void)
 {
-    return json_pack("{s:s, s:I, s:I, s:I}", "node", bus_node(), "connections",
+    /* A node without Redis has no id: it is the only one. */
+    const char *name = bus_node()[0] ? bus_node() : "local";
+    return json_pack("{s:s, s:I, s:I, s:I}", "node", name, "connections",
                      (json_int_t)presence_count(), "users", (json_int_t)presence_users(), "at",
                      (json_int_t)clock_wall_ms());
 }

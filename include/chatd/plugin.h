@@ -443,7 +443,9 @@ typedef struct chatd_host {
      * bytes); NULL when absent or too long. */
     const char *(*http_query)(const chatd_http *req, const char *key, char *buf, size_t len);
     /* What every live node says of itself: done(arg, nodes) on the loop with
-     * a JSON array of {"node","connections","users"} (borrowed for the
+     * a JSON array of {"node","connections","users"} ("node" is the node's
+     * random id, "local" without Redis; each object may carry more keys;
+     * connections are WebSockets, users those with one there; borrowed for the
      * call; this node's alone without Redis, NULL when Redis could not be
      * asked). 0 or CHATD_ENOMEM (done not called). */
     int (*node_stats)(void (*done)(void *arg, const json_t *nodes), void *arg);

@@ -146,12 +146,31 @@ static void lower(char *dst, const char *src, size_t len)
     dst[i] = '\0';
 }
 
-static void login_session_stored(void *arg, int status)
+/* A banned user's right password still gets no session: 403 (a wrong one
+ * is 401 as for anyone, so the ban tells nothing to who lacks the password). */
+static void login_refuse_banned(struct user_job *j)
+{
+    const chatd_host *h = j->a->host;
+    h->count(j->a->p, "login_banned", 1);
+    h->log(j->a->p, CHATD_LOG_INFO, "login refused for banned '%s' from %s", j->username,
+           h->http_peer(j->http));
+    h->http_error(j->http, CHATD_ERR_FORBIDDEN, "this user is banned");
+    user_job_free(j);
+}
+
+static void login_checked_again(void *arg, int status)
 {
     struct user_job *j = arg;
     const chatd_host *h = j->a->host;
-    if (status < 0) {
+    if (status < 0) { /* the token is never handed out: nobody can use the session */
         fail_unavailable(j, status);
+        return;
+    }
+    if (j->banned) {
+        /* A ban committed while this login was on its way: the ban's own
+         * ending of sessions may have come before this one was stored. */
+        h->session_end_user(j->user_id);
+        login_refuse_banned(j);
         return;
     }
     char cookie[160];
@@ -166,6 +185,15 @@ static void login_session_stored(void *arg, int status)
                   cookie);
     explicit_bzero(cookie, sizeof cookie);
     user_job_free(j);
+}
+
+/* The session is stored: read the ban once more, after it. */
+static void login_session_stored(void *arg, int status)
+{
+    struct user_job *j = arg;
+    if (status < 0 ||
+        j->a->host->submit(j->a->p, CHATD_JOB_READ, users_run_banned, login_checked_again, j) < 0)
+        fail_unavailable(j, status < 0 ? status : CHATD_EINTERNAL);
 }
 
 static void login_verified(void *arg, int status)
@@ -190,6 +218,10 @@ static void login_verified(void *arg, int status)
         h->log(a->p, CHATD_LOG_INFO, "login failed for '%s' from %s", j->username, peer);
         h->http_error(j->http, CHATD_ERR_UNAUTHORIZED, "bad username or password");
         user_job_free(j);
+        return;
+    }
+    if (j->banned) {
+        login_refuse_banned(j);
         return;
     }
     ratelimit_reset(a->by_user, key);

@@ -257,7 +257,7 @@ class Cluster:
             "plugins.connection.presence_grace=%d" % PRESENCE_GRACE,
             'session.backend="redis"',
         ]
-        for plugin in ("auth", "connection", "channel", "messaging"):
+        for plugin in ("auth", "connection", "channel", "messaging", "admin"):
             sets.append('plugins.%s.backend="mariadb"' % plugin)
         sets += [
             'plugins.push.backend="log"', "plugins.push.file=" + _quote(self.push_path),

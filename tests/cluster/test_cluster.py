@@ -15,6 +15,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import socket
 import statistics
 import sys
@@ -41,6 +42,9 @@ from domain import (  # noqa: E402
 
 A, B = 0, 1
 NODE_NAMES = ("A", "B")
+
+ADMIN_TOKEN = "cluster-admin-" + os.urandom(16).hex()
+_NODE_ID_RE = re.compile(r"node ([0-9a-f]+): cross-node delivery")
 
 FIGURES = []  # (what, text), printed again at the end of the run
 
@@ -74,7 +78,7 @@ class ClusterTestCase(DomainTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(nodes=2).start()
+        cls.cluster = Cluster(nodes=2, extra_sets=['admin.token="%s"' % ADMIN_TOKEN]).start()
         cls.server = endpoint(cls.cluster.lb_port, cls.cluster.root)
         cls.nodes = [endpoint(p, cls.cluster.root) for p in cls.cluster.ports]
         cls.passed = True
@@ -96,6 +100,8 @@ class ClusterTestCase(DomainTestCase):
                 sys.stderr.write("cluster dir kept at %s\n" % cluster.root)
         if leaked:
             raise AssertionError("%d session token(s) appear in the node logs" % len(leaked))
+        if ADMIN_TOKEN in log:
+            raise AssertionError("the admin token appears in the node logs")
 
     def setUp(self):
         self.wait_healthy(20.0)
@@ -950,6 +956,76 @@ class CrossNodeTests(ClusterTestCase):
                              (429, "RATE_LIMITED"),
                              "login on %s after 5 failures spread over both nodes"
                              % NODE_NAMES[i])
+
+    # j. the admin API across nodes ---------------------------------------------------
+
+    def admin(self, i, method, path):
+        return self.nodes[i].request(method, path,
+                                     headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+
+    def node_id(self, i):
+        """The node's id, as its log names it at start (the current start's log)."""
+        m = _NODE_ID_RE.search(self.cluster.nodes[i].current_log())
+        self.assertIsNotNone(m, "no node id in the log of %s" % NODE_NAMES[i])
+        return m.group(1)
+
+    async def wait_stats(self, i, want, timeout=5.0):
+        """Stats through node i until its nodes are exactly ``want`` ({id: connections})."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _, body = await loop.run_in_executor(None, self.admin, i, "GET",
+                                                         "/api/v1/admin/stats")
+            self.assertEqual(status, 200, body)
+            got = {n["node"]: n["connections"] for n in body["nodes"]}
+            if got == want:
+                self.assertEqual(body["connections"], sum(want.values()), body)
+                return body
+            if time.monotonic() > deadline:
+                self.fail("stats through %s: nodes %r, want %r" % (NODE_NAMES[i], got, want))
+            await asyncio.sleep(0.1)
+
+    @async_test
+    async def test_j_admin_ban_on_a_closes_sockets_on_both_nodes_within_1s(self):
+        loop = asyncio.get_running_loop()
+        ida, idb = self.node_id(A), self.node_id(B)
+        victim, other = self.user_on(A, "ban"), self.user_on(B, "bys")
+        ca = await self.connect_to(A, victim)
+        cb = await self.connect_to(B, victim, token=self.nodes[B].login(victim.username))
+        co = await self.connect_to(B, other)
+        for i in (A, B):  # either node lists both, with the sockets each holds
+            await self.wait_stats(i, {ida: 1, idb: 2})
+        closed_at = {}
+
+        async def watch(c):
+            await c.ws.wait_closed()
+            closed_at[c.label] = time.monotonic()
+
+        watchers = [asyncio.ensure_future(watch(c)) for c in (ca, cb)]
+        t0 = time.monotonic()
+        status, _, body = await loop.run_in_executor(
+            None, self.admin, A, "POST", "/api/v1/admin/users/%s/ban" % victim.username)
+        self.assertEqual((status, body), (200, {"username": victim.username, "banned": True}))
+        try:
+            await asyncio.wait_for(asyncio.gather(*watchers), 3.0)
+        except asyncio.TimeoutError:
+            self.fail("a socket of the banned user is still open 3 s after the ban on A")
+        for c in (ca, cb):
+            self.assertEqual(c.ws.close_code, 4001, c.label)
+        took = {c.label: closed_at[c.label] - t0 for c in (ca, cb)}
+        figure("admin ban on A -> 4001 on A and B", ", ".join(
+            "%s %.1f ms" % (label[-1], t * 1000) for label, t in sorted(took.items())))
+        self.assertLess(max(took.values()), 1.0, "the ban took more than 1 s to close %r" % took)
+        resp = await co.request("FETCH_USER_INVITECODE_REQUEST", {})
+        self.assertEqual(resp.get("inviteCode"), other.invite_code, resp)
+        for i in (A, B):
+            status, _, body = self.nodes[i].login_response(victim.username)
+            self.assertEqual((status, body.get("error")), (403, "FORBIDDEN"), body)
+            await self.wait_stats(i, {ida: 0, idb: 1})
+        status, _, body = self.admin(B, "POST", "/api/v1/admin/users/%s/unban" % victim.username)
+        self.assertEqual((status, body), (200, {"username": victim.username, "banned": False}))
+        self.nodes[A].login(victim.username)
+
 
 class SlowRedisProxy:
     """A TCP proxy to Redis that holds what Redis sends for ``delay`` seconds

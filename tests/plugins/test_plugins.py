@@ -650,7 +650,8 @@ class CheckConfigTests(unittest.TestCase):
             m = re.match(r"\s+plugins\.(\w+)\.(\w+)\s+(\S+)", line)
             if m:
                 listed.setdefault(m.group(1), {})[m.group(2)] = m.group(3)
-        self.assertEqual(set(listed), {"auth", "connection", "channel", "messaging", "push"})
+        self.assertEqual(set(listed), {"auth", "connection", "channel", "messaging", "admin",
+                                       "push"})
         with open(os.path.join(SOURCE, "docs", "CONFIG.md")) as f:
             doc = f.read()
         documented = {}
