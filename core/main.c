@@ -121,6 +121,8 @@ static void reload(void)
     }
     log_info("reload: %s%s%s%s", n ? "applied " : "nothing to apply", applied,
              restart[0] ? "; needs a restart to take effect: " : "", restart);
+    chatd_event ev = {.type = CHATD_EVENT_RELOAD};
+    loader_emit(&ev); /* plugins read their own files again */
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

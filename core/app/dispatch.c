@@ -39,6 +39,9 @@ struct chatd_req {
     int64_t received_us; /* clock_now_us() when its frame was dispatched */
     int in_handler;
     int completed;
+    /* request_as: no WebSocket; the reply goes here instead */
+    void (*answer)(void *arg, const json_t *reply);
+    void *answer_arg;
 };
 
 static struct {
@@ -143,8 +146,28 @@ static void complete(chatd_req *req)
         req_free(req);
 }
 
+/* A request of request_as: its reply as the JSON a WebSocket would carry. */
+static void answer_json(chatd_req *req, const char *type, json_t *body)
+{
+    json_t *o = json_is_object(body) ? body : json_object();
+    if (o != body)
+        json_decref(body);
+    if (o) {
+        json_object_set_new(o, "type", json_string(type));
+        if (req->request_id)
+            json_object_set(o, "requestId", req->request_id);
+    }
+    req->answer(req->answer_arg, o);
+    json_decref(o);
+}
+
 int dispatch_reply(chatd_req *req, const char *type, json_t *body)
 {
+    if (req->answer) {
+        answer_json(req, type, body);
+        complete(req);
+        return 0;
+    }
     struct wsmsg *m = encode_frame(type, body, req->request_id);
     int rc = send_to(client_find(req->conn_id), m);
     wsmsg_unref(m);
@@ -170,6 +193,16 @@ static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_i
 
 int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
 {
+    if (req->answer) {
+        char text[64];
+        if (code == CHATD_ERR_INTERNAL)
+            message = error_internal_text(message, req->type, text, sizeof text);
+        answer_json(req, "ERROR",
+                    json_pack("{s:s, s:s, s:s}", "code", error_code_name(code), "message",
+                              message ? message : error_code_name(code), "messageType", req->type));
+        complete(req);
+        return 0;
+    }
     send_error(req->conn_id, req->type, req->request_id, code, message);
     complete(req);
     return 0;
@@ -177,6 +210,8 @@ int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
 
 void dispatch_req_done(chatd_req *req)
 {
+    if (req->answer)
+        req->answer(req->answer_arg, NULL);
     complete(req);
 }
 
@@ -247,6 +282,55 @@ static json_t *request_id_of(const json_t *msg)
     return json_is_string(rid) && json_string_length(rid) <= REQUEST_ID_MAX ? rid : NULL;
 }
 
+/* Hand req to the handlers of its type in turn until one takes it;
+ * answer for them when none does. Takes req. */
+static void run_handlers(struct handler_list *l, chatd_req *req, const json_t *msg)
+{
+    for (size_t i = 0; l && i < l->n && !req->completed; i++) {
+        req->in_handler = 1;
+        int rc = l->v[i].fn(req, msg, l->v[i].state);
+        req->in_handler = 0;
+        if (rc == CHATD_DECLINED && !req->completed)
+            continue;
+        if (rc == CHATD_PENDING && !req->completed)
+            return; /* the handler completes it later */
+        if (rc < 0 && !req->completed) {
+            req->in_handler = 1; /* answered here, freed below */
+            dispatch_error(req, CHATD_ERR_INTERNAL, "handler failed");
+        }
+        req_free(req);
+        return;
+    }
+    if (!req->completed) {
+        req->in_handler = 1;
+        dispatch_error(req, CHATD_ERR_BAD_REQUEST, "unknown message type");
+    }
+    req_free(req);
+}
+
+int dispatch_as(int64_t user_id, const char *username, const json_t *msg,
+                void (*answer)(void *arg, const json_t *reply), void *arg)
+{
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    struct handler_list *l = type ? hmap_get_str(ds.by_type, type) : NULL;
+    if (!l || !l->n)
+        return CHATD_ENOTFOUND;
+    chatd_req *req = calloc(1, sizeof *req);
+    if (!req || !(req->type = strdup(type)) ||
+        !(req->username = strdup(username ? username : ""))) {
+        if (req)
+            req_free(req);
+        return CHATD_ENOMEM;
+    }
+    req->user_id = user_id;
+    req->request_id = json_incref(request_id_of(msg));
+    req->received_us = clock_now_us();
+    req->answer = answer;
+    req->answer_arg = arg;
+    run_handlers(l, req, msg);
+    return 0;
+}
+
 void dispatch_text(struct client *c, const char *data, size_t len)
 {
     METRICS_ADD("ws_messages_in", 1);
@@ -294,26 +378,8 @@ void dispatch_text(struct client *c, const char *data, size_t len)
     req->user_id = c->user_id;
     req->request_id = json_incref(rid);
     req->received_us = clock_now_us();
-    for (size_t i = 0; l && i < l->n && !req->completed; i++) {
-        req->in_handler = 1;
-        int rc = l->v[i].fn(req, msg, l->v[i].state);
-        req->in_handler = 0;
-        if (rc == CHATD_DECLINED && !req->completed)
-            continue;
-        if (rc == CHATD_PENDING && !req->completed) {
-            req = NULL; /* the handler completes it later */
-            goto out;
-        }
-        if (rc < 0 && !req->completed) {
-            req->in_handler = 1; /* answered here, freed below */
-            dispatch_error(req, CHATD_ERR_INTERNAL, "handler failed");
-        }
-        goto out;
-    }
-    if (!req->completed) {
-        req->in_handler = 1;
-        dispatch_error(req, CHATD_ERR_BAD_REQUEST, "unknown message type");
-    }
+    run_handlers(l, req, msg);
+    req = NULL; /* run_handlers owns it */
 out:
     if (req)
         req_free(req);

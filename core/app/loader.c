@@ -13,6 +13,7 @@
 #include "config_check.h"
 #include "db.h"
 #include "dispatch.h"
+#include "filters.h"
 #include "log.h"
 #include "router.h"
 #include "store.h"
@@ -169,9 +170,10 @@ static void plugin_free(struct chatd_plugin *p)
         timer_unlink(t);
         free(t);
     }
-    if (p->initialised) { /* only init registers handlers and routes */
+    if (p->initialised) { /* only init registers handlers, routes and filters */
         dispatch_remove_owner(p);
         router_remove_owner(p);
+        filters_remove_owner(p);
     }
     if (p->dl)
         dlclose(p->dl);

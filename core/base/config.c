@@ -126,6 +126,8 @@ const struct schema config_schema[] = {
            "oldest TLS version accepted: 1.2 or 1.3"),
     S_ENUM("log.level", log_level, "info", log_levels, "error, warn, info or debug"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
+    S_INT("hooks.filter_timeout_ms", filter_timeout_ms, 2000, 1, 600000,
+          "how long a message filter may take before the write fails UNAVAILABLE"),
     S_STR("admin.token", admin_token, "",
           "bearer token of the admin API (\"\": the API is off, its routes 404)"),
 };
@@ -133,8 +135,9 @@ const struct schema config_schema[] = {
 const size_t config_schema_len = sizeof config_schema / sizeof config_schema[0];
 #define N_SCHEMA config_schema_len
 
-static const char *const top_groups[] = {"server", "http", "ws",      "session", "storage", "log",
-                                         "admin",  "tls",  "mariadb", "redis",   "plugins", NULL};
+static const char *const top_groups[] = {"server", "http",    "ws",  "session", "storage",
+                                         "log",    "admin",   "tls", "hooks",   "mariadb",
+                                         "redis",  "plugins", NULL};
 
 #define errf config_errf
 

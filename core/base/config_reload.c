@@ -23,6 +23,7 @@ static const char *const live_settings[] = {"http.max_head_size",
                                             "log.level",
                                             "log.file",
                                             "admin.token",
+                                            "hooks.filter_timeout_ms",
                                             NULL};
 
 static int is_live(const char *path)
