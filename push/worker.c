@@ -39,9 +39,13 @@ static void group_made(void *arg, redisReply *r)
             w->c->stream, r->str);
         return;
     }
-    if (!w->group_ready)
+    if (!w->announced)
         LOG(CHATD_LOG_INFO, "reading %s as %s in the group %s", w->c->stream, w->c->consumer,
             w->c->group);
+    else if (r->type != REDIS_REPLY_ERROR)
+        LOG(CHATD_LOG_WARN, "the group %s of %s was gone (Redis lost its data?): made again",
+            w->c->group, w->c->stream);
+    w->announced = 1;
     w->group_ready = 1;
     read_more(w);
     autoclaim(w);
@@ -83,7 +87,6 @@ static void read_reply(void *arg, redisReply *r)
         return; /* lost: read again once the link is back */
     if (error_is(r, "NOGROUP")) {
         /* Redis lost the stream (a restart without persistence): afresh */
-        LOG(CHATD_LOG_WARN, "the group %s of %s is gone: made again", w->c->group, w->c->stream);
         w->group_ready = 0;
         make_group(w);
         return;
@@ -185,7 +188,7 @@ static void refreshed(void *arg, redisReply *r)
             struct entry *e = hmap_get_str(w->by_sid, rf->sids[i]);
             if (e && e->state == E_WAITING) {
                 event_del(e->timer);
-                entry_gone(e, "taken by another worker while it waited for its retry");
+                entry_gone(e, "no longer pending while it waited for its retry");
             }
         }
     }
