@@ -80,6 +80,11 @@ static int read_ints(const json_t *conf, struct pconf *out, char *err, size_t er
                         is->key, (long long)n, (long long)is->lo, (long long)is->hi);
         *(int64_t *)((char *)out + is->offset) = n;
     }
+    if (out->block_ms > out->claim_after_ms / 2)
+        return errf(err, errlen,
+                    "setting 'plugins.push.block_ms': %lld is more than half of claim_after_ms "
+                    "(%lld): a claim due waits for the read under way",
+                    (long long)out->block_ms, (long long)out->claim_after_ms);
     if (out->backoff_max_ms < out->backoff_ms)
         return errf(err, errlen,
                     "setting 'plugins.push.backoff_max_ms': %lld is less than backoff_ms (%lld)",

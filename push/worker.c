@@ -5,7 +5,10 @@
  * claim_after_ms / 3: the idle time of the entries held reset (XCLAIM
  * JUSTID, which does not count as a delivery) so that no other worker takes
  * them, and the entries other workers left idle longer than claim_after_ms
- * taken over (XAUTOCLAIM). The steps of each entry are in entry.c.
+ * taken over (XAUTOCLAIM). A read and a claim never run at once, each asking
+ * for the room left, so that no more than max_in_flight entries are held: a
+ * claim due waits for the read under way (block_ms at most). The steps of
+ * each entry are in entry.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +21,7 @@
 
 #define LOG(level, ...) log_msg(level, "chatd-push", __VA_ARGS__)
 
-static void read_more(struct worker *w);
-static void autoclaim(struct worker *w);
+static void next_batch(struct worker *w);
 
 static int error_is(const redisReply *r, const char *code)
 {
@@ -47,8 +49,8 @@ static void group_made(void *arg, redisReply *r)
             w->c->group, w->c->stream);
     w->announced = 1;
     w->group_ready = 1;
-    read_more(w);
-    autoclaim(w);
+    w->claim_due = 1;
+    next_batch(w);
 }
 
 static void make_group(struct worker *w)
@@ -76,7 +78,7 @@ static void take_all(struct worker *w, const redisReply *entries, int64_t attemp
 static void on_read_later(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
-    read_more(arg);
+    next_batch(arg);
 }
 
 static void read_reply(void *arg, redisReply *r)
@@ -102,13 +104,13 @@ static void read_reply(void *arg, redisReply *r)
         if (s->type == REDIS_REPLY_ARRAY && s->elements == 2)
             take_all(w, s->element[1], 1, &w->st.read);
     }
-    read_more(w);
+    next_batch(w);
 }
 
 static void read_more(struct worker *w)
 {
-    if (w->stopping || !w->group_ready || w->reading || !rlink_is_up(w->rd) ||
-        w->held >= (size_t)w->c->max_in_flight || evtimer_pending(w->read_later, NULL))
+    if (!rlink_is_up(w->rd) || w->held >= (size_t)w->c->max_in_flight ||
+        evtimer_pending(w->read_later, NULL))
         return;
     char count[24], block[24];
     snprintf(count, sizeof count, "%zu", (size_t)w->c->max_in_flight - w->held);
@@ -121,7 +123,7 @@ static void read_more(struct worker *w)
 
 void worker_released(struct worker *w)
 {
-    read_more(w);
+    next_batch(w);
 }
 
 /* ---- entries left by others ---- */
@@ -130,12 +132,21 @@ static void autoclaimed(void *arg, redisReply *r)
 {
     struct worker *w = arg;
     w->claiming = 0;
-    if (w->freeing || !r || w->stopping)
+    if (w->freeing || !r || w->stopping) {
+        w->claim_due = 0; /* link lost: due again once the group is back */
         return;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
         r->element[0]->type != REDIS_REPLY_STRING) {
-        if (r->type == REDIS_REPLY_ERROR && !error_is(r, "NOGROUP"))
-            LOG(CHATD_LOG_ERROR, "XAUTOCLAIM on %s: %s", w->c->stream, r->str);
+        w->claim_due = 0;
+        if (error_is(r, "NOGROUP")) {
+            w->group_ready = 0;
+            make_group(w);
+            return;
+        }
+        LOG(CHATD_LOG_ERROR, "XAUTOCLAIM on %s: %s", w->c->stream,
+            r->type == REDIS_REPLY_ERROR ? r->str : "an answer of another shape");
+        next_batch(w);
         return;
     }
     snprintf(w->cursor, sizeof w->cursor, "%s", r->element[0]->str);
@@ -146,14 +157,17 @@ static void autoclaimed(void *arg, redisReply *r)
             "%zu pending entries of %s were gone from the stream before delivery "
             "(trimmed: max_length too small for the backlog?)",
             deleted->elements, w->c->stream);
-    if (strcmp(w->cursor, "0-0") != 0)
-        autoclaim(w); /* the rest of the pending list, while there is room */
+    if (strcmp(w->cursor, "0-0") == 0)
+        w->claim_due = 0; /* else the rest of the pending list, while there is room */
+    next_batch(w);
 }
 
 static void autoclaim(struct worker *w)
 {
-    if (w->claiming || w->stopping || !w->group_ready || w->held >= (size_t)w->c->max_in_flight)
+    if (w->held >= (size_t)w->c->max_in_flight) {
+        w->claim_due = 0; /* no room: at the next tick */
         return;
+    }
     char idle[24], count[24];
     snprintf(idle, sizeof idle, "%lld", (long long)w->c->claim_after_ms);
     snprintf(count, sizeof count, "%zu", (size_t)w->c->max_in_flight - w->held);
@@ -161,6 +175,19 @@ static void autoclaim(struct worker *w)
                           idle,         w->cursor,    "COUNT",     count};
     if (rlink_cmdv(w->cmd, 8, argv, autoclaimed, w) == 0)
         w->claiming = 1;
+    else
+        w->claim_due = 0;
+}
+
+/* A claim when one is due, else a read; one at a time. */
+static void next_batch(struct worker *w)
+{
+    if (w->stopping || !w->group_ready || w->reading || w->claiming)
+        return;
+    if (w->claim_due)
+        autoclaim(w);
+    if (!w->claiming)
+        read_more(w);
 }
 
 /* ---- keeping what is held ---- */
@@ -238,7 +265,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     refresh(w);
-    autoclaim(w);
+    w->claim_due = 1;
+    next_batch(w);
 }
 
 /* ---- the links ---- */
@@ -265,7 +293,7 @@ static void cmd_down(void *arg, struct rlink *l)
 static void rd_up(void *arg, struct rlink *l)
 {
     (void)l;
-    read_more(arg);
+    next_batch(arg);
 }
 
 static void rd_down(void *arg, struct rlink *l)

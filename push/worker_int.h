@@ -48,7 +48,7 @@ struct worker {
     hmap *by_sid;         /* sid -> entry held */
     struct entry *first;  /* every entry held */
     size_t held, posting; /* entries held; POSTs under way */
-    int group_ready, announced, creating, reading, claiming;
+    int group_ready, announced, creating, reading, claiming, claim_due;
     int stopping, freeing;
     struct event *tick, *read_later;
     char cursor[SID_MAX]; /* where the next XAUTOCLAIM starts */

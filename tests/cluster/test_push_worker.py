@@ -172,6 +172,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.requests = []   # (id, body, signature), as they arrive
         self.delivered = []  # ids answered 2xx, the answer written
+        self.now = self.most = 0  # requests being answered: now, and at most at once
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -184,6 +185,8 @@ class Receiver:
                     receiver.requests.append((nid, body.decode("utf-8"),
                                               self.headers.get("X-Chatd-Signature")))
                     status, delay = receiver.status, receiver.delay
+                    receiver.now += 1
+                    receiver.most = max(receiver.most, receiver.now)
                 if delay:
                     time.sleep(delay)
                 try:
@@ -193,6 +196,9 @@ class Receiver:
                     self.wfile.flush()
                 except OSError:
                     return  # the worker went away
+                finally:
+                    with receiver.lock:
+                        receiver.now -= 1
                 if 200 <= status < 300:
                     with receiver.lock:
                         receiver.delivered.append(nid)
@@ -342,6 +348,7 @@ class SettingsTests(unittest.TestCase):
             ("plugins.push.max_in_flight=0", b"plugins.push.max_in_flight"),
             ("plugins.push.claim_after_ms=\"soon\"", b"plugins.push.claim_after_ms"),
             ("plugins.push.backoff_max_ms=10", b"plugins.push.backoff_max_ms"),
+            ("plugins.push.block_ms=20000", b"plugins.push.block_ms"),
             ("plugins.push.url=\"ftp://x\"", b"plugins.push.url"),
             ("plugins.push.backend=\"log\"", b"plugins.push.backend"),
             ("plugins.push.dead_stream=\"chatd:push\"", b"plugins.push.dead_stream"),
@@ -404,6 +411,7 @@ class DeliveryTests(PushWorkerCase):
         self.assertGreater(sb["delivered"], 0, (sa, sb))
         self.assertGreaterEqual(sa["delivered"] + sb["delivered"], 200)
         self.assertEqual(len(rc.ids()), 200, "one POST per entry when nothing fails")
+        self.assertLessEqual(rc.most, 8, "max_in_flight 4 per worker")
 
     def test_a_worker_killed_mid_stream_loses_nothing(self):
         rc = self.receiver(delay=0.3)  # slow: entries stay in flight
@@ -419,6 +427,7 @@ class DeliveryTests(PushWorkerCase):
         wait_until(lambda: rc.delivered_set() == set(fed), 30, "all 40 delivered")
         wait_until(lambda: pending(self.r, self.stream) == 0, 10, "no entry pending")
         self.assertEqual(set(rc.ids()), set(fed), "exactly the set fed, after dedup by id")
+        self.assertLessEqual(rc.most, 10, "max_in_flight 5 per worker")
         self.assertStopsCleanly(b)
         self.assertGreater(b.stats()["claimed"], 0, b.text())
 
@@ -504,6 +513,7 @@ class ShutdownTests(PushWorkerCase):
         took = self.assertStopsCleanly(w, within=3.0)
         first = rc.delivered_set()
         self.assertEqual(len(first), 4, "the POSTs under way finished")
+        self.assertEqual(rc.most, 4, "max_in_flight 4")
         self.assertEqual(pending(self.r, self.stream, "leaving"), 0, "and acknowledged")
         sys.stderr.write("  [figure] SIGTERM with 4 POSTs of 1 s under way: %.0f ms\n"
                          % (took * 1000))
