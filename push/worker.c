@@ -28,6 +28,17 @@ static int error_is(const redisReply *r, const char *code)
     return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, code, strlen(code)) == 0;
 }
 
+/* An error Redis keeps giving is logged once, until things go well again. */
+static void complain(struct worker *w, const char *what, const char *error)
+{
+    char line[sizeof w->complaint];
+    snprintf(line, sizeof line, "%s %s: %s", what, w->c->stream, error);
+    if (strcmp(line, w->complaint) == 0)
+        return;
+    snprintf(w->complaint, sizeof w->complaint, "%s", line);
+    LOG(CHATD_LOG_ERROR, "%s (tried again)", line);
+}
+
 /* ---- the group ---- */
 
 static void group_made(void *arg, redisReply *r)
@@ -37,10 +48,10 @@ static void group_made(void *arg, redisReply *r)
     if (w->freeing || !r)
         return; /* made again when the link is back */
     if (r->type == REDIS_REPLY_ERROR && !error_is(r, "BUSYGROUP")) {
-        LOG(CHATD_LOG_ERROR, "cannot create the group %s of %s: %s (tried again)", w->c->group,
-            w->c->stream, r->str);
+        complain(w, "XGROUP CREATE", r->str);
         return;
     }
+    w->complaint[0] = '\0';
     if (!w->announced)
         LOG(CHATD_LOG_INFO, "reading %s as %s in the group %s", w->c->stream, w->c->consumer,
             w->c->group);
@@ -94,11 +105,12 @@ static void read_reply(void *arg, redisReply *r)
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        LOG(CHATD_LOG_ERROR, "XREADGROUP on %s: %s", w->c->stream, r->str);
+        complain(w, "XREADGROUP", r->str);
         struct timeval tv = {w->c->block_ms / 1000, (w->c->block_ms % 1000) * 1000};
         evtimer_add(w->read_later, &tv);
         return;
     }
+    w->complaint[0] = '\0';
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const redisReply *s = r->element[i]; /* [stream, entries] */
         if (s->type == REDIS_REPLY_ARRAY && s->elements == 2)
@@ -144,8 +156,8 @@ static void autoclaimed(void *arg, redisReply *r)
             make_group(w);
             return;
         }
-        LOG(CHATD_LOG_ERROR, "XAUTOCLAIM on %s: %s", w->c->stream,
-            r->type == REDIS_REPLY_ERROR ? r->str : "an answer of another shape");
+        complain(w, "XAUTOCLAIM",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "an answer of another shape");
         next_batch(w);
         return;
     }

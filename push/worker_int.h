@@ -52,6 +52,7 @@ struct worker {
     int stopping, freeing;
     struct event *tick, *read_later;
     char cursor[SID_MAX]; /* where the next XAUTOCLAIM starts */
+    char complaint[256];  /* the last Redis error logged */
     uint64_t rng;
     struct wstats st;
 };
