@@ -21,7 +21,8 @@ struct rlink {
     int64_t backoff_ms;
     int64_t since_ms;    /* connecting since, or waiting for an answer since */
     size_t waiting;      /* commands sent, not answered */
-    const char *dropped; /* why the watchdog closed it */
+    const char *dropped; /* why it was closed here */
+    char why[128];
     struct event *retry, *watchdog;
 };
 
@@ -97,13 +98,8 @@ static void lost(struct rlink *l, const char *why)
     retry_later(l);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void became_up(struct rlink *l)
 {
-    struct rlink *l = ac->data;
-    if (status != REDIS_OK) {
-        lost(l, ac->errstr[0] ? ac->errstr : "cannot connect"); /* hiredis frees ac */
-        return;
-    }
     l->up = 1;
     l->backoff_ms = 100;
     if (++all.up == all.links) {
@@ -119,6 +115,36 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     if (l->on_up)
         l->on_up(l->arg, l);
+}
+
+/* Up once Redis answers: a Redis stopped (SIGSTOP) or still loading its
+ * data accepts connections and answers nothing, or an error. */
+static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct rlink *l = priv;
+    redisReply *r = reply;
+    if (!r || l->stopping)
+        return; /* the connection is going: on_disconnect */
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(l->why, sizeof l->why, "%s", r->str);
+        l->dropped = l->why;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    became_up(l);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct rlink *l = ac->data;
+    if (status != REDIS_OK) {
+        lost(l, ac->errstr[0] ? ac->errstr : "cannot connect"); /* hiredis frees ac */
+        return;
+    }
+    if (redisAsyncCommand(l->ac, on_pong, l, "PING") != REDIS_OK) {
+        l->dropped = "cannot send PING";
+        redisAsyncDisconnect(l->ac);
+    }
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)

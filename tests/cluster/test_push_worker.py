@@ -8,7 +8,8 @@ Covered: the body, X-Chatd-Id and X-Chatd-Signature; two workers sharing a
 stream; a worker killed with SIGKILL while it holds entries (the other takes
 them over: every entry delivered, none left pending); a receiver that fails
 (retries with the same id, then the dead stream, attempts counted across
-workers); Redis restarted mid-run; SIGTERM; bad settings.
+workers); Redis restarted mid-run, and Redis paused (SIGSTOP); SIGTERM; bad
+settings.
 
 Environment: CHATD_PUSH_BIN (default build/push/chatd-push), CHATD_BIN and
 CHATD_CONF / CHATD_CLUSTER_CONF (as for the other suites); CHATD_E2E_KEEP=1
@@ -494,6 +495,24 @@ class FailureTests(PushWorkerCase):
         self.assertEqual(text.count("connection lost"), 1, text)
         self.assertEqual(text.count("connected again"), 1, text)
         self.assertEqual(text.count("made again"), 1, text)  # the group, lost with the data
+        self.assertStopsCleanly(w)
+
+    def test_a_redis_that_stops_answering_is_left_and_found_again(self):
+        rc = self.receiver()
+        w = self.worker(rc, "patient", ["plugins.push.command_timeout_ms=500"]).wait_ready()
+        first = feed(self.r, self.stream, 3, "pre")
+        wait_until(lambda: rc.delivered_set() >= set(first), 10, "delivered before")
+        self.redis.proc.send_signal(signal.SIGSTOP)  # connections open, nothing answered
+        try:
+            wait_until(lambda: "no answer in time" in w.text(), 5, "the silence noticed")
+            time.sleep(1.0)  # connections made meanwhile get no answer either
+        finally:
+            self.redis.proc.send_signal(signal.SIGCONT)
+        after = feed(self.r, self.stream, 5, "post")
+        wait_until(lambda: rc.delivered_set() >= set(after), 10, "delivered after")
+        text = w.text()
+        self.assertEqual(text.count("connection lost"), 1, text)
+        self.assertEqual(text.count("connected again"), 1, text)
         self.assertStopsCleanly(w)
 
 
