@@ -135,13 +135,6 @@ static void started(void)
         CHATD_VERSION, app.c.stream, app.c.group, app.c.consumer, url,
         app.c.secret && app.c.secret[0] ? " (signed)" : "", (long long)app.c.max_in_flight,
         (long long)app.c.max_attempts, (long long)app.c.claim_after_ms);
-    char unknown[512];
-    pconf_unknown_keys(&app.s, unknown, sizeof unknown);
-    if (unknown[0])
-        LOG(CHATD_LOG_WARN,
-            "plugins.push: settings neither chatd-push nor the push plugin "
-            "reads (a typo?): %s",
-            unknown);
 }
 
 /* The loop, from start-up to a clean stop: the exit status. */
@@ -244,8 +237,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "chatd-push: %s\n", err);
         goto out;
     }
-    if (pconf_read(&app.s, &app.c, err, sizeof err) < 0) {
-        fprintf(stderr, "chatd-push: %s: %s\n", a.conf ? a.conf : "(defaults)", err);
+    if (pconf_read(&app.s, a.conf, &app.c, err, sizeof err) < 0) {
+        fprintf(stderr, "chatd-push: %s\n", err);
     } else if (a.check_only) {
         printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");
         rc = 0;

@@ -1,10 +1,12 @@
 /*
  * chatd-push's settings: the core's redis.* and log.* (core/base/config.c
  * reads and checks the whole file, as chatd does) and those of the plugins
- * entry named "push", checked here.
+ * entry named "push", checked by the core's checks against the settings the
+ * push plugin declares (plugins/push/push_settings.c), as chatd checks them,
+ * and then by what chatd-push needs of them.
  */
-#ifndef CHATD_PUSH_SETTINGS_H
-#define CHATD_PUSH_SETTINGS_H
+#ifndef CHATD_PUSH_WORKER_SETTINGS_H
+#define CHATD_PUSH_WORKER_SETTINGS_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -25,12 +27,10 @@ struct pconf {
     int delete_delivered;
 };
 
-/* Fill out from s (which must outlive it): 0, or -1 with one line in err. */
-int pconf_read(const struct settings *s, struct pconf *out, char *err, size_t errlen);
-
-/* Keys of plugins.push that neither chatd-push nor the push plugin reads,
- * comma-separated into buf ("" when none): a typo, most likely. */
-void pconf_unknown_keys(const struct settings *s, char *buf, size_t len);
+/* Fill out from s (which must outlive it; the push entry gets its
+ * defaults filled in): 0, or -1 with one line in err naming the file, line
+ * and setting. file: the configuration file's name, for what has no line. */
+int pconf_read(struct settings *s, const char *file, struct pconf *out, char *err, size_t errlen);
 
 /* The plugins.push settings chatd-push reads, with their defaults. */
 void pconf_print(FILE *f);

@@ -357,6 +357,7 @@ class SettingsTests(unittest.TestCase):
             ("redis.host=\"\"", b"redis.host"),
             ("redis.port=0", b"redis.port"),
             ("nosuch.setting=1", b"nosuch"),
+            ("plugins.push.claim_afer_ms=5", b"plugins.push.claim_afer_ms"),
         ]
         for setting, named in cases:
             with self.subTest(setting=setting):
