@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef CHATD_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "app.h"
 #include "clock.h"
@@ -28,6 +31,17 @@ static struct {
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     int64_t drain_deadline_ms;
 } app;
+
+/* Tell systemd (Type=notify) how start-up and shutdown go: a no-op when
+ * NOTIFY_SOCKET is unset, or when chatd was built without libsystemd. */
+static void notify(const char *state)
+{
+#ifdef CHATD_HAVE_SYSTEMD
+    sd_notify(0, state);
+#else
+    (void)state;
+#endif
+}
 
 static void usage(FILE *f)
 {
@@ -91,6 +105,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_info("shutting down: draining connections and queued writes");
+    notify("STOPPING=1");
     app_drain();
     app.drain_deadline_ms = clock_now_ms() + app.s.shutdown_timeout * 1000;
     app.drain_timer = event_new(app.base, -1, EV_PERSIST, on_drain_tick, NULL);
@@ -216,6 +231,7 @@ static int serve(const char *conf)
             if ((*sigs[i] = evsignal_new(app.base, nums[i], on_signal, NULL)))
                 event_add(*sigs[i], NULL);
         log_info("ready");
+        notify("READY=1"); /* the listener accepts: systemd may start what needs chatd */
         event_base_dispatch(app.base);
         rc = 0;
         log_info("stopped");
