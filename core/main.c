@@ -264,6 +264,7 @@ int main(int argc, char **argv)
     } else if (log_open(app.s.log_file, (chatd_log_level)log_level_parse(app.s.log_level)) < 0) {
         fprintf(stderr, "chatd: cannot open log file %s: %s\n", app.s.log_file, strerror(errno));
     } else {
+        log_set_format((enum log_format)log_format_parse(app.s.log_format));
         signal(SIGPIPE, SIG_IGN);
         /* A file past its size limit is a failed write (EFBIG), as a full disk
          * is, not a reason to die. */

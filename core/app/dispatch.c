@@ -152,7 +152,8 @@ static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_i
 {
     char text[64];
     if (code == CHATD_ERR_INTERNAL)
-        message = error_internal_text(message, msg_type, text, sizeof text);
+        message = error_internal_text(message, msg_type, conn_id, json_string_value(request_id),
+                                      text, sizeof text);
     json_t *body = json_pack("{s:s, s:s}", "code", error_code_name(code), "message",
                              message ? message : error_code_name(code));
     if (body && msg_type)

@@ -41,6 +41,7 @@ struct schema {
 static const char *const synchronous_modes[] = {"full", "normal", NULL};
 static const char *const session_backends[] = {"sqlite", "mariadb", "redis", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 
 /* Every setting the core reads. docs/CONFIG.md describes the same list. */
 static const struct schema schema[] = {
@@ -124,6 +125,8 @@ static const struct schema schema[] = {
     S_INT("redis.presence_ttl", redis_presence_ttl, 30, 3, 3600,
           "seconds a node's presence entries live without its heartbeat"),
     S_ENUM("log.level", log_level, "info", log_levels, "error, warn, info or debug"),
+    S_ENUM("log.format", log_format, "text", log_formats,
+           "text, or json: one object a line with time, level, module, message"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
 };
 

@@ -67,6 +67,7 @@ struct settings {
     int64_t redis_presence_ttl;
     /* log */
     char *log_level;
+    char *log_format; /* "text" or "json" */
     char *log_file;
     /* plugins: one JSON object per entry of the plugins list */
     json_t *plugins;

@@ -56,14 +56,15 @@ int error_http_status(chatd_error_code code)
     return 500;
 }
 
-const char *error_internal_text(const char *detail, const char *what, char *out, size_t len)
+const char *error_internal_text(const char *detail, const char *what, uint64_t conn,
+                                const char *request, char *out, size_t len)
 {
     /* The client gets a reference it can quote; the log has the detail. */
     unsigned char r[4];
     if (RAND_bytes(r, sizeof r) != 1) /* unlikely; a fixed reference still finds the line */
         memset(r, 0, sizeof r);
-    log_error("ref %02x%02x%02x%02x: %s on %s", r[0], r[1], r[2], r[3],
-              detail ? detail : "internal error", what ? what : "?");
+    log_ids_msg(CHATD_LOG_ERROR, "core", conn, request, "ref %02x%02x%02x%02x: %s on %s", r[0],
+                r[1], r[2], r[3], detail ? detail : "internal error", what ? what : "?");
     snprintf(out, len, "internal error (ref %02x%02x%02x%02x)", r[0], r[1], r[2], r[3]);
     return out;
 }

@@ -339,7 +339,8 @@ void http_respond_error(struct chatd_http *req, chatd_error_code code, int statu
 {
     char text[64];
     if (code == CHATD_ERR_INTERNAL)
-        msg = error_internal_text(msg, req->path, text, sizeof text);
+        msg = error_internal_text(msg, req->path, req->conn_id,
+                                  http_header_get(req, "X-Request-Id"), text, sizeof text);
     http_respond_json(req, status ? status : error_http_status(code),
                       json_pack("{s:s, s:s}", "error", error_code_name(code), "message",
                                 msg ? msg : error_code_name(code)),

@@ -300,7 +300,7 @@ static int check_outbuf(struct conn *c)
         evbuffer_get_length(bufferevent_get_output(c->bev)) <= (size_t)wss.lim.max_outbuf)
         return 0;
     metrics_count("ws_slow_reader_closed", 1);
-    log_info("conn %llu: closed, outgoing buffer over ws.max_outbuf", (unsigned long long)c->id);
+    log_ids_msg(CHATD_LOG_INFO, "core", c->id, NULL, "closed, outgoing buffer over ws.max_outbuf");
     ws_close(c, WSLAY_CODE_POLICY_VIOLATION, "client too slow");
     return -1;
 }
