@@ -28,6 +28,7 @@ struct handler {
 struct handler_list {
     struct handler *v;
     size_t n;
+    int64_t *received; /* chatd_ws_messages_in_total{type=...}, made with the list */
 };
 
 struct chatd_req {
@@ -43,7 +44,8 @@ struct chatd_req {
 
 static struct {
     struct dispatch_limits lim;
-    hmap *by_type; /* type -> handler_list */
+    hmap *by_type;                /* type -> handler_list */
+    int64_t *errors[ERROR_CELLS]; /* chatd_ws_errors_total{code} */
 } ds;
 
 static int keep_alive(chatd_req *req, const json_t *msg, void *state)
@@ -58,6 +60,7 @@ static int keep_alive(chatd_req *req, const json_t *msg, void *state)
 int dispatch_init(const struct dispatch_limits *limits)
 {
     ds.lim = *limits;
+    error_count_init(ds.errors, "ws_errors");
     if (!(ds.by_type = hmap_new(1)))
         return CHATD_ENOMEM;
     return dispatch_register(NULL, "KEEP_ALIVE", keep_alive, NULL);
@@ -89,6 +92,7 @@ int dispatch_register(void *owner, const char *type, chatd_msg_handler fn, void 
     if (!l) {
         if (!(l = calloc(1, sizeof *l)))
             return CHATD_ENOMEM;
+        l->received = metrics_counter_label_ref("ws_messages_in", "type", type);
         if (hmap_put_str(ds.by_type, type, l) < 0) {
             free(l);
             return CHATD_ENOMEM;
@@ -161,7 +165,7 @@ static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_i
     struct wsmsg *m = encode_frame("ERROR", body, request_id);
     send_to(client_find(conn_id), m);
     wsmsg_unref(m);
-    metrics_count("ws_errors", 1);
+    error_count(ds.errors, "ws_errors", code);
 }
 
 int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
@@ -243,10 +247,21 @@ static json_t *request_id_of(const json_t *msg)
     return json_is_string(rid) && json_string_length(rid) <= REQUEST_ID_MAX ? rid : NULL;
 }
 
+/* One more message received of l's type, or of none a handler has (l NULL). */
+static void count_in(const struct handler_list *l)
+{
+    static int64_t *other;
+    if (!other)
+        other = metrics_counter_label_ref("ws_messages_in", "type", "other");
+    int64_t *cell = l && l->received ? l->received : other;
+    if (cell)
+        ++*cell;
+}
+
 void dispatch_text(struct client *c, const char *data, size_t len)
 {
-    METRICS_ADD("ws_messages_in", 1);
     if (!c->session || session_expired(c->session)) {
+        count_in(NULL);
         ws_close(c->conn, SESSION_CLOSE_ENDED, "session expired");
         return;
     }
@@ -255,12 +270,15 @@ void dispatch_text(struct client *c, const char *data, size_t len)
     json_error_t jerr;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!msg) {
+        count_in(NULL);
         reject_unparsed(c, data, len, &jerr, allowed);
         return;
     }
     chatd_req *req = NULL;
     json_t *rid = json_object_get(msg, "requestId");
     const char *type_s = json_string_value(json_object_get(msg, "type"));
+    struct handler_list *l = type_s ? hmap_get_str(ds.by_type, type_s) : NULL;
+    count_in(l);
     if (!allowed) {
         metrics_count("ws_rate_limited", 1);
         send_error(c->id, type_s, request_id_of(msg), CHATD_ERR_RATE_LIMITED,
@@ -280,7 +298,6 @@ void dispatch_text(struct client *c, const char *data, size_t len)
         send_error(c->id, NULL, rid, CHATD_ERR_BAD_REQUEST, "missing string field 'type'");
         goto out;
     }
-    struct handler_list *l = hmap_get_str(ds.by_type, type_s);
     if (!(req = calloc(1, sizeof *req)) || !(req->type = strdup(type_s)) ||
         !(req->username = strdup(c->username))) {
         send_error(c->id, type_s, rid, CHATD_ERR_INTERNAL, "out of memory");

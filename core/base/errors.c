@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 const char *error_code_name(chatd_error_code code)
 {
@@ -29,6 +30,22 @@ const char *error_code_name(chatd_error_code code)
         return "INTERNAL";
     }
     return "INTERNAL";
+}
+
+void error_count_init(int64_t **cells, const char *family)
+{
+    cells[0] = NULL; /* no code: counted as INTERNAL */
+    for (unsigned i = 1; i < ERROR_CELLS; i++)
+        cells[i] = metrics_counter_label_ref(family, "code", error_code_name((chatd_error_code)i));
+}
+
+void error_count(int64_t **cells, const char *family, chatd_error_code code)
+{
+    unsigned i = (unsigned)code < ERROR_CELLS ? (unsigned)code : CHATD_ERR_INTERNAL;
+    if (!cells[i])
+        cells[i] = metrics_counter_label_ref(family, "code", error_code_name((chatd_error_code)i));
+    if (cells[i])
+        ++*cells[i];
 }
 
 int error_http_status(chatd_error_code code)

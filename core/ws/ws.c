@@ -73,6 +73,7 @@ struct wsmsg *wsmsg_new(const char *text, size_t len)
     if (!m)
         return NULL;
     m->refs = 1;
+    m->sent = NULL;
     m->hdr = hdr;
     m->len = hdr + len;
     unsigned char *d = m->data;
@@ -469,7 +470,8 @@ int ws_send(struct conn *c, struct wsmsg *m)
             return -1;
         }
     }
-    METRICS_ADD("ws_messages_out", 1);
+    if (m->sent)
+        ++*m->sent;
     if (check_outbuf(c) == 0)
         conn_flush_soon(c);
     return 0;
