@@ -15,6 +15,7 @@
 #include "app.h"
 #include "clock.h"
 #include "config.h"
+#include "loader.h"
 #include "log.h"
 #include "store.h"
 
@@ -28,6 +29,9 @@
 static struct {
     struct event_base *base;
     struct settings s;
+    const char *conf;             /* the file to read again at SIGHUP */
+    const char *const *overrides; /* and the --set of the command line */
+    int n_overrides;
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     int64_t drain_deadline_ms;
 } app;
@@ -62,6 +66,22 @@ static void usage(FILE *f)
     config_print_schema();
 }
 
+/* --help: the core's settings, then those of the plugins of the
+ * configuration (without one, of the plugins chatd ships). */
+static int help(struct settings *s)
+{
+    static const char *const shipped[] = {"auth",      "connection", "channel",
+                                          "messaging", "push",       NULL};
+    usage(stdout);
+    if (json_array_size(s->plugins) == 0)
+        for (int i = 0; shipped[i]; i++)
+            json_array_append_new(s->plugins, json_pack("{s:s}", "name", shipped[i]));
+    printf("\nplugin settings and defaults:\n");
+    fflush(stdout);
+    loader_print_settings(s);
+    return 0;
+}
+
 /* "path=\"value\"" with libconfig string escapes, so the value stays a string. */
 static char *string_override(const char *path, const char *value)
 {
@@ -91,12 +111,40 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* SIGHUP: read the file again; what may change live takes effect now (no
+ * connection dropped), what needs a restart is named; a broken file changes
+ * nothing and says why. */
+static void reload(void)
+{
+    struct settings next;
+    char err[1024] = "", applied[1024], restart[1024];
+    if (config_load(app.conf, app.overrides, app.n_overrides, &next, err, sizeof err) < 0 ||
+        loader_check_all(&next, err, sizeof err) < 0) {
+        if (next.plugins)
+            config_free(&next);
+        log_error("reload: %s; nothing changed", err);
+        return;
+    }
+    int n = config_apply_live(&app.s, &next, applied, sizeof applied, restart, sizeof restart);
+    config_free(&next);
+    if (n) {
+        app_configure(&app.s);
+        log_set_level((chatd_log_level)log_level_parse(app.s.log_level));
+        if (strstr(applied, "log.file") && app.s.log_file[0] && log_switch(app.s.log_file) < 0)
+            log_error("reload: cannot open log file %s: %s", app.s.log_file, strerror(errno));
+    }
+    log_info("reload: %s%s%s%s", n ? "applied " : "nothing to apply", applied,
+             restart[0] ? "; needs a restart to take effect: " : "", restart);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what, (void)arg;
     if (sig == SIGHUP) {
         log_reopen();
         log_info("log reopened");
+        app_reload();
+        reload();
         return;
     }
     if (app.drain_timer) {
@@ -126,6 +174,7 @@ struct args {
     char **overrides;
     int n_over;
     int check_only;
+    int help;
 };
 
 static void args_free(struct args *a)
@@ -173,9 +222,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             free(listen), free(data_dir);
             return 0;
         case 'h':
-            usage(stdout);
-            free(listen), free(data_dir);
-            return 0;
+            a->help = 1;
+            break;
         default:
             usage(stderr);
             free(listen), free(data_dir);
@@ -256,19 +304,36 @@ int main(int argc, char **argv)
     if (config_load(a.conf, (const char *const *)a.overrides, a.n_over, &app.s, err, sizeof err) <
         0) {
         fprintf(stderr, "chatd: %s\n", err);
+        if (a.help) {
+            usage(stdout);
+            rc = 0;
+        }
         goto out;
     }
-    if (a.check_only) {
-        printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");
-        rc = 0;
+    /* from here on log lines (a plugin's settings checked) are in log.format */
+    log_set_format((enum log_format)log_format_parse(app.s.log_format));
+    if (a.help) {
+        rc = help(&app.s);
+    } else if (a.check_only) {
+        if (loader_check_all(&app.s, err, sizeof err) < 0 ||
+            app_check(&app.s, err, sizeof err) < 0) {
+            fprintf(stderr, "chatd: %s\n", err);
+        } else {
+            printf("%s: configuration is valid\n", a.conf ? a.conf : "(defaults)");
+            rc = 0;
+        }
+    } else if (loader_check_all(&app.s, err, sizeof err) < 0) {
+        fprintf(stderr, "chatd: %s\n", err); /* before anything is started or written */
     } else if (log_open(app.s.log_file, (chatd_log_level)log_level_parse(app.s.log_level)) < 0) {
         fprintf(stderr, "chatd: cannot open log file %s: %s\n", app.s.log_file, strerror(errno));
     } else {
-        log_set_format((enum log_format)log_format_parse(app.s.log_format));
         signal(SIGPIPE, SIG_IGN);
         /* A file past its size limit is a failed write (EFBIG), as a full disk
          * is, not a reason to die. */
         signal(SIGXFSZ, SIG_IGN);
+        app.conf = a.conf;
+        app.overrides = (const char *const *)a.overrides;
+        app.n_overrides = a.n_over;
         rc = serve(a.conf);
         log_close();
     }

@@ -57,9 +57,16 @@ static void echo_cleanup(void *state)
     free(state);
 }
 
+/* The settings of its config entry: chatd checks them (unknown keys, types)
+ * before init, lists them in --help, and fills in the defaults. */
+static const chatd_setting echo_settings[] = {
+    CHATD_STRING_SETTING("prefix", "", NULL, "put before each echoed text"),
+    CHATD_SETTINGS_END,
+};
+
 static const chatd_plugin_desc echo_desc = {
-    CHATD_PLUGIN_DESC_HEAD, .name = "echo",          .version = "1.0",
-    .init = echo_init,      .cleanup = echo_cleanup,
+    CHATD_PLUGIN_DESC_HEAD, .name = "echo",          .version = "1.1",
+    .init = echo_init,      .cleanup = echo_cleanup, .settings = echo_settings,
 };
 
 CHATD_PLUGIN(echo_desc)

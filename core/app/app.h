@@ -17,6 +17,15 @@ struct settings;
  * app_stop, which is due in either case. */
 int app_start(struct event_base *base, const struct settings *s, int listen, char *err,
               size_t errlen);
+/* Hand the layers s's settings again (a reload changed some). */
+void app_configure(const struct settings *s);
+/* What start-up would check beyond the settings' own validation (the TLS
+ * files load, the key matches): 0, or a negative code with the reason in err.
+ * For --check-config; s is borrowed. */
+int app_check(const struct settings *s, char *err, size_t errlen);
+/* SIGHUP: load the TLS certificate and key again for new connections (the
+ * old ones stay in use when the files do not load). */
+void app_reload(void);
 /* SIGTERM: stop accepting, and close every connection the way its protocol does. */
 void app_drain(void);
 /* Whether no job is queued and no connection is open (draining is done). */

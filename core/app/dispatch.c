@@ -57,6 +57,11 @@ static int keep_alive(chatd_req *req, const json_t *msg, void *state)
     return CHATD_OK;
 }
 
+void dispatch_set_limits(const struct dispatch_limits *limits)
+{
+    ds.lim = *limits;
+}
+
 int dispatch_init(const struct dispatch_limits *limits)
 {
     ds.lim = *limits;

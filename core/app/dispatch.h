@@ -22,6 +22,8 @@ struct dispatch_limits {
 };
 
 /* 0 or CHATD_ENOMEM; registers the core's KEEP_ALIVE. */
+/* New rates (a reload). */
+void dispatch_set_limits(const struct dispatch_limits *limits);
 int dispatch_init(const struct dispatch_limits *limits);
 void dispatch_free(void);
 /* Hand messages of type (copied) to fn with state; after those registered

@@ -159,6 +159,11 @@ static int route_ws(chatd_http *req, void *state)
     return CHATD_PENDING;
 }
 
+void handshake_configure(const struct handshake_config *cfg)
+{
+    hs.cfg = *cfg;
+}
+
 int handshake_init(const struct handshake_config *cfg, const char *path)
 {
     hs.cfg = *cfg;

@@ -20,6 +20,8 @@ struct handshake_config {
 };
 
 /* Routes the WebSocket endpoint (path) with this policy (copied). 0 or a negative code. */
+/* New settings (a reload). */
+void handshake_configure(const struct handshake_config *cfg);
 int handshake_init(const struct handshake_config *cfg, const char *path);
 /* The router's authentication hook: the session behind req's token. */
 void handshake_auth(struct chatd_http *req, router_auth_done done);

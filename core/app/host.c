@@ -19,6 +19,7 @@
 #include "loader.h"
 #include "log.h"
 #include "metrics.h"
+#include "nodes.h"
 #include "online.h"
 #include "presence.h"
 #include "push_intent.h"
@@ -56,7 +57,21 @@ static int h_on_message(chatd_plugin *p, const char *type, chatd_msg_handler fn)
 static int h_http_route(chatd_plugin *p, const char *method, const char *path, int flags,
                         chatd_http_handler fn)
 {
-    return router_add(p, method, path, flags & CHATD_HTTP_AUTH, fn, p->state);
+    flags &= CHATD_HTTP_AUTH | CHATD_HTTP_ADMIN | CHATD_HTTP_PREFIX;
+    if ((flags & CHATD_HTTP_AUTH && flags & CHATD_HTTP_ADMIN) ||
+        (flags & CHATD_HTTP_PREFIX && (!path || !*path || path[strlen(path) - 1] != '/')))
+        return CHATD_EINVAL;
+    return router_add(p, method, path, flags, fn, p->state);
+}
+
+static const char *h_http_path(const chatd_http *req)
+{
+    return req->path;
+}
+
+static const char *h_http_query(const chatd_http *req, const char *key, char *buf, size_t len)
+{
+    return req->query ? http_query_get(req->query, key, buf, len) : NULL;
 }
 
 static void h_emit(chatd_plugin *p, const chatd_event *ev)
@@ -65,16 +80,29 @@ static void h_emit(chatd_plugin *p, const chatd_event *ev)
     loader_emit(ev);
 }
 
-static int h_session_end_http(chatd_http *req)
+static int h_session_end_http_then(chatd_http *req, void (*done)(void *arg), void *arg)
 {
     struct session *s = req->session_key[0] ? session_find_key(req->session_key) : NULL;
     if (!s)
         return CHATD_ENOTFOUND;
-    chatd_event ev = {.type = CHATD_EVENT_SESSION_ENDED,
-                      .user_id = req->user_id,
-                      .session_key = req->session_key};
-    session_end(s);
+    /* done may answer (and free) req: nothing of it is read after */
+    char key[sizeof req->session_key];
+    memcpy(key, req->session_key, sizeof key);
+    chatd_event ev = {
+        .type = CHATD_EVENT_SESSION_ENDED, .user_id = req->user_id, .session_key = key};
     loader_emit(&ev);
+    session_end_then(s, done, arg);
+    return 0;
+}
+
+static int h_session_end_http(chatd_http *req)
+{
+    return h_session_end_http_then(req, NULL, NULL);
+}
+
+static int h_session_end_user_then(int64_t user_id, void (*done)(void *arg), void *arg)
+{
+    session_end_user_then(user_id, done, arg);
     return 0;
 }
 
@@ -441,6 +469,11 @@ static const chatd_host host = {
     .observe_us = h_observe_us,
     .event_base = h_event_base,
     .gauge = h_gauge,
+    .http_path = h_http_path,
+    .http_query = h_http_query,
+    .node_stats = nodes_query,
+    .session_end_http_then = h_session_end_http_then,
+    .session_end_user_then = h_session_end_user_then,
     .db_prepare = h_db_prepare,
     .db_bind_int = h_db_bind_int,
     .db_bind_text = h_db_bind_text,

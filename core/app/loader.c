@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_check.h"
 #include "db.h"
 #include "dispatch.h"
 #include "log.h"
@@ -168,8 +169,10 @@ static void plugin_free(struct chatd_plugin *p)
         timer_unlink(t);
         free(t);
     }
-    dispatch_remove_owner(p);
-    router_remove_owner(p);
+    if (p->initialised) { /* only init registers handlers and routes */
+        dispatch_remove_owner(p);
+        router_remove_owner(p);
+    }
     if (p->dl)
         dlclose(p->dl);
     json_decref(p->config);
@@ -178,61 +181,79 @@ static void plugin_free(struct chatd_plugin *p)
     free(p);
 }
 
-static int load_one(const struct settings *s, const chatd_host *host, json_t *conf, char *err,
-                    size_t errlen)
+/* The plugin's entry against the settings it declares (ABI 1.1), defaults
+ * filled in; a plugin that declares none has its entry passed unchecked. */
+static int check_settings(const struct settings *s, const struct chatd_plugin *p, json_t *conf,
+                          char *err, size_t errlen)
+{
+    if (!p->desc.settings) {
+        log_info("plugin '%s' declares no settings (ABI %d.%d): its settings are not checked",
+                 p->name, p->desc.abi_major, p->desc.abi_minor);
+        return 0;
+    }
+    return config_check_plugin(s->plugin_where, conf, p->desc.settings, err, errlen);
+}
+
+/* Find, load and look at the plugin of conf, without starting it: its file,
+ * its ABI, its declared settings. NULL with err set. */
+static struct chatd_plugin *open_plugin(const struct settings *s, json_t *conf, char *err,
+                                        size_t errlen)
 {
     const char *name = json_string_value(json_object_get(conf, "name"));
     const char *given = json_string_value(json_object_get(conf, "path"));
-    /* The SQL backend: `store`, or else `backend` when it names a driver. */
-    const char *backend = json_string_value(json_object_get(conf, "store"));
-    if (!backend)
-        backend = json_string_value(json_object_get(conf, "backend"));
     char path[PATH_MAX];
     plugin_path(s, name, given, path, sizeof path);
     struct chatd_plugin *p = calloc(1, sizeof *p);
-    if (!p || !(p->name = strdup(name)) || !(p->path = strdup(path))) {
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
-    p->config = json_incref(conf);
     struct stat sb;
-    if (stat(path, &sb) != 0) {
-        snprintf(err, errlen, "plugin '%s': no such file %s", name, path);
-        goto fail;
-    }
-    if (!(p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
-        snprintf(err, errlen, "plugin '%s': cannot load %s: %s", name, path, dlerror());
-        goto fail;
-    }
     chatd_plugin_entry_fn entry;
-    *(void **)&entry = dlsym(p->dl, CHATD_PLUGIN_ENTRY_SYMBOL);
-    const chatd_plugin_desc *d = entry ? entry() : NULL;
-    if (!d) {
+    const chatd_plugin_desc *d = NULL;
+    if (!p || !(p->name = strdup(name)) || !(p->path = strdup(path)))
+        snprintf(err, errlen, "out of memory");
+    else if (stat(path, &sb) != 0)
+        snprintf(err, errlen, "plugin '%s': no such file %s", name, path);
+    else if (!(p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+        snprintf(err, errlen, "plugin '%s': cannot load %s: %s", name, path, dlerror());
+    else if (*(void **)&entry = dlsym(p->dl, CHATD_PLUGIN_ENTRY_SYMBOL),
+             !(d = entry ? entry() : NULL))
         snprintf(err, errlen, "plugin '%s': %s exports no %s", name, path,
                  CHATD_PLUGIN_ENTRY_SYMBOL);
-        goto fail;
-    }
-    if (d->struct_size < offsetof(chatd_plugin_desc, abi_minor) + sizeof d->abi_minor ||
-        d->abi_major != CHATD_ABI_MAJOR) {
+    else if (d->struct_size < offsetof(chatd_plugin_desc, abi_minor) + sizeof d->abi_minor ||
+             d->abi_major != CHATD_ABI_MAJOR)
         snprintf(err, errlen,
                  "plugin '%s': %s was built for plugin ABI %d.%d; this chatd speaks %d.%d", name,
                  path, d->abi_major, d->abi_minor, CHATD_ABI_MAJOR, CHATD_ABI_MINOR);
-        goto fail;
+    else {
+        /* Copy what the plugin declared; fields it does not know stay zero. */
+        memcpy(&p->desc, d, d->struct_size < sizeof p->desc ? d->struct_size : sizeof p->desc);
+        p->config = json_incref(conf);
+        if (!p->desc.init)
+            snprintf(err, errlen, "plugin '%s': %s has no init function", name, path);
+        else if (check_settings(s, p, conf, err, errlen) == 0)
+            return p;
     }
-    /* Copy what the plugin declared; fields it does not know stay zero. */
-    memcpy(&p->desc, d, d->struct_size < sizeof p->desc ? d->struct_size : sizeof p->desc);
-    if (!p->desc.init) {
-        snprintf(err, errlen, "plugin '%s': %s has no init function", name, path);
-        goto fail;
-    }
-    /* A backend that names a SQL driver gets its pools; any other value
-     * (push's "log", say) is the plugin's own to interpret. */
+    if (p)
+        plugin_free(p);
+    return NULL;
+}
+
+static int load_one(const struct settings *s, const chatd_host *host, json_t *conf, char *err,
+                    size_t errlen)
+{
+    struct chatd_plugin *p = open_plugin(s, conf, err, errlen);
+    if (!p)
+        return CHATD_EINVAL;
+    /* The SQL backend: `store`, or else `backend` when it names a driver
+     * (any other value, push's "log", say, is the plugin's own). */
+    const char *backend = json_string_value(json_object_get(conf, "store"));
+    if (!backend)
+        backend = json_string_value(json_object_get(conf, "backend"));
     if (backend && db_driver_find(backend) &&
         !(p->backend = store_backend_open(backend, err, errlen))) {
         char why[256];
         snprintf(why, sizeof why, "%s", err);
-        snprintf(err, errlen, "plugin '%s': backend '%s': %s", name, backend, why);
-        goto fail;
+        snprintf(err, errlen, "plugin '%s': backend '%s': %s", p->name, backend, why);
+        plugin_free(p);
+        return CHATD_EINVAL;
     }
     /* Link it before init: init registers handlers that name p. */
     if (plugins_tail)
@@ -243,15 +264,47 @@ static int load_one(const struct settings *s, const chatd_host *host, json_t *co
     int rc = p->desc.init(p, host, conf, &p->state);
     p->initialised = 1; /* cleanup runs even after a failed init, with the state it set */
     if (rc < 0) {
-        snprintf(err, errlen, "plugin '%s': init failed (%d)", name, rc);
+        snprintf(err, errlen, "plugin '%s': init failed (%d)", p->name, rc);
         return rc; /* unloaded with the others by plugins_unload_all */
     }
-    log_info("loaded plugin %s %s from %s", name, p->desc.version ? p->desc.version : "?", path);
+    log_info("loaded plugin %s %s from %s", p->name, p->desc.version ? p->desc.version : "?",
+             p->path);
     return 0;
-fail:
-    if (p)
+}
+
+int loader_check_all(const struct settings *s, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *conf;
+    json_array_foreach(s->plugins, i, conf)
+    {
+        struct chatd_plugin *p = open_plugin(s, conf, err, errlen);
+        if (!p)
+            return CHATD_EINVAL;
         plugin_free(p);
-    return CHATD_EINVAL;
+    }
+    return 0;
+}
+
+void loader_print_settings(const struct settings *s)
+{
+    size_t i;
+    json_t *conf;
+    char err[512];
+    json_array_foreach(s->plugins, i, conf)
+    {
+        json_t *copy = json_deep_copy(conf); /* the defaults filled in are not this one's */
+        struct chatd_plugin *p = copy ? open_plugin(s, copy, err, sizeof err) : NULL;
+        if (p && p->desc.settings)
+            config_print_plugin(p->name, p->desc.settings);
+        else if (p)
+            printf("  plugins.%s.*: not declared by the plugin\n", p->name);
+        else
+            printf("  plugins.%s.*: %s\n", json_string_value(json_object_get(conf, "name")), err);
+        if (p)
+            plugin_free(p);
+        json_decref(copy);
+    }
 }
 
 int loader_load_all(const struct settings *s, const chatd_host *host, char *err, size_t errlen)

@@ -54,6 +54,11 @@ void loader_unload_all(void);
 
 /* Subscribe p to one event type. 0 or CHATD_EINVAL. */
 int loader_on_event(struct chatd_plugin *p, chatd_event_type type, chatd_event_handler fn);
+/* --check-config: find and look at every plugin of s, checking its settings,
+ * without starting it. 0 or CHATD_EINVAL with err set. */
+int loader_check_all(const struct settings *s, char *err, size_t errlen);
+/* --help: the settings each plugin of s declares. */
+void loader_print_settings(const struct settings *s);
 /* Hand an event (borrowed) to every plugin subscribed to its type. */
 void loader_emit(const chatd_event *ev);
 /* Whether a plugin subscribed to the type. Any thread once start-up is over

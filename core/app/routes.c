@@ -40,7 +40,7 @@ static int route_metrics(chatd_http *req, void *state)
     metrics_gauge("job_queue_depth", store_queue_depth());
     metrics_gauge("jobs_in_flight", store_in_flight());
     metrics_gauge("sessions", (int64_t)session_count());
-    metrics_gauge("online_users", presence_user_count());
+    metrics_gauge("online_users", presence_users());
     metrics_gauge("entered_channels", presence_channel_count());
     metrics_gauge("entered_clients", presence_entered_count());
     metrics_render(b);

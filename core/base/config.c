@@ -9,21 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chatd/plugin.h"
+#include "config_check.h"
+#include "config_schema.h"
 #include "config_text.h"
-
-enum kind { K_INT, K_STR, K_STRLIST };
-
-struct schema {
-    const char *path;
-    enum kind kind;
-    size_t offset;
-    const char *def_str;
-    int64_t def_int, min, max;
-    const char *doc;
-    const char *const *choices; /* K_STR: the values allowed (NULL-terminated), or NULL: any */
-};
 
 #define S_INT(p, field, def, lo, hi, doc)                                                          \
     {                                                                                              \
@@ -42,9 +33,10 @@ static const char *const synchronous_modes[] = {"full", "normal", NULL};
 static const char *const session_backends[] = {"sqlite", "mariadb", "redis", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const tls_versions[] = {"1.2", "1.3", NULL};
 
 /* Every setting the core reads. docs/CONFIG.md describes the same list. */
-static const struct schema schema[] = {
+const struct schema config_schema[] = {
     S_STR("server.listen", listen, "127.0.0.1:8080",
           "address and port to listen on (port 0: any free port)"),
     S_STR("server.data_dir", data_dir, "chatd-data",
@@ -75,7 +67,7 @@ static const struct schema schema[] = {
     S_INT("ws.idle_timeout", ws_idle_timeout, 75, 1, 86400,
           "seconds of silence before the server closes"),
     S_INT("ws.handshake_timeout", ws_handshake_timeout, 10, 1, 600,
-          "seconds to complete the HTTP request or handshake"),
+          "seconds to complete a request (the first from accept, TLS handshake included)"),
     S_INT("ws.max_outbuf", ws_max_outbuf, 4 << 20, 4096, 1LL << 32,
           "bytes queued to a client before it is closed (1008)"),
     S_INT("ws.rate_limit", ws_rate, 500, 1, 10000000,
@@ -86,6 +78,8 @@ static const struct schema schema[] = {
           "WebSockets one user may hold open on a node"),
     S_INT("session.ttl", session_ttl, 86400, 1, 365LL * 86400,
           "seconds a login session lives without KEEP_ALIVE"),
+    S_INT("session.end_confirm_ms", session_end_confirm_ms, 1000, 1, 60000,
+          "longest wait for every node to forget an ended session before the end is answered"),
     S_ENUM("session.backend", session_backend, "sqlite", session_backends,
            "storage backend of sessions: sqlite, mariadb or redis"),
     S_INT("storage.readers", storage_readers, 2, 1, 64, "worker threads for read-only jobs"),
@@ -124,26 +118,28 @@ static const struct schema schema[] = {
           "longest wait between Redis reconnection attempts"),
     S_INT("redis.presence_ttl", redis_presence_ttl, 30, 3, 3600,
           "seconds a node's presence entries live without its heartbeat"),
+    S_STR("tls.cert", tls_cert, "",
+          "PEM certificate (and chain); with tls.key, only https and wss (\"\": no TLS)"),
+    S_STR("tls.key", tls_key, "", "PEM private key of tls.cert"),
+    S_STR("tls.ciphers", tls_ciphers, "ECDHE+AESGCM:ECDHE+CHACHA20",
+          "TLS 1.2 ciphers, in OpenSSL's syntax (TLS 1.3 uses OpenSSL's AEAD suites)"),
+    S_ENUM("tls.min_version", tls_min_version, "1.2", tls_versions,
+           "oldest TLS version accepted: 1.2 or 1.3"),
     S_ENUM("log.level", log_level, "info", log_levels, "error, warn, info or debug"),
     S_ENUM("log.format", log_format, "text", log_formats,
            "text, or json: one object a line with time, level, module, message"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
+    S_STR("admin.token", admin_token, "",
+          "bearer token of the admin API (\"\": the API is off, its routes 404)"),
 };
 
-#define N_SCHEMA (sizeof schema / sizeof schema[0])
+const size_t config_schema_len = sizeof config_schema / sizeof config_schema[0];
+#define N_SCHEMA config_schema_len
 
-static const char *const top_groups[] = {"server", "http",    "ws",    "session", "storage",
-                                         "log",    "mariadb", "redis", "plugins", NULL};
+static const char *const top_groups[] = {"server", "http", "ws",      "session", "storage", "log",
+                                         "admin",  "tls",  "mariadb", "redis",   "plugins", NULL};
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define errf config_errf
 
 /* "file:line" of a setting, or where an override came from. */
 static void where(const config_setting_t *s, const char *file, char *buf, size_t len)
@@ -159,8 +155,8 @@ static void where(const config_setting_t *s, const char *file, char *buf, size_t
 static const struct schema *schema_find(const char *path)
 {
     for (size_t i = 0; i < N_SCHEMA; i++)
-        if (strcmp(schema[i].path, path) == 0)
-            return &schema[i];
+        if (strcmp(config_schema[i].path, path) == 0)
+            return &config_schema[i];
     return NULL;
 }
 
@@ -168,7 +164,7 @@ static int schema_has_prefix(const char *group_path)
 {
     size_t n = strlen(group_path);
     for (size_t i = 0; i < N_SCHEMA; i++)
-        if (strncmp(schema[i].path, group_path, n) == 0 && schema[i].path[n] == '.')
+        if (strncmp(config_schema[i].path, group_path, n) == 0 && config_schema[i].path[n] == '.')
             return 1;
     return 0;
 }
@@ -235,11 +231,8 @@ static int read_value(const config_t *cfg, const struct schema *sc, struct setti
             }
             v = config_setting_get_int64(s);
         }
-        if (v < sc->min || v > sc->max) {
-            errf(err, errlen, "%s: setting '%s': %lld is out of range %lld..%lld", at, sc->path,
-                 (long long)v, (long long)sc->min, (long long)sc->max);
+        if (config_check_range(at, sc->path, v, sc->min, sc->max, err, errlen) < 0)
             return CHATD_EINVAL;
-        }
         *(int64_t *)base = v;
         return 0;
     }
@@ -252,23 +245,9 @@ static int read_value(const config_t *cfg, const struct schema *sc, struct setti
             }
             v = config_setting_get_string(s);
         }
-        if (sc->choices) {
-            int ok = 0;
-            for (const char *const *c = sc->choices; *c && !ok; c++)
-                ok = strcmp(*c, v) == 0;
-            if (!ok) {
-                char list[128] = "";
-                for (const char *const *c = sc->choices; *c; c++)
-                    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
-                             c == sc->choices ? ""
-                             : c[1]           ? ", "
-                                              : " or ",
-                             *c);
-                errf(err, errlen, "%s: setting '%s': \"%s\" is not %s", at[0] ? at : "(default)",
-                     sc->path, v, list);
-                return CHATD_EINVAL;
-            }
-        }
+        if (config_check_choice(at[0] ? at : "(default)", sc->path, v, sc->choices, err, errlen) <
+            0)
+            return CHATD_EINVAL;
         if (!(*(char **)base = strdup(v)))
             return CHATD_ENOMEM;
         return 0;
@@ -343,6 +322,9 @@ static json_t *to_json(const config_setting_t *s)
     }
 }
 
+static int note_where(struct settings *out, const config_setting_t *p, const char *name,
+                      const char *file);
+
 static int read_plugins(const config_t *cfg, struct settings *out, const char *file, char *err,
                         size_t errlen)
 {
@@ -398,6 +380,27 @@ static int read_plugins(const config_t *cfg, struct settings *out, const char *f
             return CHATD_EINVAL;
         }
         json_array_append_new(out->plugins, entry);
+        if (note_where(out, p, name, file) < 0)
+            return CHATD_ENOMEM;
+    }
+    return 0;
+}
+
+/* Where the plugin's entry and each of its settings are written. */
+static int note_where(struct settings *out, const config_setting_t *p, const char *name,
+                      const char *file)
+{
+    char path[256], at[300];
+    if (!out->plugin_where && !(out->plugin_where = json_object()))
+        return CHATD_ENOMEM;
+    where(p, file, at, sizeof at);
+    snprintf(path, sizeof path, "plugins.%s", name);
+    json_object_set_new(out->plugin_where, path, json_string(at));
+    for (int i = 0; i < config_setting_length(p); i++) {
+        const config_setting_t *e = config_setting_get_elem(p, (unsigned)i);
+        where(e, file, at, sizeof at);
+        snprintf(path, sizeof path, "plugins.%s.%s", name, config_setting_name(e));
+        json_object_set_new(out->plugin_where, path, json_string(at));
     }
     return 0;
 }
@@ -411,6 +414,36 @@ static void where_path(const config_t *cfg, const char *path, const char *file, 
         where(s, file, buf, len);
     else
         snprintf(buf, len, "%s", file);
+}
+
+/* tls.cert and tls.key: both or neither, and files that can be read. */
+static int check_tls(const config_t *cfg, const struct settings *v, const char *file, char *err,
+                     size_t errlen)
+{
+    char at[300];
+    if (!v->tls_cert[0] != !v->tls_key[0]) {
+        const char *set = v->tls_cert[0] ? "tls.cert" : "tls.key";
+        where_path(cfg, set, file, at, sizeof at);
+        errf(err, errlen, "%s: setting '%s': tls.cert and tls.key go together, and %s is not set",
+             at, set, v->tls_cert[0] ? "tls.key" : "tls.cert");
+        return CHATD_EINVAL;
+    }
+    const char *const paths[] = {"tls.cert", "tls.key"};
+    const char *const files[] = {v->tls_cert, v->tls_key};
+    for (int i = 0; i < 2; i++) {
+        struct stat sb;
+        const char *why = !files[i][0]                  ? NULL
+                          : stat(files[i], &sb) != 0    ? strerror(errno)
+                          : !S_ISREG(sb.st_mode)        ? "not a file"
+                          : access(files[i], R_OK) != 0 ? strerror(errno)
+                                                        : NULL;
+        if (why) {
+            where_path(cfg, paths[i], file, at, sizeof at);
+            errf(err, errlen, "%s: setting '%s': cannot read %s: %s", at, paths[i], files[i], why);
+            return CHATD_EINVAL;
+        }
+    }
+    return 0;
 }
 
 /* Settings that are each valid alone but not together, or that name something missing. */
@@ -434,7 +467,7 @@ static int check_together(const config_t *cfg, const struct settings *v, const c
         errf(err, errlen, "%s: setting 'http.web_root': %s is not a directory", at, v->web_root);
         return CHATD_EINVAL;
     }
-    return 0;
+    return check_tls(cfg, v, file, err, errlen);
 }
 
 int config_load(const char *file, const char *const *overrides, int n_overrides,
@@ -470,7 +503,8 @@ int config_load(const char *file, const char *const *overrides, int n_overrides,
     if (check_unknown(config_root_setting(&cfg), "", file ? file : "(defaults)", err, errlen) < 0)
         goto out;
     for (size_t i = 0; i < N_SCHEMA; i++)
-        if ((rc = read_value(&cfg, &schema[i], out, file ? file : "(defaults)", err, errlen)) < 0)
+        if ((rc = read_value(&cfg, &config_schema[i], out, file ? file : "(defaults)", err,
+                             errlen)) < 0)
             goto out;
     if ((rc = check_together(&cfg, out, file ? file : "(defaults)", err, errlen)) < 0)
         goto out;
@@ -485,11 +519,11 @@ out:
 void config_free(struct settings *s)
 {
     for (size_t i = 0; i < N_SCHEMA; i++) {
-        void *field = (char *)s + schema[i].offset;
-        if (schema[i].kind == K_STR) {
+        void *field = (char *)s + config_schema[i].offset;
+        if (config_schema[i].kind == K_STR) {
             free(*(char **)field);
             *(char **)field = NULL;
-        } else if (schema[i].kind == K_STRLIST && *(char ***)field) {
+        } else if (config_schema[i].kind == K_STRLIST && *(char ***)field) {
             for (char **p = *(char ***)field; *p; p++)
                 free(*p);
             free(*(char ***)field);
@@ -498,12 +532,14 @@ void config_free(struct settings *s)
     }
     json_decref(s->plugins);
     s->plugins = NULL;
+    json_decref(s->plugin_where);
+    s->plugin_where = NULL;
 }
 
 void config_print_schema(void)
 {
     for (size_t i = 0; i < N_SCHEMA; i++) {
-        const struct schema *sc = &schema[i];
+        const struct schema *sc = &config_schema[i];
         if (sc->kind == K_INT)
             printf("  %-28s %-10lld %s\n", sc->path, (long long)sc->def_int, sc->doc);
         else if (sc->kind == K_STR) {

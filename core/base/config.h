@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "chatd/plugin.h"
+
 #define CONFIG_MAX_ORIGINS 32
 
 struct settings {
@@ -38,6 +40,7 @@ struct settings {
     int64_t ws_burst;
     int64_t ws_max_per_user; /* WebSockets per user on this node */
     /* session */
+    int64_t session_end_confirm_ms;
     int64_t session_ttl;
     char *session_backend;
     /* storage */
@@ -65,12 +68,21 @@ struct settings {
     char *redis_prefix;
     int64_t redis_reconnect_max_ms;
     int64_t redis_presence_ttl;
+    /* tls: with cert and key the listener speaks only TLS */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ciphers;
+    char *tls_min_version;
     /* log */
     char *log_level;
-    char *log_format; /* "text" or "json" */
+    char *log_format;  /* "text" or "json" */
+    char *admin_token; /* admin.token: "" turns the admin API off */
     char *log_file;
     /* plugins: one JSON object per entry of the plugins list */
     json_t *plugins;
+    /* "file:line" of each plugin entry ("plugins.<name>") and of each of its
+     * settings ("plugins.<name>.<key>"), for the messages about them */
+    json_t *plugin_where;
 };
 
 /*
@@ -85,5 +97,11 @@ void config_free(struct settings *s);
 
 /* Print every known setting with its default, for docs and --help. */
 void config_print_schema(void);
+/* A reload: move into cur the settings of next that can change while chatd
+ * runs and that differ (next gets the old values, for config_free); name
+ * them in applied, and those that differ but need a restart in restart.
+ * Returns how many were applied. */
+int config_apply_live(struct settings *cur, struct settings *next, char *applied,
+                      size_t applied_len, char *restart, size_t restart_len);
 
 #endif

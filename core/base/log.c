@@ -61,6 +61,29 @@ void log_reopen(void)
     close(fd);
 }
 
+void log_set_level(chatd_log_level level)
+{
+    log_level = level;
+}
+
+int log_switch(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    char *copy = fd >= 0 ? strdup(path) : NULL;
+    if (!copy) {
+        if (fd >= 0)
+            close(fd);
+        return CHATD_EINVAL;
+    }
+    /* as log_reopen: the new file takes the descriptor's place under log_fp */
+    fflush(log_fp);
+    dup2(fd, fileno(log_fp));
+    close(fd);
+    free(log_path);
+    log_path = copy;
+    return 0;
+}
+
 void log_close(void)
 {
     if (log_fp && log_fp != stderr)

@@ -11,6 +11,9 @@
 int log_open(const char *path, chatd_log_level level);
 /* Reopen the same file (SIGHUP, after rotation). */
 void log_reopen(void);
+/* A reload: a new level; a new file (path not "") in place of the old one. */
+void log_set_level(chatd_log_level level);
+int log_switch(const char *path);
 void log_close(void);
 /* Parse "error", "warn", "info", "debug"; -1 if unknown. */
 int log_level_parse(const char *name);

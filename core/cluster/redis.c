@@ -26,7 +26,8 @@ static struct {
     struct event_base *base;
     const struct settings *s;
     struct link cmd, sub;
-    hmap *topics; /* topic -> interest count (as an integer) */
+    unsigned sub_epoch; /* counts the subscription link's connections */
+    hmap *topics;       /* topic -> interest count (as an integer) */
     struct route {
         char prefix[64]; /* full topic prefix, redis.prefix included */
         void (*handler)(const char *topic, const char *data, size_t len);
@@ -101,8 +102,10 @@ static void on_connect(const redisAsyncContext *ac, int status)
     l->backoff_ms = 100;
     log_info("redis %s: connected to %s:%lld", l->name, rd.s->redis_host,
              (long long)rd.s->redis_port);
-    if (l == &rd.sub)
+    if (l == &rd.sub) {
         resubscribe();
+        rd.sub_epoch++; /* what was published while it was down never came */
+    }
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -182,6 +185,16 @@ int redis_enabled(void)
 int redis_ready(void)
 {
     return rd.cmd.up;
+}
+
+int redis_sub_ready(void)
+{
+    return rd.sub.up;
+}
+
+unsigned redis_sub_epoch(void)
+{
+    return rd.sub_epoch;
 }
 
 const char *redis_prefix(void)

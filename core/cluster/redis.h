@@ -20,6 +20,10 @@ void redis_free(void);
 int redis_enabled(void);
 /* Whether the command connection is up now. */
 int redis_ready(void);
+/* Whether the subscription connection is up now, and how many times it has
+ * connected: a new count means messages published meanwhile were missed. */
+int redis_sub_ready(void);
+unsigned redis_sub_epoch(void);
 
 /*
  * A command's answer goes to the caller's own state, passed through as it

@@ -149,11 +149,12 @@ static void http_drained(struct conn *c)
     conn_process_input(c);
 }
 
-/* The client half-closed after its request: answer, then close. */
+/* The client half-closed after its request: answer (or finish writing the
+ * answer), then close. */
 static int http_half_closed(struct conn *c)
 {
     struct http_conn *h = c->proto;
-    return h->pending != NULL;
+    return h->pending != NULL || evbuffer_get_length(bufferevent_get_output(c->bev)) != 0;
 }
 
 /* A request trickled in slower than the timeout allows. */

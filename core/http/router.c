@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "errors.h"
 #include "http.h"
@@ -32,6 +33,41 @@ int router_init(const struct router_config *cfg, router_auth_fn auth)
     rt.cfg = *cfg;
     rt.auth = auth;
     return 0;
+}
+
+void router_configure(const struct router_config *cfg)
+{
+    rt.cfg = *cfg;
+}
+
+static int admin_on(void)
+{
+    return rt.cfg.admin_token && rt.cfg.admin_token[0];
+}
+
+/* Whether the route takes the path: the same, or under a prefix route. */
+static int route_takes(const struct route *r, const char *path)
+{
+    if (r->flags & CHATD_HTTP_ADMIN && !admin_on())
+        return 0; /* no admin token: the operators' routes are not there */
+    if (r->flags & CHATD_HTTP_PREFIX)
+        return strncmp(path, r->path, strlen(r->path)) == 0;
+    return strcmp(r->path, path) == 0;
+}
+
+/* Authorization: Bearer <admin.token>, compared in time that does not
+ * depend on where a wrong token first differs. */
+static int admin_allowed(const struct chatd_http *req)
+{
+    const char *v = http_header_get(req, "Authorization");
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
+        return 0;
+    const char *given = v + 7, *want = rt.cfg.admin_token;
+    size_t ng = strlen(given), nw = strlen(want);
+    unsigned char diff = ng != nw;
+    for (size_t i = 0; i < nw; i++)
+        diff |= (unsigned char)(want[i] ^ (ng ? given[i % ng] : 0));
+    return diff == 0;
 }
 
 static int method_parse(const char *name)
@@ -138,7 +174,7 @@ void router_handle(struct chatd_http *req)
     int method = req->method == HTTP_HEAD ? HTTP_GET : req->method;
     char allow[128] = "";
     for (size_t i = 0; i < rt.n && !match; i++) {
-        if (strcmp(rt.routes[i].path, req->path) != 0)
+        if (!route_takes(&rt.routes[i], req->path))
             continue;
         if (rt.routes[i].method == method)
             match = &rt.routes[i];
@@ -164,6 +200,12 @@ void router_handle(struct chatd_http *req)
     }
     if (req->upgrade && !(match->flags & ROUTE_UPGRADE)) {
         http_respond_error(req, CHATD_ERR_BAD_REQUEST, 400, "no upgrade here");
+        return;
+    }
+    if (match->flags & CHATD_HTTP_ADMIN && !admin_allowed(req)) {
+        log_warn("admin request %s %s from %s refused: no valid admin token",
+                 http_method_name(req->method), req->path, req->peer);
+        http_respond_error(req, CHATD_ERR_UNAUTHORIZED, 401, "admin token required");
         return;
     }
     if (match->flags & CHATD_HTTP_AUTH) {

@@ -24,6 +24,7 @@ typedef void (*router_auth_fn)(struct chatd_http *req, router_auth_done done);
 struct router_config {
     const char *web_root;         /* "" for none (borrowed for the router's life) */
     char *const *trusted_proxies; /* NULL-terminated: peers whose X-Forwarded-For is believed */
+    const char *admin_token;      /* CHATD_HTTP_ADMIN routes' bearer token; "": they are off */
 };
 
 /* 0, or CHATD_ENOMEM. */
@@ -35,6 +36,8 @@ int router_add(void *owner, const char *method, const char *path, int flags, cha
                void *state);
 /* Remove every route of owner (not NULL). */
 void router_remove_owner(void *owner);
+/* Take new settings (a reload): web root, trusted proxies, admin token. */
+void router_configure(const struct router_config *cfg);
 /* Answer req: the http layer's request callback. */
 void router_handle(struct chatd_http *req);
 

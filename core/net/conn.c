@@ -18,7 +18,9 @@
 #include "chatd/plugin.h"
 #include "clock.h"
 #include "hmap.h"
+#include "log.h"
 #include "metrics.h"
+#include "tls.h"
 
 #define CLOSE_GRACE_S 5 /* a closing client that does not read is dropped after this */
 #define LINGER_S 2      /* how long a lingering close reads and drops */
@@ -72,8 +74,10 @@ static void flushq_remove(struct conn *c)
 
 void conn_manual_output(struct conn *c)
 {
-    if (bufferevent_getfd(c->bev) < 0)
-        return; /* not a socket (a bufferevent pair, in tests): it moves the bytes itself */
+    /* Not a socket (a bufferevent pair, in tests), or TLS (what goes on the
+     * socket is records only OpenSSL makes): the bufferevent writes. */
+    if (c->tls || bufferevent_getfd(c->bev) < 0)
+        return;
     c->manual_output = 1;
     bufferevent_disable(c->bev, EV_WRITE);
     conn_flush_soon(c);
@@ -170,10 +174,29 @@ static void reap(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A TLS connection ends: a handshake that never finished is counted and
+ * logged; a stream whose every byte went out says so with close_notify. */
+static void tls_end(struct conn *c)
+{
+    if (c->handshaking) {
+        char why[128] = "";
+        if (!c->tls_failure && !*tls_error_text(c->bev, why, sizeof why))
+            c->tls_failure = "closed before it finished";
+        metrics_count("tls_handshake_failures", 1);
+        log_debug("conn %llu from %s: TLS handshake failed: %s", (unsigned long long)c->id, c->peer,
+                  c->tls_failure ? c->tls_failure : why);
+        c->handshaking = 0;
+    } else if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        tls_close_notify(c->bev);
+    }
+}
+
 void conn_abort(struct conn *c)
 {
     if (c->state == CONN_DEAD)
         return;
+    if (c->tls)
+        tls_end(c);
     flushq_remove(c);
     c->state = CONN_DEAD;
     hmap_del_id(net.by_id, c->id);
@@ -212,6 +235,8 @@ void conn_close_after_write(struct conn *c)
          * side, read and drop what it sends, and close at its EOF or after
          * LINGER_S. */
         c->lingering = 1;
+        if (c->tls)
+            tls_close_notify(c->bev); /* TLS's end of the stream goes before TCP's */
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
         struct timeval tv = {LINGER_S, 0};
         bufferevent_set_timeouts(c->bev, &tv, NULL);
@@ -265,10 +290,24 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
-    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) { /* TLS: the handshake is done */
+        if (c->handshaking)
+            metrics_count("tls_handshakes", 1);
+        c->handshaking = 0;
+        return;
+    }
+    if (c->handshaking && what & (BEV_EVENT_EOF | BEV_EVENT_TIMEOUT))
+        c->tls_failure = what & BEV_EVENT_TIMEOUT ? "timed out" : "the client closed";
+    /* TLS tells the end of the stream from the read that brought the last
+     * bytes, before their read callback: the protocol sees them first. */
+    if (what & BEV_EVENT_EOF && c->tls && !c->handshaking && c->state == CONN_OPEN &&
+        (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(conn_input(c)) > 0)
+        conn_process_input(c);
     if (what & BEV_EVENT_EOF && c->state == CONN_OPEN && c->ops && c->ops->half_closed &&
         c->ops->half_closed(c)) {
         c->state = CONN_CLOSING; /* answer, then close */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+            conn_close_after_write(c); /* an answer made already: write it, then close */
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
@@ -291,6 +330,7 @@ struct conn *conn_adopt(struct bufferevent *bev, const char *peer, const struct 
         return NULL;
     }
     c->bev = bev;
+    c->tls = c->handshaking = tls_is(bev);
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->last_rx_ms = clock_now_ms();
     c->next = net.all;
@@ -318,6 +358,13 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         if (c->ops && c->ops->tick)
             c->ops->tick(c, now);
     }
+}
+
+void conn_set_limits(const struct conn_limits *limits)
+{
+    int64_t sweep_ms = net.lim.sweep_ms;
+    net.lim = *limits;
+    net.lim.sweep_ms = sweep_ms; /* the sweep's period stays */
 }
 
 int conn_init(struct event_base *base, const struct conn_limits *limits)

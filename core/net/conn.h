@@ -59,9 +59,12 @@ struct conn {
     struct conn *prev, *next;     /* every connection */
     struct conn *f_prev, *f_next; /* connections with output to write this turn */
     int flush_queued;
-    int manual_output; /* conn_manual_output: the loop writes, not the bufferevent */
-    int close_armed;   /* conn_close_after_write set the closing timeouts */
-    int lingering;     /* shut for writing; draining input until EOF */
+    int manual_output;       /* conn_manual_output: the loop writes, not the bufferevent */
+    int close_armed;         /* conn_close_after_write set the closing timeouts */
+    int lingering;           /* shut for writing; draining input until EOF */
+    int tls;                 /* a TLS bufferevent (tls_accept's): only it writes to the socket */
+    int handshaking;         /* TLS: the handshake has not finished; ops hear nothing yet */
+    const char *tls_failure; /* why a handshake ended early, for the log (NULL: OpenSSL's) */
 };
 
 struct conn_limits {
@@ -71,6 +74,8 @@ struct conn_limits {
 };
 
 /* Start the connection table on base. 0 or CHATD_ENOMEM. */
+/* New limits (a reload): for connections accepted from now on. */
+void conn_set_limits(const struct conn_limits *limits);
 int conn_init(struct event_base *base, const struct conn_limits *limits);
 /* Close and free every connection (after the loop stopped). */
 void conn_free_all(void);
@@ -78,7 +83,9 @@ void conn_free_all(void);
 /* Take a connection in (the listener's accepts, and tests' bufferevent pairs):
  * the new connection, or NULL when refused (limits) or out of memory; either
  * way bev is taken (freed on refusal). peer is copied. ops and proto are
- * installed as with conn_set_ops. */
+ * installed as with conn_set_ops. A TLS bufferevent (tls_accept) handshakes
+ * first: its ops see the bytes that come after, and a handshake that fails is
+ * counted (chatd_tls_handshake_failures_total) and closed. */
 struct conn *conn_adopt(struct bufferevent *bev, const char *peer, const struct conn_ops *ops,
                         void *proto);
 /* Install a protocol (the old one's state is the caller's to free). */
@@ -98,7 +105,8 @@ void conn_pause_read(struct conn *c, int pause);
  * Output written by the loop itself, once per turn for everything queued
  * during it (one write and no epoll change while the kernel takes it all);
  * only what the socket does not take waits for writability. Without it the
- * bufferevent writes on writability.
+ * bufferevent writes on writability, as it always does for TLS (OpenSSL
+ * makes the records) and for bufferevent pairs.
  */
 void conn_manual_output(struct conn *c);
 /* Output was queued: write it at the end of this loop turn. */

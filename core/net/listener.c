@@ -16,6 +16,7 @@
 #include "chatd/plugin.h"
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 
 static struct {
     struct event_base *base;
@@ -44,12 +45,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l, (void)socklen, (void)arg;
     char peer[48];
     addr_text(sa, peer, sizeof peer, NULL);
-    struct bufferevent *bev = bufferevent_socket_new(ls.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    /* With TLS the handshake is the first thing on every connection: the
+     * protocols above see only what comes after it. */
+    struct bufferevent *bev = tls_enabled()
+                                  ? tls_accept(ls.base, fd)
+                                  : bufferevent_socket_new(ls.base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         evutil_closesocket(fd);
         return;
     }
-    int one = 1;
+    int one = 1; /* on the socket, under TLS too: records go out as they are made */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ls.accepted(bev, peer);
 }
@@ -135,10 +140,11 @@ int listener_start(struct event_base *base, const char *spec, listener_accept_fn
     int port = 0;
     getsockname(evconnlistener_get_fd(ls.listener), (struct sockaddr *)&bound, &blen);
     addr_text((struct sockaddr *)&bound, addr, sizeof addr, &port);
+    const char *what = tls_enabled() ? " (TLS: https and wss only)" : "";
     if (bound.ss_family == AF_INET6)
-        log_info("listening on [%s]:%d", addr, port);
+        log_info("listening on [%s]:%d%s", addr, port, what);
     else
-        log_info("listening on %s:%d", addr, port);
+        log_info("listening on %s:%d%s", addr, port, what);
     return 0;
 }
 

@@ -136,6 +136,11 @@ void presence_remove(struct client *c)
     n_clients--;
 }
 
+long presence_users(void)
+{
+    return by_user ? (long)hmap_count(by_user) : 0;
+}
+
 struct client *presence_user_clients(int64_t user_id)
 {
     struct head *h = head_get(by_user, user_id, 0);
@@ -230,11 +235,6 @@ void presence_user_leave_channel(int64_t user_id, int64_t channel_id)
 long presence_count(void)
 {
     return n_clients;
-}
-
-long presence_user_count(void)
-{
-    return by_user ? (long)hmap_count(by_user) : 0;
 }
 
 long presence_channel_count(void)

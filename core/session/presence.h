@@ -49,8 +49,9 @@ void presence_each_entered(void (*fn)(int64_t channel_id, int64_t user_id, void 
 void presence_each_user(void (*fn)(int64_t user_id, void *arg), void *arg);
 /* Clients indexed. */
 long presence_count(void);
-/* Users with a client here; channels with a client entered; clients entered. */
-long presence_user_count(void);
+/* Users with a client here. */
+long presence_users(void);
+/* Channels with a client entered here; clients entered in a channel. */
 long presence_channel_count(void);
 long presence_entered_count(void);
 

@@ -17,6 +17,7 @@
 #include "hmap.h"
 #include "http.h"
 #include "log.h"
+#include "redis.h"
 #include "metrics.h"
 #include "session_store.h"
 #include "store.h"
@@ -43,6 +44,7 @@ static struct {
     struct session *live; /* the sessions that have WebSockets */
     struct event *sweep;
     int64_t last_purge_s;
+    unsigned sub_epoch; /* redis_sub_epoch() when the map was last trusted */
 } ss;
 
 static int64_t now_s(void)
@@ -147,7 +149,7 @@ int session_init(struct event_base *base, const struct settings *s, struct store
             .touch = remote_touch,
         };
         ss.store = &session_redis;
-        rc = session_redis_init(&remote);
+        rc = session_redis_init(base, s, &remote);
     } else {
         ss.store = &session_sql;
         rc = session_sql_init(b, add_loaded);
@@ -165,6 +167,8 @@ void session_free_all(void)
         while (hmap_iter(ss.by_key, &pos, NULL, NULL, &v))
             session_free(v);
     hmap_free(ss.by_key);
+    if (ss.store == &session_redis)
+        session_redis_free();
     if (ss.sweep)
         event_free(ss.sweep);
     memset(&ss, 0, sizeof ss);
@@ -204,6 +208,37 @@ static void found(void *arg, int status, int64_t uid, const char *name, int64_t 
     free(l);
 }
 
+static void release(struct session *s);
+
+/* Drop a session nothing here uses: the next request with its token asks
+ * the shared store. One with WebSockets keeps them (the store may have lost
+ * its data in a restart: its sockets go on, as they did while it was down). */
+static int distrust(uint64_t id, const char *key, void *value, void *arg)
+{
+    struct session *s = value;
+    (void)id, (void)key, (void)arg;
+    if (s->clients)
+        return 0;
+    release(s);
+    return 1;
+}
+
+/* With sessions shared in Redis a session known here is trusted only while
+ * its end could not have been missed: the subscription that tells ends is
+ * up, and has not been down since. */
+static int map_trusted(void)
+{
+    if (ss.store != &session_redis)
+        return 1;
+    if (!redis_sub_ready())
+        return 0;
+    if (ss.sub_epoch != redis_sub_epoch()) {
+        ss.sub_epoch = redis_sub_epoch();
+        hmap_sweep(ss.by_key, distrust, NULL);
+    }
+    return 1;
+}
+
 int session_lookup(const char *token, session_lookup_fn cb, void *arg)
 {
     if (!token || !token_well_formed(token))
@@ -212,11 +247,14 @@ int session_lookup(const char *token, session_lookup_fn cb, void *arg)
     hash_key(token, key);
     /* Keyed by the token's hash: a lookup never compares the secret itself,
      * so its timing tells nothing about a valid token. */
+    int trusted = map_trusted(); /* first: it may drop sessions from the map */
     struct session *s = hmap_get_str(ss.by_key, key);
     if (s && session_expired(s)) {
         session_end(s);
         s = NULL;
     }
+    if (!trusted)
+        s = NULL; /* an end may have been missed: ask the store, which may be down too */
     if (s || !ss.store->lookup)
         return cb(s, 0, arg), 0;
     /* Another node's session, perhaps: ask the shared store. */
@@ -309,13 +347,18 @@ static void forget(struct session *s)
     release(s);
 }
 
-void session_end(struct session *s)
+void session_end_then(struct session *s, void (*done)(void *arg), void *arg)
 {
     char key[KEY_LEN + 1];
     int64_t uid = s->user_id;
     memcpy(key, s->key, sizeof key);
     forget(s);
-    ss.store->end(key, uid);
+    ss.store->end(key, uid, done, arg);
+}
+
+void session_end(struct session *s)
+{
+    session_end_then(s, NULL, NULL);
 }
 
 /* The sessions of a user held here: ended as the map is swept. */
@@ -334,10 +377,15 @@ static void forget_user(int64_t user_id)
     hmap_sweep(ss.by_key, forget_if_user, &user_id);
 }
 
-void session_end_user(int64_t user_id)
+void session_end_user_then(int64_t user_id, void (*done)(void *arg), void *arg)
 {
     forget_user(user_id);
-    ss.store->end_user(user_id);
+    ss.store->end_user(user_id, done, arg);
+}
+
+void session_end_user(int64_t user_id)
+{
+    session_end_user_then(user_id, NULL, NULL);
 }
 
 void session_touch(struct session *s)
@@ -459,6 +507,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
     int64_t now = now_s();
+    if (ss.store == &session_redis)
+        session_redis_resend();
     size_t n = 0;
     char **keys = expired_keys(now, &n);
     for (size_t i = 0; i < n; i++) {

@@ -41,6 +41,10 @@ int session_create(int64_t user_id, const char *username, char *out,
 void session_end(struct session *s);
 /* End every session of a user. */
 void session_end_user(int64_t user_id);
+/* The same, with done(arg) once no node accepts the token any more (every
+ * node confirmed, or session.end_confirm_ms passed); maybe at once. */
+void session_end_then(struct session *s, void (*done)(void *arg), void *arg);
+void session_end_user_then(int64_t user_id, void (*done)(void *arg), void *arg);
 /* KEEP_ALIVE: push the expiry a whole TTL ahead. */
 void session_touch(struct session *s);
 /* Whether the session's TTL ran out. */

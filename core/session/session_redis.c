@@ -3,20 +3,125 @@
  * "<user id> <username>" with the session's TTL, <prefix>usess:<user id> the
  * user's keys. Ends and refreshes are published on <prefix>sess so every
  * node closes or refreshes the WebSockets it holds.
+ *
+ * An end is confirmed: it is published as "end:<key>:<node>:<nonce>" (or
+ * "user:<id>:<node>:<nonce>"), PUBLISH answers how many subscribers got
+ * it, and each node, once it has forgotten the session, publishes
+ * "ack:<node>:<nonce>". The ending node waits for that many acks (at most
+ * session.end_confirm_ms) before the end is answered: from then on no node
+ * accepts the token.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
 #include "clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "redis.h"
 #include "session_store.h"
 
 static struct session_store_events events;
+
+static struct {
+    struct event_base *base;
+    const struct settings *s;
+    struct confirm *pending; /* ends waiting for their acks */
+    uint64_t next_nonce;
+} rc_;
+
+/* ---- confirmed ends ---- */
+
+struct confirm {
+    struct redis_call call; /* first: PUBLISH answers with it */
+    uint64_t nonce;
+    long expected; /* -1 until PUBLISH answered */
+    long acked;
+    void (*done)(void *arg);
+    void *arg;
+    struct event *timer;
+    struct confirm *next;
+};
+
+static void confirm_finish(struct confirm *c, int timed_out)
+{
+    for (struct confirm **p = &rc_.pending; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    if (timed_out) {
+        log_warn("session end: %ld of %ld nodes confirmed within %lld ms", c->acked, c->expected,
+                 (long long)rc_.s->session_end_confirm_ms);
+        metrics_count("session_end_unconfirmed", 1);
+    }
+    event_free(c->timer);
+    void (*done)(void *) = c->done;
+    void *arg = c->arg;
+    free(c);
+    if (done)
+        done(arg);
+}
+
+static void confirm_check(struct confirm *c)
+{
+    if (c->expected >= 0 && c->acked >= c->expected)
+        confirm_finish(c, 0);
+}
+
+static void confirm_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    confirm_finish(arg, 1);
+}
+
+static void published(struct redisReply *r, struct redis_call *call)
+{
+    struct confirm *c = (struct confirm *)call;
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        confirm_finish(c, 1); /* Redis is down: nodes fail closed for new requests */
+        return;
+    }
+    c->expected = (long)r->integer;
+    confirm_check(c);
+}
+
+static void on_ack(uint64_t nonce)
+{
+    for (struct confirm *c = rc_.pending; c; c = c->next)
+        if (c->nonce == nonce) {
+            c->acked++;
+            confirm_check(c);
+            return;
+        }
+}
+
+/* Publish "<kind>:<what>:<node>:<nonce>" and call done once every node
+ * that got it has acted on it. */
+static void publish_confirmed(const char *kind, const char *what, void (*done)(void *arg),
+                              void *arg)
+{
+    struct confirm *c = calloc(1, sizeof *c);
+    struct timeval tv = {rc_.s->session_end_confirm_ms / 1000,
+                         (rc_.s->session_end_confirm_ms % 1000) * 1000};
+    if (!c || !(c->timer = evtimer_new(rc_.base, confirm_timeout, c))) {
+        free(c);
+        redis_cmd(NULL, "PUBLISH %ssess %s:%s", redis_prefix(), kind, what);
+        if (done)
+            done(arg);
+        return;
+    }
+    *c = (struct confirm){{published}, ++rc_.next_nonce, -1, 0, done, arg, c->timer, rc_.pending};
+    rc_.pending = c;
+    evtimer_add(c->timer, &tv);
+    if (redis_cmd(&c->call, "PUBLISH %ssess %s:%s:%s:%llu", redis_prefix(), kind, what, bus_node(),
+                  (unsigned long long)c->nonce) < 0)
+        confirm_finish(c, 1);
+}
 
 struct create_op {
     struct redis_call call;
@@ -65,11 +170,45 @@ static void rs_touch(const char *key, int64_t expires_s)
     redis_cmd(NULL, "PUBLISH %ssess touch:%s:%lld", redis_prefix(), key, (long long)expires_s);
 }
 
-static void rs_end(const char *key, int64_t user_id)
+/* Ends that could not be sent (Redis down), sent again once it is back:
+ * a logout during an outage still reaches the nodes that hold the session. */
+struct unsent {
+    char key[SESSION_KEY_LEN + 1];
+    int64_t user_id;
+    struct unsent *next;
+};
+static struct unsent *unsent;
+
+static int send_end(const char *key, int64_t user_id)
 {
-    redis_cmd(NULL, "DEL %ssess:%s", redis_prefix(), key);
+    if (redis_cmd(NULL, "DEL %ssess:%s", redis_prefix(), key) < 0)
+        return CHATD_EUNAVAIL;
     redis_cmd(NULL, "SREM %susess:%lld %s", redis_prefix(), (long long)user_id, key);
-    redis_cmd(NULL, "PUBLISH %ssess end:%s", redis_prefix(), key);
+    return 0;
+}
+
+static void rs_end(const char *key, int64_t user_id, void (*done)(void *arg), void *arg)
+{
+    struct unsent *u;
+    if (send_end(key, user_id) < 0 && (u = calloc(1, sizeof *u))) {
+        snprintf(u->key, sizeof u->key, "%s", key);
+        u->user_id = user_id;
+        u->next = unsent;
+        unsent = u;
+    }
+    publish_confirmed("end", key, done, arg);
+}
+
+void session_redis_resend(void)
+{
+    while (unsent && redis_ready()) {
+        struct unsent *u = unsent;
+        if (send_end(u->key, u->user_id) < 0)
+            return;
+        redis_cmd(NULL, "PUBLISH %ssess end:%s", redis_prefix(), u->key);
+        unsent = u->next;
+        free(u);
+    }
 }
 
 struct user_op {
@@ -86,7 +225,7 @@ static void user_keys(struct redisReply *r, struct redis_call *call)
     free(op);
 }
 
-static void rs_end_user(int64_t user_id)
+static void rs_end_user(int64_t user_id, void (*done)(void *arg), void *arg)
 {
     struct user_op *op = malloc(sizeof *op);
     if (op) {
@@ -94,7 +233,9 @@ static void rs_end_user(int64_t user_id)
         if (redis_cmd(&op->call, "SMEMBERS %susess:%lld", redis_prefix(), (long long)user_id) < 0)
             free(op);
     }
-    redis_cmd(NULL, "PUBLISH %ssess user:%lld", redis_prefix(), (long long)user_id);
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)user_id);
+    publish_confirmed("user", id, done, arg);
 }
 
 struct lookup_op {
@@ -146,31 +287,68 @@ static void rs_purge(int64_t now_s)
     (void)now_s; /* keys expire by themselves */
 }
 
-/* "end:<key>", "touch:<key>:<expires>", "user:<id>" from any node, ours included. */
+/* "end:<key>[:<node>:<nonce>]", "user:<id>[:<node>:<nonce>]", "touch:<key>:<expires>"
+ * and "ack:<node>:<nonce>" from any node, ours included. An end is acted on
+ * and then acked to the node that asked. */
 static void on_session_event(const char *topic, const char *data, size_t len)
 {
-    char buf[160];
+    char buf[200];
     (void)topic;
     if (len >= sizeof buf)
         return;
     memcpy(buf, data, len);
     buf[len] = '\0';
-    if (strncmp(buf, "end:", 4) == 0) {
-        events.end(buf + 4);
-    } else if (strncmp(buf, "user:", 5) == 0) {
-        events.end_user(strtoll(buf + 5, NULL, 10));
-    } else if (strncmp(buf, "touch:", 6) == 0) {
-        char *colon = strchr(buf + 6, ':');
-        if (colon) {
-            *colon = '\0';
-            events.touch(buf + 6, strtoll(colon + 1, NULL, 10));
+    char *what = strchr(buf, ':');
+    if (!what)
+        return;
+    *what++ = '\0';
+    if (strcmp(buf, "ack") == 0) {
+        char *nonce = strchr(what, ':');
+        if (nonce && (*nonce++ = '\0', strcmp(what, bus_node()) == 0))
+            on_ack(strtoull(nonce, NULL, 10));
+        return;
+    }
+    char *node = strchr(what, ':'), *nonce = NULL;
+    if (strcmp(buf, "touch") == 0) {
+        if (node) {
+            *node = '\0';
+            events.touch(what, strtoll(node + 1, NULL, 10));
         }
+        return;
+    }
+    if (node && (nonce = strchr(node + 1, ':')))
+        *node++ = '\0', *nonce++ = '\0';
+    if (strcmp(buf, "end") == 0)
+        events.end(what);
+    else if (strcmp(buf, "user") == 0)
+        events.end_user(strtoll(what, NULL, 10));
+    else
+        return;
+    if (nonce)
+        redis_cmd(NULL, "PUBLISH %ssess ack:%s:%s", redis_prefix(), node, nonce);
+}
+
+void session_redis_free(void)
+{
+    while (unsent) {
+        struct unsent *u = unsent;
+        unsent = u->next;
+        free(u);
+    }
+    while (rc_.pending) { /* shutting down: nobody is left to answer */
+        struct confirm *c = rc_.pending;
+        rc_.pending = c->next;
+        event_free(c->timer);
+        free(c);
     }
 }
 
-int session_redis_init(const struct session_store_events *ev)
+int session_redis_init(struct event_base *base, const struct settings *s,
+                       const struct session_store_events *ev)
 {
     events = *ev;
+    rc_.base = base;
+    rc_.s = s;
     if (!redis_enabled()) {
         log_error("session.backend = \"redis\" needs redis.host");
         return CHATD_EINVAL;

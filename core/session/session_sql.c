@@ -105,17 +105,23 @@ static void sql_touch(const char *key, int64_t expires_s)
         log_warn("cannot queue a session refresh");
 }
 
-static void sql_end(const char *key, int64_t user_id)
+/* One node holds every session of this store: forgotten here, it is
+ * forgotten everywhere, whenever the row goes. */
+static void sql_end(const char *key, int64_t user_id, void (*done)(void *arg), void *arg)
 {
     (void)user_id;
     if (submit(run_delete, key, 0, NULL, 0, NULL, NULL) < 0)
         log_warn("cannot queue a session delete");
+    if (done)
+        done(arg);
 }
 
-static void sql_end_user(int64_t user_id)
+static void sql_end_user(int64_t user_id, void (*done)(void *arg), void *arg)
 {
     if (submit(run_delete, NULL, user_id, NULL, 0, NULL, NULL) < 0)
         log_warn("cannot queue a session delete");
+    if (done)
+        done(arg);
 }
 
 static void sql_purge(int64_t now_s)

@@ -7,6 +7,7 @@
 #ifndef CHATD_SESSION_STORE_H
 #define CHATD_SESSION_STORE_H
 
+#include <event2/event.h>
 #include <stdint.h>
 
 #include "chatd/plugin.h"
@@ -25,9 +26,11 @@ struct session_store {
                   void (*done)(void *arg, int status), void *arg);
     /* Write a later expiry. */
     void (*touch)(const char *key, int64_t expires_s);
-    /* Remove one session, or every session of a user; other nodes are told. */
-    void (*end)(const char *key, int64_t user_id);
-    void (*end_user)(int64_t user_id);
+    /* Remove one session, or every session of a user; other nodes are told.
+     * done(arg) (may be NULL) once every node has forgotten it (or after
+     * session.end_confirm_ms), maybe at once. */
+    void (*end)(const char *key, int64_t user_id, void (*done)(void *arg), void *arg);
+    void (*end_user)(int64_t user_id, void (*done)(void *arg), void *arg);
     /* Look up a session this node does not hold; found(arg, 0, NULL, 0) when
      * unknown. NULL when this node holds every live session. */
     int (*lookup)(const char *key, session_found_fn found, void *arg);
@@ -52,6 +55,11 @@ int session_sql_init(struct store_backend *b, void (*add)(const char *key, int64
 /* SQL: delete a user's sessions inside the caller's transaction. */
 int session_sql_remove_user(chatd_db *db, int64_t user_id);
 /* Redis: subscribe to the other nodes' session events (ev copied). */
-int session_redis_init(const struct session_store_events *ev);
+int session_redis_init(struct event_base *base, const struct settings *s,
+                       const struct session_store_events *ev);
+/* Redis: drop the ends still waiting for acks (shutdown). */
+void session_redis_free(void);
+/* Redis: send again the ends that could not be sent while it was down. */
+void session_redis_resend(void);
 
 #endif

@@ -38,6 +38,9 @@ struct db_driver {
     int64_t (*changes)(chatd_db *db);
     /* Number of threads that may write at once with this driver (0: as configured). */
     int max_writers;
+    /* Savepoints cost a round trip each (a server): a batch's jobs then run
+     * without them, and one that fails has the batch run again without it. */
+    int no_savepoints;
     /* Take (lock = 1) or give back (0) the lock that lets one process at a time
      * migrate the database; waits for it. NULL: transactions serialise migrations. */
     int (*migrate_lock)(chatd_db *db, int lock);

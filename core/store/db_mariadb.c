@@ -487,5 +487,6 @@ const struct db_driver db_mariadb = {
     .last_insert_id = my_last_insert_id,
     .changes = my_changes,
     .max_writers = 0, /* row locks let several write at once: mariadb.writers */
+    .no_savepoints = 1,
     .migrate_lock = my_migrate_lock,
 };

@@ -19,6 +19,7 @@ struct job {
     void (*post_fn)(void *arg);
     void *arg;
     int status;
+    int failed; /* a batch without savepoints: this job failed, the others run again */
     enum pool_kind kind;
     struct store_backend *backend; /* NULL for CPU jobs and posts */
     int64_t submit_us, start_us;   /* monotonic: handed to a pool, taken by a worker */
@@ -151,9 +152,46 @@ static int is_transient(int rc)
 /* One attempt at a batch in one transaction: each job in its own savepoint,
  * so one job's failure rolls back only its own work, and one commit (one
  * fsync) makes the whole batch durable. 0, or why it failed. */
+/* The same without savepoints: a job that fails takes the transaction back
+ * with it, and the batch runs again without it (its status stands); as
+ * many round trips fewer per job as a savepoint costs. */
+static int batch_once_plain(chatd_db *db, struct job_list *batch)
+{
+    const struct db_driver *drv = db->drv;
+    for (;;) {
+        int left = 0;
+        for (struct job *j = batch->head; j; j = j->next)
+            left += !j->failed;
+        if (!left)
+            return 0; /* every job failed: nothing to write */
+        int rc = drv->begin(db, 1);
+        struct job *failed = NULL;
+        for (struct job *j = batch->head; rc == 0 && !failed && j; j = j->next) {
+            if (j->failed)
+                continue;
+            j->status = j->run(db, j->arg);
+            if (is_transient(j->status))
+                rc = j->status;
+            else if (j->status < 0)
+                failed = j;
+        }
+        if (rc == 0 && !failed) {
+            if ((rc = drv->commit(db)) < 0)
+                drv->rollback(db);
+            return rc;
+        }
+        drv->rollback(db);
+        if (rc < 0)
+            return rc;
+        failed->failed = 1;
+    }
+}
+
 static int batch_once(chatd_db *db, struct job_list *batch)
 {
     const struct db_driver *drv = db->drv;
+    if (drv->no_savepoints)
+        return batch_once_plain(db, batch);
     int rc = drv->begin(db, 1);
     for (struct job *j = batch->head; rc == 0 && j; j = j->next) {
         if ((rc = drv->exec(db, "SAVEPOINT job")) < 0)

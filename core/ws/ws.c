@@ -408,6 +408,11 @@ int ws_init(struct event_base *base, const struct ws_limits *limits, const struc
     return 0;
 }
 
+void ws_set_limits(const struct ws_limits *limits)
+{
+    wss.lim = *limits;
+}
+
 void ws_free(void)
 {
     on_tell(-1, 0, NULL);

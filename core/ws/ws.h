@@ -49,6 +49,8 @@ struct ws_events {
 /* Limits and events (both copied). 0 or CHATD_ENOMEM. */
 int ws_init(struct event_base *base, const struct ws_limits *limits, const struct ws_events *ev);
 /* Tell the closes still waiting for their turn, and free what is left (shutdown). */
+/* New limits (a reload): for what comes from now on. */
+void ws_set_limits(const struct ws_limits *limits);
 void ws_free(void);
 
 /* Speak WebSocket on c from now on (the 101 was queued): reading resumes,

@@ -158,6 +158,13 @@ typedef int (*chatd_user_hook)(chatd_db *db, int64_t user_id, void *state);
 
 /* Flags of host->http_route(). */
 #define CHATD_HTTP_AUTH 0x1 /* the core rejects the request with 401 unless a valid session */
+/* ABI 1.1: an operator's route: the core answers 401 unless the request
+ * carries Authorization: Bearer <admin.token>, and 404 while admin.token is
+ * unset (the route is not there). */
+#define CHATD_HTTP_ADMIN 0x2
+/* ABI 1.1: the path (ending in '/') is a prefix: the route takes every path
+ * under it; http_path() says which. */
+#define CHATD_HTTP_PREFIX 0x4
 
 /*
  * The host table: the core's services, valid from init() until cleanup()
@@ -427,6 +434,27 @@ typedef struct chatd_host {
     void *(*event_base)(void);
     /* Set the gauge chatd_<name> at /metrics. */
     void (*gauge)(chatd_plugin *p, const char *name, int64_t value);
+
+    /* ---- ABI 1.1: HTTP requests, the nodes ---- */
+
+    /* The request's path, percent-decoded, without the query; borrowed. */
+    const char *(*http_path)(const chatd_http *req);
+    /* The value of key in the query string, percent-decoded into buf (len
+     * bytes); NULL when absent or too long. */
+    const char *(*http_query)(const chatd_http *req, const char *key, char *buf, size_t len);
+    /* What every live node says of itself: done(arg, nodes) on the loop with
+     * a JSON array of {"node","connections","users"} ("node" is the node's
+     * random id, "local" without Redis; each object may carry more keys;
+     * connections are WebSockets, users those with one there; borrowed for the
+     * call; this node's alone without Redis, NULL when Redis could not be
+     * asked). 0 or CHATD_ENOMEM (done not called). */
+    int (*node_stats)(void (*done)(void *arg, const json_t *nodes), void *arg);
+    /* session_end_http() and session_end_user() whose done(arg) runs once no
+     * node accepts the tokens any more: answer the request then. done may
+     * run before this returns; it runs on the loop either way. 0 or
+     * CHATD_ENOTFOUND (no session behind req; done not called). */
+    int (*session_end_http_then)(chatd_http *req, void (*done)(void *arg), void *arg);
+    int (*session_end_user_then)(int64_t user_id, void (*done)(void *arg), void *arg);
 } chatd_host;
 
 /*
@@ -472,7 +500,46 @@ typedef struct chatd_plugin_desc {
     const char *version;
     int (*init)(chatd_plugin *p, const chatd_host *host, const json_t *config, void **state);
     void (*cleanup)(void *state);
+    /* ABI 1.1: the settings of the plugin's config entry, ended by one with
+     * name NULL (see chatd_setting); NULL: not declared, not checked. */
+    const struct chatd_setting *settings;
 } chatd_plugin_desc;
+
+/*
+ * ABI 1.1: one setting of a plugin's config entry, declared so that the core
+ * checks it with its own settings (--check-config names the file, line and
+ * setting of anything unknown, mistyped or out of range; chatd --help lists
+ * them) and hands init() the entry with the defaults filled in. "name",
+ * "path" and "store" are the core's and need no declaring.
+ */
+typedef enum {
+    CHATD_SETTING_INT = 1, /* an integer in min..max */
+    CHATD_SETTING_STRING,  /* any string (choices NULL) or one of choices */
+    CHATD_SETTING_BOOL,
+    CHATD_SETTING_STRINGS, /* a list of strings */
+} chatd_setting_type;
+
+typedef struct chatd_setting {
+    const char *name;
+    chatd_setting_type type;
+    int64_t def_int, min, max;  /* INT (and BOOL: def_int 0 or 1) */
+    const char *def_str;        /* STRING: the default, NULL for none (the plugin decides) */
+    const char *const *choices; /* STRING: the values allowed, NULL-terminated; NULL: any */
+    const char *doc;            /* one line */
+} chatd_setting;
+
+#define CHATD_INT_SETTING(n, def, lo, hi, doc)                                                     \
+    {                                                                                              \
+        (n), CHATD_SETTING_INT, (def), (lo), (hi), NULL, NULL, (doc)                               \
+    }
+#define CHATD_STRING_SETTING(n, def, choices, doc)                                                 \
+    {                                                                                              \
+        (n), CHATD_SETTING_STRING, 0, 0, 0, (def), (choices), (doc)                                \
+    }
+#define CHATD_SETTINGS_END                                                                         \
+    {                                                                                              \
+        NULL, 0, 0, 0, 0, NULL, NULL, NULL                                                         \
+    }
 
 /* The one exported symbol of a plugin. */
 #define CHATD_PLUGIN_ENTRY_SYMBOL "chatd_plugin_entry"

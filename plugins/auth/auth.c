@@ -9,6 +9,25 @@
 #include "auth.h"
 #include "plugin_util.h"
 
+/* The settings of this plugin's config entry (checked by the core). */
+static const chatd_setting auth_settings[] = {
+    CHATD_STRING_SETTING("backend", NULL, util_sql_backends, "the SQL store of users and sessions"),
+    CHATD_INT_SETTING("argon2_t_cost", 2, 1, 100, "argon2id passes"),
+    CHATD_INT_SETTING("argon2_m_cost", 19456, 8, 4 << 20, "argon2id memory in KiB"),
+    CHATD_INT_SETTING("argon2_parallelism", 1, 1, 16, "argon2id lanes"),
+    CHATD_INT_SETTING("username_min_length", 3, 1, 32,
+                      "shortest username; characters are A-Z a-z 0-9 _ . -"),
+    CHATD_INT_SETTING("username_max_length", 32, 1, 32, "longest username"),
+    CHATD_INT_SETTING("password_min_length", 8, 1, 4096, "shortest password in bytes"),
+    CHATD_INT_SETTING("password_max_length", 256, 1, 4096, "longest password in bytes"),
+    CHATD_INT_SETTING("login_max_failures", 5, 1, 1000000,
+                      "failed logins per username within the window before 429"),
+    CHATD_INT_SETTING("login_max_failures_per_addr", 20, 1, 1000000,
+                      "failed logins per client address within the window before 429"),
+    CHATD_INT_SETTING("login_window", 300, 1, 86400 * 7, "seconds of the failure window"),
+    CHATD_SETTINGS_END,
+};
+
 static int username_valid(const struct auth *a, const char *u)
 {
     size_t n = strlen(u);
@@ -127,12 +146,31 @@ static void lower(char *dst, const char *src, size_t len)
     dst[i] = '\0';
 }
 
-static void login_session_stored(void *arg, int status)
+/* A banned user's right password still gets no session: 403 (a wrong one
+ * is 401 as for anyone, so the ban tells nothing to who lacks the password). */
+static void login_refuse_banned(struct user_job *j)
+{
+    const chatd_host *h = j->a->host;
+    h->count(j->a->p, "login_banned", 1);
+    h->log(j->a->p, CHATD_LOG_INFO, "login refused for banned '%s' from %s", j->username,
+           h->http_peer(j->http));
+    h->http_error(j->http, CHATD_ERR_FORBIDDEN, "this user is banned");
+    user_job_free(j);
+}
+
+static void login_checked_again(void *arg, int status)
 {
     struct user_job *j = arg;
     const chatd_host *h = j->a->host;
-    if (status < 0) {
+    if (status < 0) { /* the token is never handed out: nobody can use the session */
         fail_unavailable(j, status);
+        return;
+    }
+    if (j->banned) {
+        /* A ban committed while this login was on its way: the ban's own
+         * ending of sessions may have come before this one was stored. */
+        h->session_end_user(j->user_id);
+        login_refuse_banned(j);
         return;
     }
     char cookie[160];
@@ -147,6 +185,15 @@ static void login_session_stored(void *arg, int status)
                   cookie);
     explicit_bzero(cookie, sizeof cookie);
     user_job_free(j);
+}
+
+/* The session is stored: read the ban once more, after it. */
+static void login_session_stored(void *arg, int status)
+{
+    struct user_job *j = arg;
+    if (status < 0 ||
+        j->a->host->submit(j->a->p, CHATD_JOB_READ, users_run_banned, login_checked_again, j) < 0)
+        fail_unavailable(j, status < 0 ? status : CHATD_EINTERNAL);
 }
 
 static void login_verified(void *arg, int status)
@@ -171,6 +218,10 @@ static void login_verified(void *arg, int status)
         h->log(a->p, CHATD_LOG_INFO, "login failed for '%s' from %s", j->username, peer);
         h->http_error(j->http, CHATD_ERR_UNAUTHORIZED, "bad username or password");
         user_job_free(j);
+        return;
+    }
+    if (j->banned) {
+        login_refuse_banned(j);
         return;
     }
     ratelimit_reset(a->by_user, key);
@@ -248,14 +299,43 @@ static int on_login(chatd_http *req, void *state)
 
 /* ---- logout ---- */
 
+/* Answered once no node accepts the token. The browser drops its cookie
+ * too: a dead token is no use to keep. */
+static void logged_out(void *arg)
+{
+    struct user_job *j = arg;
+    j->a->host->http_reply(
+        j->http, 204, NULL,
+        "Set-Cookie: CHATSESSION=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n");
+    j->http = NULL;
+    user_job_free(j);
+}
+
 static int on_logout(chatd_http *req, void *state)
 {
     struct auth *a = state;
-    a->host->session_end_http(req);
-    /* The browser drops its cookie too: a dead token is no use to keep. */
-    a->host->http_reply(
-        req, 204, NULL,
-        "Set-Cookie: CHATSESSION=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n");
+    struct user_job *j = user_job_new(a);
+    if (!j) {
+        a->host->http_error(req, CHATD_ERR_INTERNAL, "out of memory");
+        return CHATD_OK;
+    }
+    j->http = req;
+    if (a->host->session_end_http_then(req, logged_out, j) < 0)
+        logged_out(j); /* the session ended meanwhile: nothing left to end */
+    return CHATD_PENDING;
+}
+
+/* ---- session: whether the token is still good ---- */
+
+/* A client that cannot tell a refused WebSocket from a server that is down
+ * asks here: 200 while its session lives, 401 once it has ended. */
+static int on_session(chatd_http *req, void *state)
+{
+    struct auth *a = state;
+    a->host->http_reply(req, 200,
+                        json_pack("{s:I, s:I}", "userId", (json_int_t)a->host->http_user_id(req),
+                                  "ttl", (json_int_t)a->host->session_ttl()),
+                        NULL);
     return CHATD_OK;
 }
 
@@ -276,6 +356,13 @@ static void unregister_deleted(void *arg, int status)
     user_job_free(j);
 }
 
+static void unregister_sessions_ended(void *arg)
+{
+    struct user_job *j = arg;
+    if (j->a->host->submit(j->a->p, CHATD_JOB_WRITE, users_run_delete, unregister_deleted, j) < 0)
+        fail_unavailable(j, CHATD_EINTERNAL);
+}
+
 static int on_unregister(chatd_http *req, void *state)
 {
     struct auth *a = state;
@@ -286,13 +373,10 @@ static int on_unregister(chatd_http *req, void *state)
     }
     j->http = req;
     j->user_id = a->host->http_user_id(req);
-    /* Sessions end first: whatever happens to the removal after this, no
-     * token of the user works any more (at worst the user logs in again). */
-    a->host->session_end_user(j->user_id);
-    if (a->host->submit(a->p, CHATD_JOB_WRITE, users_run_delete, unregister_deleted, j) < 0) {
-        fail_unavailable(j, CHATD_EINTERNAL);
-        return CHATD_OK;
-    }
+    /* Sessions end first, on every node: whatever happens to the removal
+     * after this, no token of the user works any more (at worst the user
+     * logs in again). */
+    a->host->session_end_user_then(j->user_id, unregister_sessions_ended, j);
     return CHATD_PENDING;
 }
 
@@ -354,17 +438,21 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
     a->p = p;
     a->host = host;
     int64_t t, m, par, max_user, max_addr, window;
-    if (util_conf_int(host, p, conf, "argon2_t_cost", 2, 1, 100, &t) < 0 ||
-        util_conf_int(host, p, conf, "argon2_m_cost", 19456, 8, 4 << 20, &m) < 0 ||
-        util_conf_int(host, p, conf, "argon2_parallelism", 1, 1, 16, &par) < 0 ||
-        util_conf_int(host, p, conf, "username_min_length", 3, 1, 32, &a->username_min) < 0 ||
-        util_conf_int(host, p, conf, "username_max_length", 32, 1, 32, &a->username_max) < 0 ||
-        util_conf_int(host, p, conf, "password_min_length", 8, 1, 4096, &a->password_min) < 0 ||
-        util_conf_int(host, p, conf, "password_max_length", 256, 1, 4096, &a->password_max) < 0 ||
-        util_conf_int(host, p, conf, "login_max_failures", 5, 1, 1000000, &max_user) < 0 ||
-        util_conf_int(host, p, conf, "login_max_failures_per_addr", 20, 1, 1000000, &max_addr) <
+    if (util_setting_int(host, p, conf, auth_settings, "argon2_t_cost", &t) < 0 ||
+        util_setting_int(host, p, conf, auth_settings, "argon2_m_cost", &m) < 0 ||
+        util_setting_int(host, p, conf, auth_settings, "argon2_parallelism", &par) < 0 ||
+        util_setting_int(host, p, conf, auth_settings, "username_min_length", &a->username_min) <
             0 ||
-        util_conf_int(host, p, conf, "login_window", 300, 1, 86400 * 7, &window) < 0)
+        util_setting_int(host, p, conf, auth_settings, "username_max_length", &a->username_max) <
+            0 ||
+        util_setting_int(host, p, conf, auth_settings, "password_min_length", &a->password_min) <
+            0 ||
+        util_setting_int(host, p, conf, auth_settings, "password_max_length", &a->password_max) <
+            0 ||
+        util_setting_int(host, p, conf, auth_settings, "login_max_failures", &max_user) < 0 ||
+        util_setting_int(host, p, conf, auth_settings, "login_max_failures_per_addr", &max_addr) <
+            0 ||
+        util_setting_int(host, p, conf, auth_settings, "login_window", &window) < 0)
         return CHATD_EINVAL;
     a->t_cost = (uint32_t)t;
     a->m_cost = (uint32_t)m;
@@ -383,6 +471,7 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
     if (rc < 0 || host->http_route(p, "POST", "/api/v1/auth/register", 0, on_register) < 0 ||
         host->http_route(p, "POST", "/api/v1/auth/login", 0, on_login) < 0 ||
         host->http_route(p, "POST", "/api/v1/auth/logout", CHATD_HTTP_AUTH, on_logout) < 0 ||
+        host->http_route(p, "GET", "/api/v1/auth/session", CHATD_HTTP_AUTH, on_session) < 0 ||
         host->http_route(p, "POST", "/api/v1/auth/unregister", CHATD_HTTP_AUTH, on_unregister) <
             0 ||
         host->on_message(p, "FETCH_USER_INVITECODE_REQUEST", on_fetch_invite) < 0)
@@ -392,7 +481,7 @@ static int auth_init(chatd_plugin *p, const chatd_host *host, const json_t *conf
 
 static const chatd_plugin_desc auth_desc = {
     CHATD_PLUGIN_DESC_HEAD, .name = "auth",          .version = "1.0",
-    .init = auth_init,      .cleanup = auth_cleanup,
+    .init = auth_init,      .cleanup = auth_cleanup, .settings = auth_settings,
 };
 
 CHATD_PLUGIN(auth_desc)

@@ -29,6 +29,7 @@ struct user_job {
     char *hash;     /* encoded argon2id */
     char invite_code[16];
     int verified;
+    int banned; /* message_user.banned (admin API) */
     char token[64];
     char user_key[96], addr_key[96]; /* names of the shared failure counters */
 };
@@ -36,7 +37,8 @@ struct user_job {
 struct user_job *user_job_new(struct auth *a);
 void user_job_free(struct user_job *j);
 int users_run_insert(chatd_db *db, void *arg); /* username, hash -> user_id, invite_code */
-int users_run_lookup(chatd_db *db, void *arg); /* username -> user_id, username, hash */
+int users_run_lookup(chatd_db *db, void *arg); /* username -> user_id, username, hash, banned */
+int users_run_banned(chatd_db *db, void *arg); /* user_id -> banned */
 int users_run_delete(chatd_db *db, void *arg); /* user_id */
 int users_run_invite(chatd_db *db, void *arg); /* user_id -> invite_code */
 

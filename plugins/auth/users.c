@@ -80,7 +80,7 @@ int users_run_lookup(chatd_db *db, void *arg)
     struct user_job *j = arg;
     const chatd_host *h = j->a->host;
     chatd_stmt *st = h->db_prepare(
-        db, "SELECT id, username, password_hash FROM message_user WHERE username = ?");
+        db, "SELECT id, username, password_hash, banned FROM message_user WHERE username = ?");
     if (!st)
         return CHATD_EINTERNAL;
     h->db_bind_text(st, 1, j->username, strlen(j->username));
@@ -88,8 +88,10 @@ int users_run_lookup(chatd_db *db, void *arg)
     free(j->hash);
     j->hash = NULL;
     j->user_id = 0;
+    j->banned = 0;
     if (rc == CHATD_ROW) {
         j->user_id = h->db_column_int(st, 0);
+        j->banned = h->db_column_int(st, 3) != 0;
         /* the stored spelling of the name, whatever case the client typed */
         snprintf(j->username, sizeof j->username, "%s", h->db_column_text(st, 1, NULL));
         j->hash = strdup(h->db_column_text(st, 2, NULL));
@@ -98,6 +100,16 @@ int users_run_lookup(chatd_db *db, void *arg)
     }
     h->db_reset(st);
     return rc == CHATD_DONE ? 0 : rc;
+}
+
+int users_run_banned(chatd_db *db, void *arg)
+{
+    struct user_job *j = arg;
+    int64_t banned = 0;
+    int rc = util_int(j->a->host, db, &banned, "SELECT banned FROM message_user WHERE id = ?", "i",
+                      j->user_id);
+    j->banned = rc == 0 && banned != 0;
+    return rc == CHATD_ENOTFOUND ? 0 : rc; /* removed meanwhile: the session is as dead */
 }
 
 int users_run_delete(chatd_db *db, void *arg)

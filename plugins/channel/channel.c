@@ -6,6 +6,15 @@
 
 #include "channel.h"
 
+/* The settings of this plugin's config entry (checked by the core). */
+static const chatd_setting channel_settings[] = {
+    CHATD_STRING_SETTING("backend", NULL, util_sql_backends, "the SQL store of channels"),
+    CHATD_INT_SETTING("max_channel_members", 10000, 2, 1000000,
+                      "members per channel (CREATE and JOIN past it: LIMIT_EXCEEDED)"),
+    CHATD_INT_SETTING("max_title_length", 100, 1, 400, "characters of a channel title"),
+    CHATD_SETTINGS_END,
+};
+
 static void job_free(struct chjob *j)
 {
     json_decref(j->list);
@@ -225,9 +234,9 @@ static int channel_init(chatd_plugin *p, const chatd_host *host, const json_t *c
     *state = cp;
     cp->p = p;
     cp->host = host;
-    if (util_conf_int(host, p, conf, "max_channel_members", 10000, 2, 1000000, &cp->max_members) <
+    if (util_setting_int(host, p, conf, channel_settings, "max_channel_members", &cp->max_members) <
             0 ||
-        util_conf_int(host, p, conf, "max_title_length", 100, 1, 400, &cp->max_title) < 0)
+        util_setting_int(host, p, conf, channel_settings, "max_title_length", &cp->max_title) < 0)
         return CHATD_EINVAL;
     if (host->on_message(p, "CREATE_REQUEST", on_create) < 0 ||
         host->on_message(p, "FETCH_CHANNEL_INVITECODE_REQUEST", on_fetch_code) < 0 ||
@@ -243,7 +252,7 @@ static int channel_init(chatd_plugin *p, const chatd_host *host, const json_t *c
 
 static const chatd_plugin_desc channel_desc = {
     CHATD_PLUGIN_DESC_HEAD, .name = "channel",          .version = "1.0",
-    .init = channel_init,   .cleanup = channel_cleanup,
+    .init = channel_init,   .cleanup = channel_cleanup, .settings = channel_settings,
 };
 
 CHATD_PLUGIN(channel_desc)

@@ -125,6 +125,18 @@ int util_conf_int(const chatd_host *h, chatd_plugin *p, const json_t *conf, cons
     return 0;
 }
 
+const char *const util_sql_backends[] = {"sqlite", "mariadb", NULL};
+
+int util_setting_int(const chatd_host *h, chatd_plugin *p, const json_t *conf,
+                     const chatd_setting *defs, const char *key, int64_t *out)
+{
+    for (const chatd_setting *d = defs; d->name; d++)
+        if (strcmp(d->name, key) == 0 && d->type == CHATD_SETTING_INT)
+            return util_conf_int(h, p, conf, key, d->def_int, d->min, d->max, out);
+    h->log(p, CHATD_LOG_ERROR, "setting '%s' is not declared", key);
+    return CHATD_EINVAL;
+}
+
 int util_need_sql(const chatd_host *h, chatd_plugin *p)
 {
     if (!CHATD_HOST_HAS(h, notify_user_ref)) {

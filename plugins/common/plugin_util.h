@@ -32,6 +32,14 @@ const char *util_for_update(const chatd_host *h, chatd_db *db);
  * not an integer in lo..hi is logged with its name and gives CHATD_EINVAL. */
 int util_conf_int(const chatd_host *h, chatd_plugin *p, const json_t *conf, const char *key,
                   int64_t def, int64_t lo, int64_t hi, int64_t *out);
+/* An integer setting the plugin declared in defs (default and range taken
+ * from there; the core has checked it when it checks plugin settings). A
+ * key missing from defs is a bug: CHATD_EINVAL, logged. */
+int util_setting_int(const chatd_host *h, chatd_plugin *p, const json_t *conf,
+                     const chatd_setting *defs, const char *key, int64_t *out);
+/* The SQL backends a plugin's `backend` may name. */
+extern const char *const util_sql_backends[];
+
 /* Fail init unless the host is as new as the in-tree plugins (ABI 1.1, push
  * intents) and the plugin has a SQL storage backend (logs why). */
 int util_need_sql(const chatd_host *h, chatd_plugin *p);

@@ -6,6 +6,16 @@
 
 #include "connection.h"
 
+/* The settings of this plugin's config entry (checked by the core). */
+static const chatd_setting connection_settings[] = {
+    CHATD_STRING_SETTING("backend", NULL, util_sql_backends, "the SQL store of connections"),
+    CHATD_INT_SETTING("max_connections_per_user", 1000, 1, INT32_MAX,
+                      "accepted connections per user; an ACCEPT past it is LIMIT_EXCEEDED"),
+    CHATD_INT_SETTING("presence_grace", 5, 0, 3600,
+                      "seconds a user may be gone before friends are told offline"),
+    CHATD_SETTINGS_END,
+};
+
 static const char *const statuses[] = {"PENDING", "ACCEPTED", "REJECTED", "DISCONNECTED", NULL};
 
 static void job_free(struct cjob *j)
@@ -152,9 +162,9 @@ static int connection_init(chatd_plugin *p, const chatd_host *host, const json_t
     cp->p = p;
     cp->host = host;
     int64_t grace;
-    if (util_conf_int(host, p, conf, "max_connections_per_user", 1000, 1, INT32_MAX,
-                      &cp->max_per_user) < 0 ||
-        util_conf_int(host, p, conf, "presence_grace", 5, 0, 3600, &grace) < 0 ||
+    if (util_setting_int(host, p, conf, connection_settings, "max_connections_per_user",
+                         &cp->max_per_user) < 0 ||
+        util_setting_int(host, p, conf, connection_settings, "presence_grace", &grace) < 0 ||
         presence_init(cp, grace) < 0)
         return CHATD_EINVAL;
     if (host->on_message(p, "FETCH_CONNECTIONS_REQUEST", on_fetch) < 0 ||
@@ -169,7 +179,7 @@ static int connection_init(chatd_plugin *p, const chatd_host *host, const json_t
 
 static const chatd_plugin_desc connection_desc = {
     CHATD_PLUGIN_DESC_HEAD,  .name = "connection",          .version = "1.0",
-    .init = connection_init, .cleanup = connection_cleanup,
+    .init = connection_init, .cleanup = connection_cleanup, .settings = connection_settings,
 };
 
 CHATD_PLUGIN(connection_desc)

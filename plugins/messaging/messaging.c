@@ -7,6 +7,35 @@
 #include "messaging.h"
 #include "wire.h"
 
+/* The settings of this plugin's config entry (checked by the core). */
+static const chatd_setting messaging_settings[] = {
+    CHATD_STRING_SETTING("backend", NULL, util_sql_backends, "the SQL store of messages"),
+    CHATD_INT_SETTING("max_content_bytes", 4096, 1, 1 << 24,
+                      "bytes of a message's content (more: LIMIT_EXCEEDED)"),
+    CHATD_INT_SETTING("max_writes_per_second", 500, 1, 10000000,
+                      "WRITE_MESSAGEs per second per user (token bucket)"),
+    CHATD_INT_SETTING("write_burst", 5000, 1, 10000000,
+                      "writes a user may send at once before max_writes_per_second applies"),
+    CHATD_INT_SETTING("member_cache_channels", 4096, 0, 1 << 20,
+                      "channels whose member lists are kept between writes"),
+    CHATD_INT_SETTING("member_cache_members", 200000, 0, 100000000,
+                      "members held in those lists in all"),
+    CHATD_INT_SETTING("member_cache_min_members", 1, 1, 100000000,
+                      "lists shorter than this are not kept"),
+    CHATD_INT_SETTING("edit_window", 0, 0, 100LL * 365 * 86400,
+                      "seconds after createdAt the author may edit (0: always)"),
+    CHATD_INT_SETTING("max_reactions_per_message", 20, 1, 10000, "distinct emoji on one message"),
+    CHATD_INT_SETTING("read_notify_interval_ms", 500, 0, 3600000,
+                      "NOTIFY_READ at most once per member and channel per this many ms"),
+    CHATD_INT_SETTING("read_notify_channel_rate", 20, 1, 1000000,
+                      "NOTIFY_READs per second a channel's members are told in all, about"),
+    CHATD_INT_SETTING("typing_interval_ms", 2000, 0, 3600000,
+                      "NOTIFY_TYPING at most once per user and channel per this many ms"),
+    CHATD_INT_SETTING("typing_channel_rate", 5, 1, 1000000,
+                      "NOTIFY_TYPINGs per second per channel on a node"),
+    CHATD_SETTINGS_END,
+};
+
 static void job_free(struct mjob *j)
 {
     free(j->content);
@@ -273,19 +302,25 @@ static int read_settings(struct mplug *mp, const json_t *conf, int64_t *rate, in
     const chatd_host *h = mp->host;
     chatd_plugin *p = mp->p;
     int64_t edit_window;
-    if (util_conf_int(h, p, conf, "max_content_bytes", 4096, 1, 1 << 24, &mp->max_content) < 0 ||
-        util_conf_int(h, p, conf, "max_writes_per_second", 500, 1, 10000000, rate) < 0 ||
-        util_conf_int(h, p, conf, "write_burst", 5000, 1, 10000000, burst) < 0 ||
-        util_conf_int(h, p, conf, "member_cache_channels", 4096, 0, 1 << 20, &cache[0]) < 0 ||
-        util_conf_int(h, p, conf, "member_cache_members", 200000, 0, 100000000, &cache[1]) < 0 ||
-        util_conf_int(h, p, conf, "member_cache_min_members", 1, 1, 100000000, &cache[2]) < 0 ||
-        util_conf_int(h, p, conf, "edit_window", 0, 0, 100LL * 365 * 86400, &edit_window) < 0 ||
-        util_conf_int(h, p, conf, "max_reactions_per_message", 20, 1, 10000, &mp->max_reactions) <
+    if (util_setting_int(h, p, conf, messaging_settings, "max_content_bytes", &mp->max_content) <
             0 ||
-        util_conf_int(h, p, conf, "read_notify_interval_ms", 500, 0, 3600000, &rl->read_ms) < 0 ||
-        util_conf_int(h, p, conf, "read_notify_channel_rate", 20, 1, 1000000, &rl->read_rate) < 0 ||
-        util_conf_int(h, p, conf, "typing_interval_ms", 2000, 0, 3600000, &rl->typing_ms) < 0 ||
-        util_conf_int(h, p, conf, "typing_channel_rate", 5, 1, 1000000, &rl->typing_rate) < 0)
+        util_setting_int(h, p, conf, messaging_settings, "max_writes_per_second", rate) < 0 ||
+        util_setting_int(h, p, conf, messaging_settings, "write_burst", burst) < 0 ||
+        util_setting_int(h, p, conf, messaging_settings, "member_cache_channels", &cache[0]) < 0 ||
+        util_setting_int(h, p, conf, messaging_settings, "member_cache_members", &cache[1]) < 0 ||
+        util_setting_int(h, p, conf, messaging_settings, "member_cache_min_members", &cache[2]) <
+            0 ||
+        util_setting_int(h, p, conf, messaging_settings, "edit_window", &edit_window) < 0 ||
+        util_setting_int(h, p, conf, messaging_settings, "max_reactions_per_message",
+                         &mp->max_reactions) < 0 ||
+        util_setting_int(h, p, conf, messaging_settings, "read_notify_interval_ms", &rl->read_ms) <
+            0 ||
+        util_setting_int(h, p, conf, messaging_settings, "read_notify_channel_rate",
+                         &rl->read_rate) < 0 ||
+        util_setting_int(h, p, conf, messaging_settings, "typing_interval_ms", &rl->typing_ms) <
+            0 ||
+        util_setting_int(h, p, conf, messaging_settings, "typing_channel_rate", &rl->typing_rate) <
+            0)
         return CHATD_EINVAL;
     mp->edit_window_ms = edit_window * 1000;
     return 0;
@@ -317,7 +352,7 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
 
 static const chatd_plugin_desc messaging_desc = {
     CHATD_PLUGIN_DESC_HEAD, .name = "messaging",          .version = "1.1",
-    .init = messaging_init, .cleanup = messaging_cleanup,
+    .init = messaging_init, .cleanup = messaging_cleanup, .settings = messaging_settings,
 };
 
 CHATD_PLUGIN(messaging_desc)

@@ -49,9 +49,11 @@ json_t *devices_of(const chatd_host *h, chatd_db *db, int64_t user_id)
     json_t *list = json_array();
     int rc = st && list ? 0 : CHATD_EINTERNAL;
     while (rc == 0 && (rc = h->db_step(st)) == CHATD_ROW)
-        json_array_append_new(list,
-                              json_pack("{s:s, s:s}", "platform", h->db_column_text(st, 0, NULL),
-                                        "token", h->db_column_text(st, 1, NULL)));
+        rc = json_array_append_new(list, json_pack("{s:s, s:s}", "platform",
+                                                   h->db_column_text(st, 0, NULL), "token",
+                                                   h->db_column_text(st, 1, NULL))) == 0
+                 ? 0
+                 : CHATD_ENOMEM;
     if (st)
         h->db_reset(st);
     if (rc != CHATD_DONE) {

@@ -43,7 +43,7 @@ struct intents {
     struct gathered *ready, **ready_tail;
     struct gathered *loose; /* UNDELIVERABLE without an intent, waiting for the next store */
     int storing, store_armed;
-    int recovered; /* the first recovery of this process ran */
+    int recovered; /* the start-up recovery of this process is over (all its batches) */
 };
 
 static void gathered_free(struct gathered *g)
@@ -150,6 +150,36 @@ struct store_job {
     struct rows rows;
 };
 
+#define DELETE_CHUNK 32
+
+/* Delete the settled intents, DELETE_CHUNK to a statement (a short chunk
+ * repeats its last id): most messages push to nobody, and their intents
+ * should cost one statement for many. */
+static int delete_intents(const chatd_host *h, chatd_db *db, const struct gathered *list)
+{
+    static const char *sql = "DELETE FROM push_intent WHERE id IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                             " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    int64_t ids[DELETE_CHUNK];
+    int n = 0, rc = 0;
+    for (const struct gathered *g = list; rc == 0 && (g || n); g = g ? g->next : NULL) {
+        if (g && g->ref)
+            ids[n++] = g->ref;
+        if (n == DELETE_CHUNK || (!g && n)) {
+            chatd_stmt *st = h->db_prepare(db, sql);
+            for (int i = 0; st && i < DELETE_CHUNK; i++)
+                h->db_bind_int(st, i + 1, ids[i < n ? i : n - 1]);
+            rc = st ? h->db_step(st) : CHATD_EINTERNAL;
+            if (st)
+                h->db_reset(st);
+            rc = rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
+            n = 0;
+        }
+        if (!g)
+            break;
+    }
+    return rc;
+}
+
 static int store_run(chatd_db *db, void *arg)
 {
     struct store_job *j = arg;
@@ -158,13 +188,10 @@ static int store_run(chatd_db *db, void *arg)
     int64_t now = h->now_ms();
     rows_clear(&j->rows); /* run again after a conflict: start afresh */
     int rc = 0;
-    for (struct gathered *g = j->list; rc == 0 && g; g = g->next) {
+    for (struct gathered *g = j->list; rc == 0 && g; g = g->next)
         for (size_t i = 0; rc == 0 && i < g->n; i++)
             rc = row_insert(pp, db, &g->t[i], now, &j->rows);
-        if (rc == 0 && g->ref)
-            rc = util_exec(h, db, "DELETE FROM push_intent WHERE id = ?", "i", g->ref);
-    }
-    return rc;
+    return rc < 0 ? rc : delete_intents(h, db, j->list);
 }
 
 static void store_now(void *arg);
@@ -446,6 +473,8 @@ static void recover_done(void *arg, int status)
     for (size_t i = 0; i < j->rows.n; i++)
         queue_add(in->pp->queue, j->rows.v[i]);
     int64_t again = j->more && status >= 0 ? 0 : in->pp->set.recover_after_ms / 2;
+    if (status >= 0 && !j->more)
+        in->recovered = 1; /* every row of the earlier processes taken over */
     free(j->rows.v);
     free(j);
     if (!in->pp->closing)
@@ -460,7 +489,6 @@ static void recover(void *arg)
         return;
     j->in = in;
     j->startup = !in->recovered;
-    in->recovered = 1;
     if (in->pp->host->submit(in->pp->p, CHATD_JOB_WRITE, recover_run, recover_done, j) < 0)
         recover_done(j, CHATD_EINTERNAL);
 }

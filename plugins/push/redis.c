@@ -27,7 +27,7 @@ static int redis_open(struct pplug *pp, const json_t *conf, void **state)
     const json_t *stream = json_object_get(conf, "stream");
     int64_t max_length;
     if ((stream && !json_is_string(stream)) ||
-        util_conf_int(h, p, conf, "max_length", 1000000, 1, INT64_MAX, &max_length) < 0) {
+        util_setting_int(h, p, conf, push_settings_decl, "max_length", &max_length) < 0) {
         h->log(p, CHATD_LOG_ERROR, "setting 'stream' must be a string");
         return CHATD_EINVAL;
     }

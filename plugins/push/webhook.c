@@ -28,7 +28,7 @@ static int hook_open(struct pplug *pp, const json_t *conf, void **state)
 {
     const chatd_host *h = pp->host;
     int64_t timeout;
-    if (util_conf_int(h, pp->p, conf, "timeout_ms", 5000, 1, 600000, &timeout) < 0)
+    if (util_setting_int(h, pp->p, conf, push_settings_decl, "timeout_ms", &timeout) < 0)
         return CHATD_EINVAL;
     for (const char *const *k = (const char *const[]){"url", "secret", "ca_file", NULL}; *k; k++)
         if (json_object_get(conf, *k) && !conf_string(conf, *k)) {

@@ -3,7 +3,8 @@
  * Logs users in over HTTP (a small keep-alive client), opens authenticated
  * WebSockets from several loopback source addresses, sets up friends and
  * channels through the protocol, then drives one scenario for a bounded time
- * and prints one table (and JSON with --json). See docs/BENCHMARKS.md.
+ * and prints one table (and JSON with --json); with --tls over https and wss.
+ * See docs/BENCHMARKS.md.
  *
  * The hot path is kept cheap: every writer has a pre-built WRITE_MESSAGE whose
  * send timestamp is patched in place and masked straight into the output
@@ -36,11 +37,14 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 
 #include "load_conv.h"
 #include "load_hist.h"
@@ -85,7 +89,11 @@ static struct {
     int chatter;        /* fanout: the members type, ack what they read and react */
     double typing_rate; /* typing: TYPING per second per member */
     double rest;        /* seconds held after the drain, before the last server sample */
+    int tls;            /* https and wss, the server's certificate not verified */
 } O;
+
+static SSL_CTX *tls_ctx;  /* --tls: the client side of every connection */
+static char tls_seen[96]; /* --tls: the version and cipher of the first handshake */
 
 static struct sockaddr_in targets[MAX_TARGETS];
 static char target_names[MAX_TARGETS][80];
@@ -332,7 +340,8 @@ static double self_cpu(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-static struct proc_sample srv_start, srv_before_ws, srv_ready, srv_meas0, srv_meas1, srv_end;
+static struct proc_sample srv_start, srv_before_ws, srv_connected, srv_ready, srv_meas0, srv_meas1,
+    srv_end;
 static double self_cpu0, self_cpu1;
 /* --busy-poll: callbacks that did work, and the time spent in loop turns
  * that ran none (polling), to tell the generator's work from its spinning */
@@ -794,6 +803,48 @@ static struct sockaddr_in source_of(int k)
     return s;
 }
 
+/* --tls: fd connecting to target, wrapped in TLS; BEV_EVENT_CONNECTED comes
+ * once the handshake is done. What is written before goes out after it. */
+static struct bufferevent *tls_connect(int fd, int target, void *arg, bufferevent_data_cb rd,
+                                       bufferevent_event_cb ev)
+{
+    if (connect(fd, (struct sockaddr *)&targets[target], sizeof targets[target]) < 0 &&
+        errno != EINPROGRESS)
+        die("connect to %s: %s", target_names[target], strerror(errno));
+    SSL *ssl = SSL_new(tls_ctx);
+    struct bufferevent *bev =
+        ssl ? bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                             BEV_OPT_CLOSE_ON_FREE)
+            : NULL;
+    if (!bev)
+        die("out of memory");
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    bufferevent_setcb(bev, rd, NULL, ev, arg);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return bev;
+}
+
+/* --tls: the client context, TLS 1.2 and later, trusting any certificate
+ * (chatd's on loopback, typically self-signed). */
+static SSL_CTX *tls_client_ctx(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1)
+        die("cannot make a TLS context");
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* thousands of idle connections */
+    return ctx;
+}
+
+/* --tls: what the first handshake agreed, for the table. */
+static void tls_note(struct bufferevent *bev)
+{
+    SSL *ssl = tls_seen[0] ? NULL : bufferevent_openssl_get_ssl(bev);
+    if (ssl)
+        snprintf(tls_seen, sizeof tls_seen, "%s %s", SSL_get_version(ssl),
+                 SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
+}
+
 /* A non-blocking TCP socket bound to source address k (any port, chosen at
  * connect time so one address serves many destinations), connecting. */
 static struct bufferevent *tcp_connect(int source, int target, void *arg, bufferevent_data_cb rd,
@@ -813,6 +864,8 @@ static struct bufferevent *tcp_connect(int source, int target, void *arg, buffer
             die("bind to %s: %s", a, strerror(errno));
         }
     }
+    if (O.tls)
+        return tls_connect(fd, target, arg, rd, ev);
     struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev)
         die("out of memory");
@@ -822,6 +875,17 @@ static struct bufferevent *tcp_connect(int source, int target, void *arg, buffer
         die("connect to %s: %s", target_names[target], strerror(errno));
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     return bev;
+}
+
+/* Why a connection failed: OpenSSL's reason when TLS has one, else errno's. */
+static const char *bev_error(struct bufferevent *bev)
+{
+    unsigned long e, first = 0;
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        if (ERR_GET_LIB(e) != 0)
+            first = e; /* they come out last first */
+    const char *why = first ? ERR_reason_error_string(first) : NULL;
+    return why ? why : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
 }
 
 static void conn_drop(int ci, const char *why)
@@ -1021,9 +1085,9 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     int ci = (int)(intptr_t)arg;
     struct wconn *c = &conns[ci];
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
         struct user *u = &users[c->user];
+        tls_note(bev);
         unsigned char raw[16];
         for (int i = 0; i < 16; i += 8) {
             uint64_t r = rng_next(&rng_state);
@@ -1041,7 +1105,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         char why[128];
         if (what & BEV_EVENT_ERROR)
-            snprintf(why, sizeof why, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+            snprintf(why, sizeof why, "%s", bev_error(bev));
         else
             snprintf(why, sizeof why, "end of stream");
         conn_drop(ci, why);
@@ -1166,13 +1230,11 @@ static void http_read(struct bufferevent *bev, void *arg)
 static void http_event(struct bufferevent *bev, short what, void *arg)
 {
     struct hconn *h = arg;
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED)
         return;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
         die("HTTP connection to %s lost: %s", target_names[h->target],
-            (what & BEV_EVENT_ERROR) ? evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR())
-                                     : "end of stream");
+            (what & BEV_EVENT_ERROR) ? bev_error(bev) : "end of stream");
 }
 
 static void http_begin(void)
@@ -1359,6 +1421,7 @@ static void phase_next(void)
         }
         break;
     case PH_PROBE: {
+        srv_connected = server_sample();
         if (O.scenario != SC_IDLE) {
             ops_begin(0);
             break;
@@ -1801,6 +1864,12 @@ static void finish(void)
         nusers / (phase_secs[PH_HTTP] > 0 ? phase_secs[PH_HTTP] : 1e-9));
     row("setup: WebSockets opened", "%10d in %.2f s (%.0f/s)", nconns, phase_secs[PH_CONNECT],
         nconns / (phase_secs[PH_CONNECT] > 0 ? phase_secs[PH_CONNECT] : 1e-9));
+    if (O.tls) /* every WebSocket above is a TCP connect, a TLS handshake and an upgrade */
+        row("setup: TLS", "%10s", tls_seen);
+    double connect_cpu = srv_connected.cpu_s - srv_before_ws.cpu_s;
+    if (srv_before_ws.ok && srv_connected.ok && connect_cpu > 0)
+        row("setup: server CPU per WebSocket", "%10.3f ms (%.0f opened per CPU-second)",
+            connect_cpu * 1e3 / nconns, nconns / connect_cpu);
     if (sc != SC_IDLE)
         row("setup: friends/channels/enter", "%10.2f s (%d friendships, %d joins)",
             phase_secs[PH_FRIENDS] + phase_secs[PH_CREATE] + phase_secs[PH_JOIN] +
@@ -1877,6 +1946,7 @@ static void finish(void)
                   nconns, "users", nusers, "sources", nsources, "channels", nchans, "writers",
                   nwriters, "friendships", nedges, "joins", njoins, "duration_s", secs, "warmup_s",
                   O.warmup, "rate_target", O.rate, "window", O.window, "content_bytes", O.size);
+    json_object_set_new(j, "tls", O.tls ? json_string(tls_seen) : json_null());
     json_object_set_new(j, "setup_s",
                         json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "login",
                                   phase_secs[PH_HTTP], "connect", phase_secs[PH_CONNECT], "probe",
@@ -1911,6 +1981,8 @@ static void finish(void)
                                       (json_int_t)srv_meas1.rss_kib, "rss_kib_peak",
                                       (json_int_t)srv_meas1.hwm_kib, "cpu_s",
                                       srv_meas1.cpu_s - srv_meas0.cpu_s, "cpu_cores", srv_cpu));
+        json_object_set_new(json_object_get(j, "server"), "cpu_s_connect",
+                            json_real(srv_connected.cpu_s - srv_before_ws.cpu_s));
         if (sc == SC_IDLE)
             json_object_set_new(
                 json_object_get(j, "server"), "rss_kib_per_connection",
@@ -1967,7 +2039,9 @@ static void usage(FILE *f)
         "  --json FILE            write the results as JSON\n"
         "  --seed N               layout seed [1]\n"
         "  --quiet                no progress on stderr\n"
-        "  --busy-poll            poll without sleeping (for a generator on its own core)\n");
+        "  --busy-poll            poll without sleeping (for a generator on its own core)\n"
+        "  --tls                  https and wss (TLS 1.2 and later; the certificate is not\n"
+        "                         verified): the handshakes are part of each connection\n");
 }
 
 static int in_loopback(struct in_addr a)
@@ -2048,6 +2122,7 @@ static void parse_args(int argc, char **argv)
         o_chatter,
         o_typing_rate,
         o_rest,
+        o_tls,
         o_help
     };
     static const struct option lo[] = {{"scenario", 1, 0, o_scenario},
@@ -2086,6 +2161,7 @@ static void parse_args(int argc, char **argv)
                                        {"chatter", 0, 0, o_chatter},
                                        {"typing-rate", 1, 0, o_typing_rate},
                                        {"rest", 1, 0, o_rest},
+                                       {"tls", 0, 0, o_tls},
                                        {"help", 0, 0, o_help},
                                        {0, 0, 0, 0}};
     const char *scen = NULL, *pattern = "fanout";
@@ -2222,6 +2298,9 @@ static void parse_args(int argc, char **argv)
         case o_rest:
             O.rest = num("--rest", optarg, 0, 600);
             break;
+        case o_tls:
+            O.tls = 1;
+            break;
         case o_help:
         case 'h':
             usage(stdout);
@@ -2292,6 +2371,8 @@ int main(int argc, char **argv)
 
     layout();
     conv_init(nconns, O.seed, conv_send);
+    if (O.tls)
+        tls_ctx = tls_client_ctx();
     nsources = O.sources > 0 ? O.sources : (nconns + 19999) / 20000;
     if (ntohl(O.source_base.s_addr) + (uint32_t)nsources - 1 > 0x7fffffffu)
         die("--sources %d from --source-base leaves 127.0.0.0/8", nsources);
@@ -2360,5 +2441,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < nconns; i++)
         if (conns[i].bev)
             bufferevent_free(conns[i].bev);
+    SSL_CTX_free(tls_ctx);
     return phase == PH_END ? exit_code : 1;
 }

@@ -11,6 +11,7 @@ past that.
     tests/bench/scenario.py cluster --nodes 2 --pattern fanout --members 200 --duration 5
     tests/bench/scenario.py typing --members 1000 --duration 5 --rest 2
     tests/bench/scenario.py fanout --members 1000 --writers 16 --duration 5 --compare-chatter
+    tests/bench/scenario.py idle --connections 2000 --tls
 
 The options below belong to this script; every other one goes to chatd-load
 unchanged (see `chatd-load --help` and docs/BENCHMARKS.md).
@@ -33,6 +34,9 @@ unchanged (see `chatd-load --help` and docs/BENCHMARKS.md).
   --check              with --compare-chatter: exit 1 unless both runs had no
                        errors or lost connections and the chatter run's members
                        received NOTIFY_TYPING, NOTIFY_READ and NOTIFY_REACTION
+  --tls                the server speaks only https and wss, with a self-signed
+                       certificate made for the run (the openssl command line),
+                       and chatd-load connects with --tls (not for cluster)
 
 The server gets generous limits (per-address and per-user connection caps,
 WebSocket and write rate limits, login failure limits, friends per user,
@@ -125,18 +129,24 @@ def single(args, rest, binary, pin):
             return prefix + super().args()
 
     os.environ.pop("CHATD_E2E_CLUSTER", None)  # one plain process here
-    sets = GENEROUS + ['storage.sqlite.synchronous="%s"' % args.synchronous] + args.set
-    srv = BenchServer(sets)
-    srv.start()
+    os.environ.pop("CHATD_E2E_TLS", None)  # TLS only with --tls, and our certificate
+    sets = GENEROUS + ['storage.sqlite.synchronous="%s"' % args.synchronous]
+    tls_dir = tempfile.mkdtemp(prefix="chatd-bench-tls-") if args.tls else None
+    if tls_dir:
+        cert, key = harness.make_cert(tls_dir, "bench")
+        sets += ['tls.cert="%s"' % cert, 'tls.key="%s"' % key]
+    srv = BenchServer(sets + args.set)
     code = 1
     try:
+        srv.start()
         pid = srv.proc.pid
-        print("chatd pid %d on 127.0.0.1:%d%s, synchronous=%s, idle RSS %d KiB"
+        print("chatd pid %d on 127.0.0.1:%d%s, synchronous=%s%s, idle RSS %d KiB"
               % (pid, srv.port, " (CPU 0; chatd-load on CPU 1)" if pin else "",
-                 args.synchronous, harness.rss_kib(pid)))
+                 args.synchronous, ", TLS" if tls_dir else "", harness.rss_kib(pid)))
         cmd = (["taskset", "-c", "1"] if pin else []) + [
             binary, "--scenario", args.scenario, "--target", "127.0.0.1:%d" % srv.port,
-            "--server-pid", str(pid)] + (["--busy-poll"] if pin else []) + rest
+            "--server-pid", str(pid)] + (["--busy-poll"] if pin else []) + (
+            ["--tls"] if tls_dir else []) + rest
         code = run_load(cmd, time_budget(rest))
         if not srv.alive():
             print("scenario.py: chatd died during the run; log tail:\n" + srv.log_tail())
@@ -147,6 +157,8 @@ def single(args, rest, binary, pin):
         except AssertionError as e:
             print("scenario.py: %s" % e)
             code = code or 1
+        if tls_dir:
+            shutil.rmtree(tls_dir, ignore_errors=True)
     return code
 
 
@@ -306,6 +318,9 @@ def main():
     ap.add_argument("--compare-chatter", action="store_true",
                     help="fanout: the plain run, then the same with --chatter, each on a "
                          "fresh server, and one comparison table")
+    ap.add_argument("--tls", action="store_true",
+                    help="https and wss only, with a self-signed certificate made for the "
+                         "run (not for cluster)")
     ap.add_argument("--check", action="store_true",
                     help="with --compare-chatter: exit 1 on errors, lost connections or "
                          "chatter counters at zero")
@@ -316,6 +331,8 @@ def main():
         sys.exit("scenario.py: --compare-chatter goes with fanout (or cluster --pattern fanout)")
     if args.check and not args.compare_chatter:
         sys.exit("scenario.py: --check goes with --compare-chatter")
+    if args.tls and args.scenario == "cluster":
+        sys.exit("scenario.py: --tls runs one node (a cluster's nodes sit behind a balancer)")
     pin = args.pin
     if pin is None:
         pin = (args.scenario != "cluster" and (os.cpu_count() or 1) >= 2

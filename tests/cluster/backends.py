@@ -164,8 +164,11 @@ class MariaDB:
         sets = ['session.backend="mariadb"', "mariadb.host=" + HOST, "mariadb.port=%d" % self.port,
                 "mariadb.user=" + self.USER, 'mariadb.password="%s"' % self.PASSWORD,
                 "mariadb.database=" + database]
-        for plugin in ("auth", "connection", "channel", "messaging"):
+        for plugin in ("auth", "connection", "channel", "messaging", "admin"):
             sets.append('plugins.%s.backend="mariadb"' % plugin)
+        # the push outbox lives in the messaging plugin's store (the intents
+        # are written in its transactions)
+        sets.append('plugins.push.store="mariadb"')
         return sets
 
     def pause(self):

@@ -88,6 +88,7 @@ class Node:
         self.log_path = None
         self.killed = False   # ended on purpose by kill9(): no exit status to check
         self._log_file = None
+        self.extra_sets = []  # PATH=VALUE settings of this node alone, after the cluster's
 
     def __repr__(self):
         return "Node(%s, port %s)" % (self.name, self.port)
@@ -95,7 +96,7 @@ class Node:
     def args(self, port):
         argv = [chatd_bin(), "-c", self.cluster.conf, "--listen", "%s:%d" % (HOST, port),
                 "--data-dir", self.data_dir]
-        for item in self.cluster.sets():
+        for item in self.cluster.sets() + self.extra_sets:
             argv += ["--set", item]
         return argv
 
@@ -195,17 +196,20 @@ class Cluster:
     """MariaDB + Redis + ``nodes`` chatd processes + nginx, on 127.0.0.1."""
 
     def __init__(self, nodes=2, extra_sets=(), root=None, mariadb=None, redis=None,
-                 balancer=True, balance="round_robin", conf=None):
+                 balancer=True, balance="round_robin", conf=None, node_sets=None):
         """``root``: the cluster directory (kept: it belongs to the caller); a
         ``cluster.json`` in it names the database and Redis prefix to reuse.
         ``mariadb``/``redis``: running backends to share (else started here and
         stopped by ``stop()``). ``extra_sets``: PATH=VALUE settings for every node,
-        after the cluster's own."""
+        after the cluster's own. ``node_sets``: a function of the cluster, called
+        once MariaDB and Redis are up, giving {node index: [PATH=VALUE, ...]} for
+        single nodes."""
         if nodes < 1:
             raise ValueError("a cluster has at least one node")
         self.owns_root = root is None
         self.root = os.path.abspath(root) if root else None
         self.extra_sets = list(extra_sets)
+        self.node_sets = node_sets
         self.mariadb = mariadb
         self.redis = redis
         self.owns_mariadb = mariadb is None
@@ -254,7 +258,7 @@ class Cluster:
             "plugins.connection.presence_grace=%d" % PRESENCE_GRACE,
             'session.backend="redis"',
         ]
-        for plugin in ("auth", "connection", "channel", "messaging"):
+        for plugin in ("auth", "connection", "channel", "messaging", "admin"):
             sets.append('plugins.%s.backend="mariadb"' % plugin)
         sets += [
             'plugins.push.backend="log"', "plugins.push.file=" + _quote(self.push_path),
@@ -281,6 +285,8 @@ class Cluster:
                 self.redis = Redis().start()
             self._choose_data()
             self.nodes = [Node(self, i) for i in range(self.size)]
+            for i, sets in (self.node_sets(self) if self.node_sets else {}).items():
+                self.nodes[i].extra_sets = list(sets)
             # All at once, as an orchestrator starts them: on a fresh database
             # they take turns at the migrations (a lock in MariaDB).
             for n in self.nodes:

@@ -22,8 +22,8 @@ from backends import MariaDB, Redis  # noqa: E402
 from cluster import backends_env, missing_programs, BACKENDS_ENV  # noqa: E402
 
 E2E = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e")
-SUITES = ["http", "ws", "connections", "channels", "messages", "conversations", "push", "races",
-          "durability"]
+SUITES = ["http", "ws", "connections", "channels", "messages", "conversations", "push",
+          "push_webhook", "races", "durability", "admin"]
 SUITE_TIMEOUT = 300
 
 # Tests whose subject is the process answering on the port rather than the
@@ -41,15 +41,6 @@ BALANCER_INHERENT = {
         "TrustedProxyTests.test_address_limit_follows_forwarded_client":
             "the test plays a balancer by sending X-Forwarded-For itself; behind nginx, "
             "nginx appends the real client (127.0.0.1) last, and chatd rightly takes that",
-        # A known gap, not inherent: a session's end reaches the other nodes
-        # through Redis pub/sub (about a millisecond); a request nginx sends to
-        # another node within that window is still authenticated.
-        "LoginLogoutTests.test_logout_with_bearer":
-            "known gap: logout reaches other nodes asynchronously (~1 ms); an immediate "
-            "second logout through another node can still see the session",
-        "LoginLogoutTests.test_logout_with_cookie":
-            "known gap: logout reaches other nodes asynchronously (~1 ms); an immediate "
-            "second logout through another node can still see the session",
         "HeaderCountTests.test_header_lines_past_max_headers_are_431":
             "nginx adds header lines of its own (X-Forwarded-For, X-Real-IP, ...) to the "
             "request chatd sees, so chatd counts more lines than the client sent",

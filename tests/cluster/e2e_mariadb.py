@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from backends import MariaDB  # noqa: E402
 
 E2E = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e")
-SUITES = ["http", "ws", "connections", "channels", "messages", "conversations", "push", "races",
-          "durability"]
+SUITES = ["http", "ws", "connections", "channels", "messages", "conversations", "push",
+          "push_webhook", "races", "durability", "admin"]
 
 
 def main():

@@ -15,8 +15,11 @@ import asyncio
 import json
 import math
 import os
+import re
+import socket
 import statistics
 import sys
+import threading
 import time
 import unittest
 
@@ -39,6 +42,9 @@ from domain import (  # noqa: E402
 
 A, B = 0, 1
 NODE_NAMES = ("A", "B")
+
+ADMIN_TOKEN = "cluster-admin-" + os.urandom(16).hex()
+_NODE_ID_RE = re.compile(r"node ([0-9a-f]+): cross-node delivery")
 
 FIGURES = []  # (what, text), printed again at the end of the run
 
@@ -72,7 +78,7 @@ class ClusterTestCase(DomainTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(nodes=2).start()
+        cls.cluster = Cluster(nodes=2, extra_sets=['admin.token="%s"' % ADMIN_TOKEN]).start()
         cls.server = endpoint(cls.cluster.lb_port, cls.cluster.root)
         cls.nodes = [endpoint(p, cls.cluster.root) for p in cls.cluster.ports]
         cls.passed = True
@@ -94,6 +100,8 @@ class ClusterTestCase(DomainTestCase):
                 sys.stderr.write("cluster dir kept at %s\n" % cluster.root)
         if leaked:
             raise AssertionError("%d session token(s) appear in the node logs" % len(leaked))
+        if ADMIN_TOKEN in log:
+            raise AssertionError("the admin token appears in the node logs")
 
     def setUp(self):
         self.wait_healthy(20.0)
@@ -394,6 +402,44 @@ class CrossNodeTests(ClusterTestCase):
                   ", ".join("%.1f" % (t * 1000) for t in times)))
         self.assertLess(max(times), 1.0, "logout took more than 1 s to close the socket on B")
 
+    @async_test
+    async def test_c2_a_logout_is_honoured_everywhere_before_it_is_answered(self):
+        """1,000 rounds: the token is known (cached) on B, logged out on A, and
+        used on B right after A's answer: refused every time."""
+        loop = asyncio.get_running_loop()
+        u = self.user_on(A, "everywhere")
+        conn_a, conn_b = self.nodes[A].connection(), self.nodes[B].connection()
+        refused_late = []
+
+        def rounds(n):
+            for i in range(n):
+                token = self.nodes[A].login(u.username, u.password)
+                bearer = {"Authorization": "Bearer " + token}
+                status, _, body = self.nodes[B].request("GET", "/api/v1/auth/session",
+                                                        headers=bearer, conn=conn_b)
+                if status != 200:
+                    raise AssertionError("round %d: B did not take the new token: %d %r"
+                                         % (i, status, body))
+                status, _, _ = self.nodes[A].request("POST", "/api/v1/auth/logout",
+                                                     headers=bearer, conn=conn_a)
+                if status != 204:
+                    raise AssertionError("round %d: logout on A answered %d" % (i, status))
+                status, _, _ = self.nodes[B].request("GET", "/api/v1/auth/session",
+                                                     headers=bearer, conn=conn_b)
+                if status != 401:
+                    refused_late.append((i, status))
+        t0 = time.monotonic()
+        try:
+            await loop.run_in_executor(None, rounds, 1000)
+        finally:
+            conn_a.close()
+            conn_b.close()
+        took = time.monotonic() - t0
+        figure("logout everywhere before its answer",
+               "1000 rounds in %.1f s (%.2f ms a round: login, check on B, logout on A, "
+               "check on B); accepted after the logout: %d" % (took, took, len(refused_late)))
+        self.assertEqual(refused_late, [], "B accepted a token after its logout was answered")
+
     # d. ------------------------------------------------------------------------------
 
     @async_test
@@ -598,6 +644,13 @@ class CrossNodeTests(ClusterTestCase):
                 if any(s != 503 for s in got):
                     problems.append("node %s: /healthz while Redis is down: %r"
                                     % (NODE_NAMES[i], got))
+            # a node that cannot hear of session ends fails closed for new
+            # requests, even with a token it knows (its socket ca goes on)
+            status, _, body = await loop.run_in_executor(None, lambda: self.nodes[A].request(
+                "GET", "/api/v1/auth/session", headers={"Authorization": "Bearer " + wa.token}))
+            if status != 503:
+                problems.append("node A took a known token while Redis was down: %d %r"
+                                % (status, body))
             during = len(acked) - before
             t_start = time.monotonic()
             self.cluster.redis.start(self.cluster.redis.port)
@@ -903,6 +956,177 @@ class CrossNodeTests(ClusterTestCase):
                              (429, "RATE_LIMITED"),
                              "login on %s after 5 failures spread over both nodes"
                              % NODE_NAMES[i])
+
+    # j. the admin API across nodes ---------------------------------------------------
+
+    def admin(self, i, method, path):
+        return self.nodes[i].request(method, path,
+                                     headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+
+    def node_id(self, i):
+        """The node's id, as its log names it at start (the current start's log)."""
+        m = _NODE_ID_RE.search(self.cluster.nodes[i].current_log())
+        self.assertIsNotNone(m, "no node id in the log of %s" % NODE_NAMES[i])
+        return m.group(1)
+
+    async def wait_stats(self, i, want, timeout=5.0):
+        """Stats through node i until its nodes are exactly ``want`` ({id: connections})."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _, body = await loop.run_in_executor(None, self.admin, i, "GET",
+                                                         "/api/v1/admin/stats")
+            self.assertEqual(status, 200, body)
+            got = {n["node"]: n["connections"] for n in body["nodes"]}
+            if got == want:
+                self.assertEqual(body["connections"], sum(want.values()), body)
+                return body
+            if time.monotonic() > deadline:
+                self.fail("stats through %s: nodes %r, want %r" % (NODE_NAMES[i], got, want))
+            await asyncio.sleep(0.1)
+
+    @async_test
+    async def test_j_admin_ban_on_a_closes_sockets_on_both_nodes_within_1s(self):
+        loop = asyncio.get_running_loop()
+        ida, idb = self.node_id(A), self.node_id(B)
+        victim, other = self.user_on(A, "ban"), self.user_on(B, "bys")
+        ca = await self.connect_to(A, victim)
+        cb = await self.connect_to(B, victim, token=self.nodes[B].login(victim.username))
+        co = await self.connect_to(B, other)
+        for i in (A, B):  # either node lists both, with the sockets each holds
+            await self.wait_stats(i, {ida: 1, idb: 2})
+        closed_at = {}
+
+        async def watch(c):
+            await c.ws.wait_closed()
+            closed_at[c.label] = time.monotonic()
+
+        watchers = [asyncio.ensure_future(watch(c)) for c in (ca, cb)]
+        t0 = time.monotonic()
+        status, _, body = await loop.run_in_executor(
+            None, self.admin, A, "POST", "/api/v1/admin/users/%s/ban" % victim.username)
+        self.assertEqual((status, body), (200, {"username": victim.username, "banned": True}))
+        try:
+            await asyncio.wait_for(asyncio.gather(*watchers), 3.0)
+        except asyncio.TimeoutError:
+            self.fail("a socket of the banned user is still open 3 s after the ban on A")
+        for c in (ca, cb):
+            self.assertEqual(c.ws.close_code, 4001, c.label)
+        took = {c.label: closed_at[c.label] - t0 for c in (ca, cb)}
+        figure("admin ban on A -> 4001 on A and B", ", ".join(
+            "%s %.1f ms" % (label[-1], t * 1000) for label, t in sorted(took.items())))
+        self.assertLess(max(took.values()), 1.0, "the ban took more than 1 s to close %r" % took)
+        resp = await co.request("FETCH_USER_INVITECODE_REQUEST", {})
+        self.assertEqual(resp.get("inviteCode"), other.invite_code, resp)
+        for i in (A, B):
+            status, _, body = self.nodes[i].login_response(victim.username)
+            self.assertEqual((status, body.get("error")), (403, "FORBIDDEN"), body)
+            await self.wait_stats(i, {ida: 0, idb: 1})
+        status, _, body = self.admin(B, "POST", "/api/v1/admin/users/%s/unban" % victim.username)
+        self.assertEqual((status, body), (200, {"username": victim.username, "banned": False}))
+        self.nodes[A].login(victim.username)
+
+
+class SlowRedisProxy:
+    """A TCP proxy to Redis that holds what Redis sends for ``delay`` seconds
+    (what the client sends goes at once): a node behind it hears every
+    published message late, as a node on a slow link does."""
+
+    def __init__(self, port, delay):
+        self.target, self.delay = port, delay
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, server, 0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self.delay),
+                             daemon=True).start()
+
+    def _pipe(self, src, dst, delay):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if delay:
+                    time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.closing = True
+        self.sock.close()
+
+
+class SlowNodeLogoutTests(ClusterTestCase):
+    """Node B hears Redis 30 ms late. A logout on A is answered only once B has
+    forgotten the session: B refuses the token at once after the answer."""
+    proxy = None
+
+    @classmethod
+    def setUpClass(cls):
+        def slow_b(cluster):
+            cls.proxy = SlowRedisProxy(cluster.redis.port, 0.03)
+            return {B: ["redis.port=%d" % cls.proxy.port]}
+        cls.cluster = Cluster(nodes=2, node_sets=slow_b).start()
+        cls.server = endpoint(cls.cluster.lb_port, cls.cluster.root)
+        cls.nodes = [endpoint(p, cls.cluster.root) for p in cls.cluster.ports]
+        cls.passed = True
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            if cls.proxy:
+                cls.proxy.close()
+
+    def test_logout_waits_for_the_slow_node(self):
+        u = self.user_on(A, "slow")
+        conn_a, conn_b = self.nodes[A].connection(), self.nodes[B].connection()
+        accepted, waits = [], []
+        try:
+            for i in range(30):
+                token = self.nodes[A].login(u.username, u.password)
+                bearer = {"Authorization": "Bearer " + token}
+                status, _, _ = self.nodes[B].request("GET", "/api/v1/auth/session",
+                                                     headers=bearer, conn=conn_b)
+                self.assertEqual(status, 200, "round %d: B did not take the token" % i)
+                t0 = time.monotonic()
+                status, _, _ = self.nodes[A].request("POST", "/api/v1/auth/logout",
+                                                     headers=bearer, conn=conn_a)
+                waits.append(time.monotonic() - t0)
+                self.assertEqual(status, 204)
+                status, _, _ = self.nodes[B].request("GET", "/api/v1/auth/session",
+                                                     headers=bearer, conn=conn_b)
+                if status != 401:
+                    accepted.append(i)
+        finally:
+            conn_a.close()
+            conn_b.close()
+        figure("logout with a node 30 ms behind",
+               "answered after a median %.1f ms (the slow node's confirmation); accepted on "
+               "the slow node afterwards: %d of 30" % (statistics.median(waits) * 1000,
+                                                      len(accepted)))
+        self.assertEqual(accepted, [], "the slow node accepted a token after its logout")
+        self.assertGreater(statistics.median(waits), 0.02, "the logout did not wait for B")
+
 
 class StartTogetherTests(unittest.TestCase):
     """Nodes started at once on a fresh MariaDB all come up: the migrations run

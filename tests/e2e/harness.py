@@ -18,6 +18,10 @@ Environment:
   CHATD_E2E_KEEP=1  keep data directories (and logs) even when a server stops cleanly
   CHATD_E2E_CLUSTER=N  cluster mode: every ``Server`` is N chatd nodes behind nginx,
                     sharing MariaDB and Redis (tests/cluster/cluster.py); see below.
+  CHATD_E2E_TLS=1   TLS mode: every ``Server`` (not in cluster mode) gets tls.cert and
+                    tls.key (a self-signed certificate made once per process with the
+                    openssl command line), and every helper here speaks https and wss
+                    to it, so the suites run unchanged over TLS.
 
 Cluster mode (CHATD_E2E_CLUSTER set to a number > 0) keeps the ``Server``
 interface, so the suites run unchanged on several nodes:
@@ -52,6 +56,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -114,7 +119,7 @@ def unique_name(prefix="u"):
 def _default_path(env, *parts):
     value = os.environ.get(env)
     if value:
-        return value
+        return os.path.abspath(value)  # chatd runs in its data dir: not relative to that
     return os.path.join(REPO_ROOT, *parts)
 
 
@@ -124,6 +129,66 @@ def chatd_bin():
 
 def chatd_conf():
     return _default_path("CHATD_CONF", "etc", "chatd.conf")
+
+
+def tls_mode():
+    """Whether the servers speak TLS (CHATD_E2E_TLS; never in cluster mode)."""
+    return os.environ.get("CHATD_E2E_TLS", "").strip() not in ("", "0") and not cluster_size()
+
+
+def make_cert(directory, name, cn="127.0.0.1"):
+    """A self-signed P-256 certificate for 127.0.0.1 made by the openssl command line
+    (package openssl): (certificate path, key path) in directory."""
+    cert = os.path.join(directory, name + ".crt")
+    key = os.path.join(directory, name + ".key")
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise RuntimeError("the openssl command line is not installed (Debian package openssl)")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=" + cn, "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+    return cert, key
+
+
+_tls_files = None
+
+
+def tls_files():
+    """TLS mode's (certificate, key), made at the first call, removed at exit."""
+    global _tls_files
+    if _tls_files is None:
+        directory = tempfile.mkdtemp(prefix="chatd-e2e-tls-")
+        atexit.register(shutil.rmtree, directory, True)
+        _tls_files = make_cert(directory, "server")
+    return _tls_files
+
+
+def tls_client_context(cert=None):
+    """A client context trusting cert (default: TLS mode's), checking the name 127.0.0.1."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cert or tls_files()[0])
+    return ctx
+
+
+def open_socket(port, timeout, rcvbuf=None, context=None):
+    """A socket connected to the server: plain TCP, or TLS with ``context`` (a client
+    SSLContext; default: TLS mode's, else none). ``rcvbuf``: a receive buffer this
+    small, set before connecting."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect((HOST, port))
+        if context is None and tls_mode():
+            context = tls_client_context()
+        if context is not None:
+            sock = context.wrap_socket(sock, server_hostname=HOST)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def cluster_size():
@@ -189,6 +254,8 @@ class Server:
         self.cluster = None  # cluster mode: the tests/cluster Cluster behind this Server
         self._log_file = None
         self._stopped = False
+        # the context https and wss clients use; None: plain HTTP and ws
+        self.client_ssl = tls_client_context() if tls_mode() else None
 
     # ---- process lifecycle -------------------------------------------------
 
@@ -201,6 +268,9 @@ class Server:
             "--set", "plugins.auth.argon2_t_cost=1",
             "--set", "plugins.auth.argon2_m_cost=256",
         ]
+        if tls_mode():
+            cert, key = tls_files()
+            argv += ["--set", 'tls.cert="%s"' % cert, "--set", 'tls.key="%s"' % key]
         # CHATD_E2E_SETS (a JSON list of PATH=VALUE) runs the same suites on
         # another deployment, e.g. every plugin on MariaDB; the test's own
         # settings come last and win.
@@ -400,6 +470,9 @@ class Server:
     # ---- HTTP ----------------------------------------------------------------
 
     def connection(self, timeout=IO_TIMEOUT):
+        if self.client_ssl is not None:
+            return http.client.HTTPSConnection(HOST, self.port, timeout=timeout,
+                                               context=self.client_ssl)
         return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
 
     def request(self, method, path, body=None, headers=None, conn=None):
@@ -462,7 +535,8 @@ class Server:
     # ---- WebSocket -----------------------------------------------------------
 
     def ws_uri(self, token=None, how="query"):
-        uri = "ws://%s:%d%s" % (HOST, self.port, WS_PATH)
+        uri = "%s://%s:%d%s" % ("ws" if self.client_ssl is None else "wss", HOST, self.port,
+                                WS_PATH)
         if token is not None and how == "query":
             uri += "?access_token=" + token
         return uri
@@ -515,7 +589,7 @@ def recv_until_close(sock, timeout=IO_TIMEOUT, limit=1 << 20):
             data = sock.recv(65536)
         except socket.timeout:
             return b"".join(chunks), False
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):  # TLS: closed uncleanly
             return b"".join(chunks), True
         if not data:
             return b"".join(chunks), True
@@ -529,7 +603,7 @@ def _send_quietly(sock, data):
     try:
         sock.sendall(data)
         return True
-    except (BrokenPipeError, ConnectionResetError):
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
         return False
 
 
@@ -540,7 +614,7 @@ def raw_exchange(port, data, timeout=5.0, then=None, pause=0.5):
     answered already (useful for a head whose body the server may refuse to read).
     Returns (response bytes, eof_reached).
     """
-    sock = socket.create_connection((HOST, port), timeout=timeout)
+    sock = open_socket(port, timeout)
     try:
         if not _send_quietly(sock, data):
             return recv_until_close(sock, timeout)
@@ -550,7 +624,7 @@ def raw_exchange(port, data, timeout=5.0, then=None, pause=0.5):
                 first = sock.recv(65536)
             except socket.timeout:
                 first = None
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 return b"", True
             if first is None:
                 _send_quietly(sock, then)
@@ -626,6 +700,8 @@ async def ws_connect(server, token=None, how="query", origin=None, headers=None,
     kwargs.setdefault("open_timeout", IO_TIMEOUT)
     kwargs.setdefault("close_timeout", 3)
     kwargs.setdefault("ping_interval", None)
+    if server.client_ssl is not None:
+        kwargs.setdefault("ssl", server.client_ssl)
     if origin is not None:
         kwargs["origin"] = origin
     return await websockets.connect(server.ws_uri(token, how), extra_headers=extra,
@@ -746,17 +822,12 @@ class FrameTimeout(AssertionError):
 class RawWebSocket:
     """A minimal client: handshake, masked frame writer, frame reader."""
 
-    def __init__(self, port, timeout=5.0, rcvbuf=None):
+    def __init__(self, port, timeout=5.0, rcvbuf=None, context=None):
         """``rcvbuf``: a receive buffer this small (set before connecting, so the
-        window the server sees stays small: a slow reader fills up fast)."""
+        window the server sees stays small: a slow reader fills up fast).
+        ``context``: TLS with this client SSLContext (as open_socket)."""
         self.port = port
-        if rcvbuf is None:
-            self.sock = socket.create_connection((HOST, port), timeout=timeout)
-        else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.settimeout(timeout)
-            self.sock.connect((HOST, port))
+        self.sock = open_socket(port, timeout, rcvbuf, context)
         self.buf = b""
         self.status = None
         self.headers = {}
@@ -858,7 +929,7 @@ class RawWebSocket:
     def _recv_some(self):
         try:
             data = self.sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             data = b""
         self.buf += data
         return data

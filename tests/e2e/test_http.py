@@ -4,6 +4,7 @@
 import json
 import os
 import shutil
+import socket
 import tempfile
 import re
 import sys
@@ -16,8 +17,10 @@ from harness import (  # noqa: E402
     ServerTestCase,
     auth_headers,
     error_code,
+    open_socket,
     parse_http_response,
     raw_exchange,
+    recv_until_close,
     unique_name,
 )
 
@@ -446,6 +449,17 @@ class RoutingTests(ServerTestCase):
         data, _ = raw_exchange(self.server.port, req + req + req.replace(
             b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"))
         self.assertEqual(data.count(b"HTTP/1.1 200"), 3, data)
+
+    def test_half_closed_client_gets_its_answer(self):
+        """A request, then the client's FIN at once: an answer made at once (healthz)
+        is still being written when the FIN is read, and must not be dropped."""
+        for _ in range(20):
+            with open_socket(self.server.port, 5) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                socket.socket.shutdown(sock, socket.SHUT_WR)  # TCP's, under TLS too
+                data, eof = recv_until_close(sock)
+            self.assertTrue(eof)
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:100])
 
 
 class MalformedHttpTests(ServerTestCase):

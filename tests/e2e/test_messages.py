@@ -172,7 +172,8 @@ class LatencyMetricsTests(MessageCase):
         ports = [n.port for n in cluster.nodes] if cluster else [self.server.port]
         totals = {}
         for port in ports:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn = (http.client.HTTPConnection("127.0.0.1", port, timeout=5) if cluster
+                    else self.server.connection(timeout=5))  # https in TLS mode
             conn.request("GET", "/metrics")
             resp = conn.getresponse()
             body = resp.read()

@@ -6,8 +6,10 @@ The push plugin writes one JSON line per notification to <data_dir>/push.log:
 have carried>}, the body a webhook would be POSTed.
 """
 
+import asyncio
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,6 +42,34 @@ class PushCase(DomainTestCase):
 
 
 class MessagePushTests(PushCase):
+
+    @async_test
+    async def test_intents_and_delivered_notifications_leave_nothing_stored(self):
+        import sqlite3
+        w, e, o = self.user("w"), self.user("e"), self.user("o")
+        cid = await self.channel_with(w, e, o)
+        cw, ce = await self.connect(w), await self.connect(e)
+        await self.enter(ce, cid)
+        # pipelined: many settle together, and their intents go in few statements
+        for i in range(40):
+            await cw.send({"type": "WRITE_MESSAGE", "channelId": chan(cid), "content": "p%d" % i,
+                           "requestId": "p%d" % i})
+        for i in range(40):
+            await cw.reply("p%d" % i, "WRITE_MESSAGE")
+        await self.wait_push(o, "NOTIFY_MESSAGE", 40, in_channel(cid))
+        db = os.path.join(self.server.data_dir, "chatd.db")
+        with sqlite3.connect(db) as conn:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'push_intent'").fetchall():
+                raise unittest.SkipTest("the outbox is not in the embedded store here")
+        deadline = time.monotonic() + 5
+        while True:
+            with sqlite3.connect(db) as conn:
+                left = (conn.execute("SELECT COUNT(*) FROM push_intent").fetchone()[0],
+                        conn.execute("SELECT COUNT(*) FROM push_outbox").fetchone()[0])
+            if left == (0, 0) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        self.assertEqual(left, (0, 0), "intents or delivered notifications left in the store")
 
     @async_test
     async def test_offline_member_gets_one_push_per_message_entered_member_and_writer_none(self):

@@ -39,8 +39,8 @@
 #define SETTLE_MAX_ROUNDS 2000
 #define SETTLE_MAX_MS 5000
 
-static const char *const plugin_names[] = {"auth",      "connection", "channel",
-                                           "messaging", "push",       NULL};
+static const char *const plugin_names[] = {"auth",  "connection", "channel", "messaging",
+                                           "admin", "push",       NULL};
 
 static struct {
     int started, what;

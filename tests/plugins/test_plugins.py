@@ -124,6 +124,14 @@ class InstalledPluginTests(unittest.TestCase):
             self.assertEqual(headers.get("Content-Type"), "text/html; charset=utf-8")
             self.assertIn(b'<div id="app">', body)
 
+    def test_out_of_tree_plugin_settings_are_checked(self):
+        conf = write_conf(self.tmp, [AUTH, '{ name = "echo"; path = "%s"; prefx = "x"; }'
+                                     % self.echo])
+        code, out = start_fails(self.binary, conf, self.sets)
+        self.assertNotEqual(code, 0)
+        self.assertIn("setting 'plugins.echo.prefx': unknown setting (plugin echo takes: prefix)",
+                      out)
+
     def test_example_exports_only_its_entry(self):
         out = sh(["nm", "-D", "--defined-only", self.echo])
         names = [line.split()[-1] for line in out.splitlines() if line.strip()]
@@ -322,7 +330,9 @@ class CompatibilityTests(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="chatd-compat-")
         conf = write_conf(cls.tmp, [
             AUTH,
-            '{ name = "abi10"; path = "%s"; }' % os.path.join(TEST_PLUGINS, "abi10.so"),
+            # a setting it never declared (ABI 1.0 declares none): passed unchecked
+            '{ name = "abi10"; path = "%s"; anything = 1; }' % os.path.join(TEST_PLUGINS,
+                                                                              "abi10.so"),
             '{ name = "short_desc"; path = "%s"; }' % os.path.join(TEST_PLUGINS, "short_desc.so")])
         cls.srv = ConfServer(harness.chatd_bin(), conf).start()
 
@@ -343,6 +353,8 @@ class CompatibilityTests(unittest.TestCase):
         self.assertEqual(resp["type"], "ABI10_PONG")
         self.assertGreaterEqual(resp["hostMinor"], 1)
         self.assertIn("loaded plugin abi10 1.0", self.srv.log_text())
+        self.assertIn("plugin 'abi10' declares no settings (ABI 1.0): its settings are not "
+                      "checked", self.srv.log_text())
 
     def test_short_descriptor_plugin_answers(self):
         user = self.srv.new_user("shd")
@@ -521,10 +533,19 @@ class StartupRefusalTests(unittest.TestCase):
         self.assertNotIn("core: ready", out)
 
     def test_plugin_init_failure_stops_startup(self):
+        # valid settings, but no store: the plugin's init refuses
+        conf = write_conf(self.tmp, ['{ name = "auth"; }'])
+        code, out = start_fails(harness.chatd_bin(), conf)
+        self.assertNotEqual(code, 0)
+        self.assertIn("needs a SQL storage backend", out)
+        self.assertIn("plugin 'auth': init failed", out)
+
+    def test_plugin_setting_of_the_wrong_type_stops_startup(self):
         conf = write_conf(self.tmp, ['{ name = "auth"; backend = "sqlite"; argon2_t_cost = "x"; }'])
         code, out = start_fails(harness.chatd_bin(), conf)
         self.assertNotEqual(code, 0)
-        self.assertIn("plugin 'auth': init failed", out)
+        self.assertIn("%s:2: setting 'plugins.auth.argon2_t_cost': expected an integer" % conf,
+                      out)
 
     def test_address_in_use_stops_startup(self):
         # A second server on a busy address must not start beside the first
@@ -542,7 +563,7 @@ class StartupRefusalTests(unittest.TestCase):
         conf = write_conf(self.tmp, ['{ name = "auth"; backend = "oracle"; }'])
         code, out = start_fails(harness.chatd_bin(), conf)
         self.assertNotEqual(code, 0)
-        self.assertIn("needs a SQL storage backend", out)
+        self.assertIn("setting 'plugins.auth.backend': \"oracle\" is not sqlite or mariadb", out)
 
 
 class CheckConfigTests(unittest.TestCase):
@@ -596,6 +617,57 @@ class CheckConfigTests(unittest.TestCase):
         code, out, _ = self.check("", "nonsense")
         self.assertEqual(code, 1)
         self.assertIn("PATH=VALUE", out)
+
+    def test_plugin_setting_typos_name_file_line_and_setting(self):
+        # an unknown key, a value out of range, a store that is not one
+        for line, want in (
+                ('{ name = "messaging"; backend = "sqlite"; max_content_byts = 10; }',
+                 "setting 'plugins.messaging.max_content_byts': unknown setting"),
+                ('{ name = "auth"; backend = "sqlite"; login_window = -5; }',
+                 "setting 'plugins.auth.login_window': -5 is out of range 1..604800"),
+                ('{ name = "channel"; backend = "webhook"; }',
+                 "setting 'plugins.channel.backend': \"webhook\" is not sqlite or mariadb"),
+                ('{ name = "push"; backend = "webhok"; }',
+                 "setting 'plugins.push.backend': \"webhok\" is not log, redis or webhook"),
+                ('{ name = "push"; max_attempts = "ten"; }',
+                 "setting 'plugins.push.max_attempts': expected an integer")):
+            with self.subTest(line=line):
+                code, out, path = self.check("plugins = (\n  %s\n);\n" % line)
+                self.assertEqual(code, 1, out)
+                self.assertIn("%s:2: %s" % (path, want), out)
+        # an override is named as one
+        code, out, path = self.check('plugins = ( { name = "push"; } );\n',
+                                     "plugins.push.lease_ms=1")
+        self.assertEqual(code, 1, out)
+        self.assertIn("%s (--set): setting 'plugins.push.lease_ms': 1 is out of range" % path, out)
+
+    def test_help_lists_plugin_settings_as_docs_config_does(self):
+        p = subprocess.run([harness.chatd_bin(), "--help", "-c", harness.chatd_conf()],
+                           stdout=subprocess.PIPE, timeout=10)
+        self.assertEqual(p.returncode, 0)
+        listed = {}
+        for line in p.stdout.decode().splitlines():
+            m = re.match(r"\s+plugins\.(\w+)\.(\w+)\s+(\S+)", line)
+            if m:
+                listed.setdefault(m.group(1), {})[m.group(2)] = m.group(3)
+        self.assertEqual(set(listed), {"auth", "connection", "channel", "messaging", "admin",
+                                       "push"})
+        with open(os.path.join(SOURCE, "docs", "CONFIG.md")) as f:
+            doc = f.read()
+        documented = {}
+        for section in re.split(r"^### plugins\.", doc, flags=re.M)[1:]:
+            name = section.split("\n", 1)[0].strip()
+            for m in re.finditer(r"^\| `(\w+)` \| ([^|]*) \|", section, re.M):
+                documented.setdefault(name, {})[m.group(1)] = m.group(2).strip().strip("`")
+        for plugin, keys in listed.items():
+            with self.subTest(plugin=plugin):
+                doc_keys = documented.get(plugin, {})
+                self.assertEqual(sorted(set(keys)), sorted(set(doc_keys) - {"store"}),
+                                 "docs/CONFIG.md and the plugin's declared settings differ")
+                for key, default in keys.items():
+                    if default != "-":
+                        self.assertEqual(doc_keys[key], default,
+                                         "default of plugins.%s.%s" % (plugin, key))
 
     def test_version_and_help(self):
         p = subprocess.run([harness.chatd_bin(), "--version"], stdout=subprocess.PIPE, timeout=10)
