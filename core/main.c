@@ -130,6 +130,7 @@ static void reload(void)
     if (n) {
         app_configure(&app.s);
         log_set_level((chatd_log_level)log_level_parse(app.s.log_level));
+        log_set_format((enum log_format)log_format_parse(app.s.log_format));
         if (strstr(applied, "log.file") && app.s.log_file[0] && log_switch(app.s.log_file) < 0)
             log_error("reload: cannot open log file %s: %s", app.s.log_file, strerror(errno));
     }
@@ -141,10 +142,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what, (void)arg;
     if (sig == SIGHUP) {
+        notify("RELOADING=1"); /* systemctl reload waits for the READY=1 */
         log_reopen();
         log_info("log reopened");
         app_reload();
         reload();
+        notify("READY=1");
         return;
     }
     if (app.drain_timer) {

@@ -21,6 +21,7 @@ static const char *const live_settings[] = {"http.max_head_size",
                                             "session.ttl",
                                             "session.end_confirm_ms",
                                             "log.level",
+                                            "log.format",
                                             "log.file",
                                             "admin.token",
                                             NULL};

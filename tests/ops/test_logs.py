@@ -16,7 +16,8 @@ that is not UTF-8; then SIGTERM. Afterwards:
   control characters included (decoded from their escapes);
 * the INTERNAL error's line has the connection's id and the X-Request-Id,
   with U+FFFD for the byte that was not UTF-8;
-* the same run with log.format = "text" writes no line that parses as JSON.
+* the same run with log.format = "text" writes no line that parses as JSON;
+* log.format changes on a SIGHUP reload: text lines before, JSON after.
 """
 
 import http.client
@@ -24,7 +25,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
+import time
 import tempfile
 import unittest
 
@@ -45,14 +48,25 @@ ODD_REQUEST = b'req "7" \xff end'
 class ProbeServer(harness.Server):
     """A Server whose config is etc/chatd.conf with the probe plugin added."""
 
-    def __init__(self, conf_dir, extra_sets):
+    def __init__(self, conf_dir, extra_sets, log_format=None):
         super().__init__(extra_sets, data_dir=os.path.join(conf_dir, "data"))
         with open(harness.chatd_conf(), encoding="utf-8") as f:
-            text = f.read()
+            self.text = f.read()
         entry = '  { name = "probe"; path = "%s"; },\n' % PROBE
+        self.text = re.sub(r"(?m)^plugins = \(\n", lambda m: m.group(0) + entry, self.text,
+                           count=1)
         self.conf = os.path.join(conf_dir, "chatd-probe.conf")
+        self.write_conf(log_format)
+
+    def write_conf(self, log_format):
+        """The config file, with log.format set in it (None: not set)."""
+        text = self.text
+        if log_format:
+            text = re.sub(r"(?m)^log = \{\n", lambda m: '%s  format = "%s";\n'
+                          % (m.group(0), log_format), text, count=1)
+            assert 'format = "%s"' % log_format in text
         with open(self.conf, "w", encoding="utf-8") as f:
-            f.write(re.sub(r"(?m)^plugins = \(\n", lambda m: m.group(0) + entry, text, count=1))
+            f.write(text)
 
     def args(self):
         argv = super().args()
@@ -135,6 +149,25 @@ class JsonLogTest(unittest.TestCase):
         self.assertIn("probe detail for the log", internal[0]["message"])
         self.assertEqual(internal[0].get("request"), ODD_REQUEST.decode("utf-8", "replace"))
         self.assertIsInstance(internal[0].get("conn"), int)
+
+    def test_format_changes_on_reload(self):
+        tmp = tempfile.mkdtemp(prefix="chatd-ops-log-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        srv = ProbeServer(tmp, [], log_format="text")
+        with srv:
+            srv.write_conf("json")
+            srv.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "applied log.format" not in srv.log_text():
+                self.assertLess(time.monotonic(), deadline, srv.log_text())
+                time.sleep(0.05)
+            srv.new_user("rl")  # something logged after the reload
+        lines = srv.log_text().splitlines()
+        at = next(i for i, line in enumerate(lines) if "applied log.format" in line)
+        self.assertFalse(any(line.startswith("{") for line in lines[:at]), lines[:at])
+        after = [json.loads(line) for line in lines[at:]]  # every line after is JSON
+        self.assertIn("reload: applied log.format", after[0]["message"])
+        self.assertTrue(any(o["message"] == "stopped" for o in after), after)
 
     def test_text_format_is_not_json(self):
         data, _ = self.serve_traffic("text")

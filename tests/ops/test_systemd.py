@@ -10,8 +10,9 @@
   Skipped when systemd-analyze is absent: the process exits 77 if that is all
   that was skipped.
 * sd_notify: chatd started with NOTIFY_SOCKET on a datagram socket the test
-  binds sends READY=1 once, when /healthz already answers, and STOPPING=1 when
-  SIGTERM starts the drain, before it exits 0. Skipped in a build without
+  binds sends READY=1 once, when /healthz already answers; RELOADING=1 and
+  then READY=1 for a SIGHUP reload; and STOPPING=1 when SIGTERM starts the
+  drain, before it exits 0. Skipped in a build without
   libsystemd (CHATD_HAVE_SYSTEMD=0), where chatd tells nothing.
 
 Environment (set by tests/meson.build): CHATD_BIN, CHATD_CONF, CHATD_UNIT (the
@@ -223,6 +224,15 @@ class NotifyTest(unittest.TestCase):
         self.assertIsNotNone(m, "READY=1 before the listener: " + self.log_text())
         self.assertEqual(self.healthz(int(m.group(1))), 200)
         self.assertIsNone(self.next_notification(0.3), "a second notification while serving")
+
+        # a reload is bracketed: RELOADING=1, then READY=1 once it is done
+        self.proc.send_signal(signal.SIGHUP)
+        note = self.next_notification(harness.STOP_TIMEOUT)
+        self.assertIn("RELOADING=1", (note or "").split("\n"), "after SIGHUP: %r" % note)
+        note = self.next_notification(harness.STOP_TIMEOUT)
+        self.assertIn("READY=1", (note or "").split("\n"), "after the reload: %r" % note)
+        self.assertIn("reload: ", self.log_text())
+        self.assertEqual(self.healthz(int(m.group(1))), 200)
 
         self.proc.send_signal(signal.SIGTERM)
         note = self.next_notification(harness.STOP_TIMEOUT)
