@@ -244,6 +244,16 @@ static int my_rollback(chatd_db *db)
     return my_exec(db, "ROLLBACK");
 }
 
+/* Ready a statement to run again. Freeing its result is enough: every
+ * result is stored whole (mysql_stmt_store_result), no cursor stays open and
+ * no long data is sent, so there is nothing of it left on the server, and
+ * mysql_stmt_reset would only cost one more round trip (COM_STMT_RESET) after
+ * every statement. */
+static void stmt_done(struct my_stmt *st)
+{
+    mysql_stmt_free_result(st->st);
+}
+
 static chatd_stmt *my_prepare(chatd_db *db, const char *sql)
 {
     struct my_db *d = MY(db);
@@ -252,8 +262,7 @@ static chatd_stmt *my_prepare(chatd_db *db, const char *sql)
     struct my_stmt *st = hmap_get_str(d->stmts, sql);
     if (st) {
         if (st->executed) {
-            mysql_stmt_free_result(st->st);
-            mysql_stmt_reset(st->st);
+            stmt_done(st);
             st->executed = 0;
         }
         return &st->base;
@@ -427,10 +436,8 @@ static int my_column_is_null(chatd_stmt *stmt, int col)
 static void my_reset(chatd_stmt *stmt)
 {
     struct my_stmt *st = MYS(stmt);
-    if (st->executed && !MY(st->base.db)->broken) {
-        mysql_stmt_free_result(st->st);
-        mysql_stmt_reset(st->st);
-    }
+    if (st->executed && !MY(st->base.db)->broken)
+        stmt_done(st);
     st->executed = 0;
 }
 

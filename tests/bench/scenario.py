@@ -214,7 +214,7 @@ def cluster(args, rest, binary):
 DB_REPORT_ARGS = ["--performance-schema=ON",
                   "--performance-schema-consumer-statements-digest=ON",
                   "--performance-schema-digests-size=2000"]
-DB_STATUS = ("Questions", "Com_commit", "Com_rollback", "Com_insert", "Com_update",
+DB_STATUS = ("Questions", "Com_stmt_execute", "Com_stmt_reset", "Com_stmt_prepare", "Com_commit", "Com_rollback", "Com_insert", "Com_update",
              "Com_select", "Com_delete", "Com_savepoint", "Innodb_row_lock_waits",
              "Innodb_row_lock_time", "Innodb_data_fsyncs", "Innodb_os_log_fsyncs")
 
