@@ -67,8 +67,27 @@ def start_fails(binary, conf, sets=(), listen="127.0.0.1:0"):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
+def build_example(tmp, dest, pc, name):
+    """Copy contrib/plugins/<name> out of the tree and build it with its Makefile against
+    the install under dest (pc: its chatd-plugin.pc); returns the path of <name>.so."""
+    src = os.path.join(tmp, name)
+    shutil.copytree(os.path.join(SOURCE, "contrib", "plugins", name), src)
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pc))
+    with open(pc) as f:
+        prefix = [l.split("=", 1)[1].strip() for l in f if l.startswith("prefix=")][0]
+    # The .pc file sits under DESTDIR: point its prefix there.
+    sh(["make", "-s", "CFLAGS=-O2 -g -Wall -Wextra -Werror",
+        "PKG_CONFIG=pkg-config --define-variable=prefix=%s%s" % (dest, prefix)],
+       env=env, cwd=src)
+    so = os.path.join(src, name + ".so")
+    if not os.path.isfile(so):
+        raise AssertionError("make in contrib/plugins/%s made no %s.so" % (name, name))
+    return so
+
+
 class InstalledPluginTests(unittest.TestCase):
-    """meson install into a DESTDIR, then build contrib/plugin-example against it."""
+    """meson install into a DESTDIR, then build the examples of contrib/plugins/ against
+    it, each with its own Makefile, out of the tree."""
 
     @classmethod
     def setUpClass(cls):
@@ -88,15 +107,7 @@ class InstalledPluginTests(unittest.TestCase):
                 raise AssertionError("install did not put exactly one %s: %r" % (what, found))
         cls.binary, cls.plugin_dir, cls.sql_dir = bins[0], os.path.dirname(auth[0]), sqls[0]
         cls.installed_conf = confs[0]
-        src = os.path.join(cls.tmp, "plugin-example")
-        shutil.copytree(os.path.join(SOURCE, "contrib", "plugin-example"), src)
-        env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]))
-        with open(pcs[0]) as f:
-            prefix = [l.split("=", 1)[1].strip() for l in f if l.startswith("prefix=")][0]
-        # The .pc file sits under DESTDIR: point its prefix there.
-        sh(["make", "-s", "PKG_CONFIG=pkg-config --define-variable=prefix=%s%s" % (dest, prefix)],
-           env=env, cwd=src)
-        cls.echo = os.path.join(src, "echo.so")
+        cls.echo = build_example(cls.tmp, dest, pcs[0], "echo")
         cls.sets = ["server.plugin_dir=" + cls.plugin_dir, "server.sql_dir=" + cls.sql_dir]
         # the installed config's web root, moved under DESTDIR like the rest
         with open(cls.installed_conf) as f:
