@@ -28,6 +28,7 @@ struct handler {
 struct handler_list {
     struct handler *v;
     size_t n;
+    int64_t *received; /* chatd_ws_messages_in_total{type=...}, made with the list */
 };
 
 struct chatd_req {
@@ -46,7 +47,8 @@ struct chatd_req {
 
 static struct {
     struct dispatch_limits lim;
-    hmap *by_type; /* type -> handler_list */
+    hmap *by_type;                /* type -> handler_list */
+    int64_t *errors[ERROR_CELLS]; /* chatd_ws_errors_total{code} */
 } ds;
 
 static int keep_alive(chatd_req *req, const json_t *msg, void *state)
@@ -66,6 +68,7 @@ void dispatch_set_limits(const struct dispatch_limits *limits)
 int dispatch_init(const struct dispatch_limits *limits)
 {
     ds.lim = *limits;
+    error_count_init(ds.errors, "ws_errors");
     if (!(ds.by_type = hmap_new(1)))
         return CHATD_ENOMEM;
     return dispatch_register(NULL, "KEEP_ALIVE", keep_alive, NULL);
@@ -97,6 +100,7 @@ int dispatch_register(void *owner, const char *type, chatd_msg_handler fn, void 
     if (!l) {
         if (!(l = calloc(1, sizeof *l)))
             return CHATD_ENOMEM;
+        l->received = metrics_counter_label_ref("ws_messages_in", "type", type);
         if (hmap_put_str(ds.by_type, type, l) < 0) {
             free(l);
             return CHATD_ENOMEM;
@@ -180,7 +184,8 @@ static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_i
 {
     char text[64];
     if (code == CHATD_ERR_INTERNAL)
-        message = error_internal_text(message, msg_type, text, sizeof text);
+        message = error_internal_text(message, msg_type, conn_id, json_string_value(request_id),
+                                      text, sizeof text);
     json_t *body = json_pack("{s:s, s:s}", "code", error_code_name(code), "message",
                              message ? message : error_code_name(code));
     if (body && msg_type)
@@ -188,7 +193,7 @@ static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_i
     struct wsmsg *m = encode_frame("ERROR", body, request_id);
     send_to(client_find(conn_id), m);
     wsmsg_unref(m);
-    metrics_count("ws_errors", 1);
+    error_count(ds.errors, "ws_errors", code);
 }
 
 int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
@@ -196,7 +201,8 @@ int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
     if (req->answer) {
         char text[64];
         if (code == CHATD_ERR_INTERNAL)
-            message = error_internal_text(message, req->type, text, sizeof text);
+            message = error_internal_text(message, req->type, req->conn_id,
+                                          json_string_value(req->request_id), text, sizeof text);
         answer_json(req, "ERROR",
                     json_pack("{s:s, s:s, s:s}", "code", error_code_name(code), "message",
                               message ? message : error_code_name(code), "messageType", req->type));
@@ -331,10 +337,21 @@ int dispatch_as(int64_t user_id, const char *username, const json_t *msg,
     return 0;
 }
 
+/* One more message received of l's type, or of none a handler has (l NULL). */
+static void count_in(const struct handler_list *l)
+{
+    static int64_t *other;
+    if (!other)
+        other = metrics_counter_label_ref("ws_messages_in", "type", "other");
+    int64_t *cell = l && l->received ? l->received : other;
+    if (cell)
+        ++*cell;
+}
+
 void dispatch_text(struct client *c, const char *data, size_t len)
 {
-    METRICS_ADD("ws_messages_in", 1);
     if (!c->session || session_expired(c->session)) {
+        count_in(NULL);
         ws_close(c->conn, SESSION_CLOSE_ENDED, "session expired");
         return;
     }
@@ -343,12 +360,15 @@ void dispatch_text(struct client *c, const char *data, size_t len)
     json_error_t jerr;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!msg) {
+        count_in(NULL);
         reject_unparsed(c, data, len, &jerr, allowed);
         return;
     }
     chatd_req *req = NULL;
     json_t *rid = json_object_get(msg, "requestId");
     const char *type_s = json_string_value(json_object_get(msg, "type"));
+    struct handler_list *l = type_s ? hmap_get_str(ds.by_type, type_s) : NULL;
+    count_in(l);
     if (!allowed) {
         metrics_count("ws_rate_limited", 1);
         send_error(c->id, type_s, request_id_of(msg), CHATD_ERR_RATE_LIMITED,
@@ -368,7 +388,6 @@ void dispatch_text(struct client *c, const char *data, size_t len)
         send_error(c->id, NULL, rid, CHATD_ERR_BAD_REQUEST, "missing string field 'type'");
         goto out;
     }
-    struct handler_list *l = hmap_get_str(ds.by_type, type_s);
     if (!(req = calloc(1, sizeof *req)) || !(req->type = strdup(type_s)) ||
         !(req->username = strdup(c->username))) {
         send_error(c->id, type_s, rid, CHATD_ERR_INTERNAL, "out of memory");

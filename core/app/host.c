@@ -47,8 +47,7 @@ static void h_log(chatd_plugin *p, chatd_log_level level, const char *fmt, ...)
 
 static void h_count(chatd_plugin *p, const char *name, uint64_t delta)
 {
-    (void)p;
-    metrics_count(name, delta);
+    metrics_plugin_count(p ? p->name : "plugin", name, delta);
 }
 
 static int h_on_message(chatd_plugin *p, const char *type, chatd_msg_handler fn)
@@ -116,8 +115,7 @@ static const char *h_req_session_key(chatd_req *req)
 
 static void h_observe_us(chatd_plugin *p, const char *name, uint64_t us)
 {
-    (void)p;
-    metrics_observe_us(name, us);
+    metrics_plugin_observe_us(p ? p->name : "plugin", name, us);
 }
 
 static int h_on_message_filter(chatd_plugin *p, chatd_message_filter fn)
@@ -129,8 +127,7 @@ static int h_on_message_filter(chatd_plugin *p, chatd_message_filter fn)
 
 static void h_gauge(chatd_plugin *p, const char *name, int64_t value)
 {
-    (void)p;
-    metrics_gauge(name, value);
+    metrics_plugin_gauge(p ? p->name : "plugin", name, value);
 }
 
 static int h_session_end_user(int64_t user_id)

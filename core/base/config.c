@@ -32,6 +32,7 @@
 static const char *const synchronous_modes[] = {"full", "normal", NULL};
 static const char *const session_backends[] = {"sqlite", "mariadb", "redis", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const tls_versions[] = {"1.2", "1.3", NULL};
 
 /* Every setting the core reads. docs/CONFIG.md describes the same list. */
@@ -125,6 +126,8 @@ const struct schema config_schema[] = {
     S_ENUM("tls.min_version", tls_min_version, "1.2", tls_versions,
            "oldest TLS version accepted: 1.2 or 1.3"),
     S_ENUM("log.level", log_level, "info", log_levels, "error, warn, info or debug"),
+    S_ENUM("log.format", log_format, "text", log_formats,
+           "text, or json: one object a line with time, level, module, message"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
     S_INT("hooks.filter_timeout_ms", filter_timeout_ms, 2000, 1, 600000,
           "how long a message filter may take before the write fails UNAVAILABLE"),

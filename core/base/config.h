@@ -76,6 +76,7 @@ struct settings {
     /* log */
     char *log_level;
     int64_t filter_timeout_ms; /* hooks.filter_timeout_ms */
+    char *log_format;          /* "text" or "json" */
     char *admin_token;         /* admin.token: "" turns the admin API off */
     char *log_file;
     /* plugins: one JSON object per entry of the plugins list */

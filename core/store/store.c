@@ -135,7 +135,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
             if (j->kind == POOL_WRITE && j->status == CHATD_EUNAVAIL)
                 j->backend->write_failing = 1;
             st.in_flight--;
-            metrics_count("jobs_completed", 1);
+            METRICS_ADD("jobs_completed", 1);
             if (j->done)
                 j->done(j->arg, j->status);
         }
@@ -477,7 +477,7 @@ int store_submit_keyed(struct store_backend *b, int flags, uint64_t key, chatd_j
     j->backend = flags & CHATD_JOB_CPU ? NULL : b;
     j->kind = flags & CHATD_JOB_CPU ? POOL_CPU : flags & CHATD_JOB_READ ? POOL_READ : POOL_WRITE;
     st.in_flight++;
-    metrics_count("jobs_submitted", 1);
+    METRICS_ADD("jobs_submitted", 1);
     if (flags & CHATD_JOB_CPU)
         pool_push(&st.cpu, j);
     else if (!b) {
