@@ -33,8 +33,8 @@ def sh(cmd, env=None, cwd=None):
 class ConfServer(harness.Server):
     """A Server with its own binary and config file."""
 
-    def __init__(self, binary, conf, extra_sets=None):
-        super().__init__(extra_sets)
+    def __init__(self, binary, conf, extra_sets=None, data_dir=None):
+        super().__init__(extra_sets, data_dir)
         self.binary, self.conf = binary, conf
 
     def args(self):
