@@ -33,15 +33,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 import harness  # noqa: E402
 from domain import ADDR_LIMIT_SET, DomainTestCase, async_test, chan, fetch_all_messages  # noqa
 from harness import connection_closed_types, ws_connect  # noqa: E402
-from test_plugins import AUTH, TEST_PLUGINS, ConfServer, write_conf  # noqa: E402
+from test_plugins import MESSAGE_PLUGINS, TEST_PLUGINS, ConfServer, write_conf  # noqa: E402
 
-CORE_PLUGINS = [
-    AUTH,
-    '{ name = "connection"; backend = "sqlite"; }',
-    '{ name = "channel"; backend = "sqlite"; }',
-    '{ name = "messaging"; backend = "sqlite"; max_writes_per_second = 100000;'
-    ' write_burst = 100000; }',
-]
 SETS = [ADDR_LIMIT_SET, "ws.rate_limit=100000", "ws.rate_burst=100000"]
 FILTER_TIMEOUT_MS = 400
 
@@ -62,7 +55,7 @@ class HookCase(DomainTestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="chatd-hooks-")
-        conf = write_conf(cls.tmp, CORE_PLUGINS + cls.PLUGINS)
+        conf = write_conf(cls.tmp, MESSAGE_PLUGINS + cls.PLUGINS)
         cls.server = ConfServer(harness.chatd_bin(), conf, SETS + cls.EXTRA_SETS).start()
 
     @classmethod
@@ -269,7 +262,7 @@ class StreamCase(unittest.TestCase):
     """A server per test on a data directory of the test's, with the eventlog
     plugin (and a filter, so that the stream tells what the filters made)."""
 
-    PLUGINS = CORE_PLUGINS + [plugin("hookfilter", tag="a"), plugin("eventlog",
+    PLUGINS = MESSAGE_PLUGINS + [plugin("hookfilter", tag="a"), plugin("eventlog",
                                                                     file="events.log")]
 
     def setUp(self):
