@@ -4,7 +4,9 @@ Makefile against chatd installed into a DESTDIR (meson install --destdir), and
 run in that installed chatd beside its installed plugins:
 
 * wordfilter rejects, or masks, the words of its list in writes and edits, and
-  reads the list again on SIGHUP (keeping it when the file is gone).
+  reads the list again on SIGHUP (keeping it when the file is gone);
+* echobot answers "/echo text" in the channels it is a member of, and only
+  there, accepts friend invitations, and finds its user again after a restart.
 
 (The echo example's test is InstalledPluginTests in test_plugins.py.)
 """
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 from domain import ADDR_LIMIT_SET, DomainTestCase, async_test, chan, fetch_all_messages  # noqa
 from test_plugins import MESSAGE_PLUGINS, ConfServer, Installed, sh, start_fails, write_conf  # noqa
 
-EXAMPLES = ("wordfilter",)
+EXAMPLES = ("wordfilter", "echobot")
 INSTALL = None  # the Installed chatd of this module
 BUILT = {}  # example name -> its .so
 TMP = None
@@ -187,6 +189,52 @@ class WordfilterSettingsTests(unittest.TestCase):
         code, out = start_fails(INSTALL.binary, conf, INSTALL.sets)
         self.assertNotEqual(code, 0)
         self.assertIn("cannot read /nonexistent/words", out)
+
+
+class EchobotTests(ExampleCase):
+    EXAMPLE = "echobot"
+    ENTRY = '{ name = "echobot"; path = "%(so)s"; store = "sqlite"; username = "echobot"; }'
+
+    @async_test
+    async def test_answers_echo_where_it_is_a_member_and_finds_itself_after_a_restart(self):
+        wait_log(self.server, "no user echobot yet")
+        bot = self.server.register("echobot")
+        wait_log(self.server, "answering as echobot (user %d)" % bot["userId"])
+        alice, bob = self.user("alice"), self.user("bob")
+        ca = await self.connect(alice)
+        # the bot accepts an invitation as it comes
+        resp = await ca.request("INVITE_REQUEST", {"userInviteCode": bot["inviteCode"]})
+        self.assertOk(resp, "INVITE_RESPONSE")
+        self.assertEqual((await ca.expect("NOTIFY_ACCEPT"))["username"], "echobot")
+        resp = await ca.request("CREATE_REQUEST", {"title": "with the bot",
+                                                   "participantUsernames": ["echobot"]})
+        cid = self.cid_of(resp)
+        await self.enter(ca, cid)
+        ack = await self.write(ca, cid, "/echo hello there")
+        note = await ca.expect("NOTIFY_MESSAGE")
+        self.assertEqual((note["username"], note["content"], note["replyTo"],
+                          note["messageSequence"]),
+                         ("echobot", "hello there", ack["messageSequence"],
+                          ack["messageSequence"] + 1))
+        for content in ("/echoing", "/echo ", "echo /echo x", "plain"):
+            await self.write(ca, cid, content)
+        await ca.expect_none("NOTIFY_MESSAGE", 0.5)
+        # a channel without the bot: no answer there
+        await self.befriend(alice, bob)
+        other = await self.create_group(ca, [bob])
+        await self.enter(ca, other)
+        await self.write(ca, other, "/echo anyone?")
+        await ca.expect_none("NOTIFY_MESSAGE", 0.5)
+        self.assertEqual(len(await fetch_all_messages(ca, other)), 1)
+        await ca.close()
+        # restarted, it finds its user in the store
+        type(self).server.stop()
+        type(self).server = self.start_server()
+        wait_log(self.server, "answering as echobot (user %d)" % bot["userId"])
+        ca = await self.connect(alice)  # sessions outlive a restart
+        await self.enter(ca, cid)
+        await self.write(ca, cid, "/echo again")
+        self.assertEqual((await ca.expect("NOTIFY_MESSAGE"))["content"], "again")
 
 
 class ExportTests(unittest.TestCase):
