@@ -1,7 +1,8 @@
 /*
  * The cheapest message filter there is: it passes everything at once. Loaded
- * into a benchmark (tests/bench/scenario.py --plugin), it measures what one
- * filter on the write path costs (docs/BENCHMARKS.md).
+ * into a benchmark (tests/bench/scenario.py --plugin build/tests/plugins/
+ * passfilter.so), it measures what one filter on the write path costs
+ * (docs/BENCHMARKS.md, "The cost of a message filter").
  */
 #include <chatd/plugin.h>
 
