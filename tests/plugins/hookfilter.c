@@ -7,6 +7,7 @@
  *   chain:text         replace it with text + "+" + the setting tag (two filters
  *                      in a row make "chain:text+a+b")
  *   who                replace it with "TYPE SEQUENCE USERNAME CHANNEL" of its view
+ *   badutf8            replace it with bytes that are not UTF-8 (a broken filter)
  *   noverdict          return CHATD_OK without a verdict (a broken filter)
  *   anything else      pass
  * HOOKFILTER_STATS {} answers {"seen", "late", "lateGiven"}: the filter's calls,
@@ -101,6 +102,8 @@ static int judge(struct hookfilter *hf, chatd_filter *f, const chatd_message_vie
         snprintf(buf, sizeof buf, "%s %lld %s %lld", m->type, (long long)m->sequence, m->username,
                  (long long)m->channel_id);
         h->filter_replace(f, buf);
+    } else if (strcmp(content, "badutf8") == 0) {
+        h->filter_replace(f, "caf\xc3 \xff");
     } else if (strcmp(content, "noverdict") == 0) {
         return CHATD_OK;
     } else {

@@ -172,6 +172,9 @@ class FilterTests(HookCase):
         self.assertErr(await cw.request("EDIT_MESSAGE", {
             "channelId": chan(cid), "messageSequence": 1, "content": "grow:100000"}),
             "LIMIT_EXCEEDED", "EDIT_MESSAGE")
+        # bytes that are not UTF-8 are no content
+        self.assertErr(await cw.request("WRITE_MESSAGE", self.write_msg(cid, "badutf8")),
+                       "BAD_REQUEST", "WRITE_MESSAGE")
         await self.write(cw, cid, "grow:4096")
         self.assertEqual([(s[0], len(s[1])) for s in await self.stored(cw, cid)],
                          [(1, 3), (2, 4096)])
