@@ -19,17 +19,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct later {
+    struct hookfilter *hf;
+    chatd_filter *f;
+    char *rest;
+    struct later *next;
+};
+
 struct hookfilter {
     chatd_plugin *p;
     const chatd_host *host;
     char tag[32];
     long seen, late, late_given;
-};
-
-struct later {
-    struct hookfilter *hf;
-    chatd_filter *f;
-    char *rest;
+    struct later *laters; /* verdicts put off: freed at cleanup when their timer is dropped */
 };
 
 static const char *const code_names[] = {
@@ -51,6 +53,10 @@ static int judge(struct hookfilter *hf, chatd_filter *f, const chatd_message_vie
 static void give_late(void *arg)
 {
     struct later *l = arg;
+    struct later **at = &l->hf->laters;
+    while (*at != l)
+        at = &(*at)->next;
+    *at = l->next;
     l->hf->late_given++;
     judge(l->hf, l->f, NULL, l->rest);
     free(l->rest);
@@ -88,12 +94,14 @@ static int judge(struct hookfilter *hf, chatd_filter *f, const chatd_message_vie
         }
         l->hf = hf;
         l->f = f;
-        hf->late++;
         if (h->after(hf->p, ms, give_late, l) < 0) {
             free(l->rest);
             free(l);
             return CHATD_ENOMEM;
         }
+        hf->late++;
+        l->next = hf->laters;
+        hf->laters = l;
         return CHATD_PENDING;
     } else if (strncmp(content, "chain:", 6) == 0) {
         snprintf(buf, sizeof buf, "%s+%s", content, hf->tag);
@@ -150,7 +158,14 @@ static int hookfilter_init(chatd_plugin *p, const chatd_host *host, const json_t
 
 static void hookfilter_cleanup(void *state)
 {
-    free(state);
+    struct hookfilter *hf = state;
+    while (hf->laters) {
+        struct later *l = hf->laters;
+        hf->laters = l->next;
+        free(l->rest);
+        free(l);
+    }
+    free(hf);
 }
 
 static const chatd_setting hookfilter_settings[] = {

@@ -261,6 +261,57 @@ class ChainTests(HookCase):
             self.assertIn("loaded plugin %s 1.0" % name, log)
 
 
+class ShutdownTests(unittest.TestCase):
+    """SIGTERM while writes wait for their filters: the shutdown waits for them as
+    for queued writes (one stored, one failed at its deadline), frees the chain
+    whose verdict can no longer come, and exits 0 (under a sanitizer: no leak)."""
+
+    def test_a_shutdown_waits_for_the_writes_in_the_filters(self):
+        tmp = tempfile.mkdtemp(prefix="chatd-hooks-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        conf = write_conf(tmp, MESSAGE_PLUGINS + [plugin("hookfilter", tag="a")])
+        sets = SETS + ["hooks.filter_timeout_ms=%d" % FILTER_TIMEOUT_MS]
+        data = os.path.join(tmp, "data")
+        srv = ConfServer(harness.chatd_bin(), conf, sets, data_dir=data).start()
+        self.addCleanup(srv._kill)
+        owner, member = srv.new_user("own"), srv.new_user("mem")
+
+        async def write_then_stop():
+            import domain
+            co = domain.Client(await ws_connect(srv, owner.token), owner, "owner")
+            cm = domain.Client(await ws_connect(srv, member.token), member, "member")
+            await co.request("INVITE_REQUEST", {"userInviteCode": member.invite_code})
+            await cm.request("ACCEPT_REQUEST", {"username": owner.username})
+            resp = await co.request("CREATE_REQUEST", {"title": "t", "participantUsernames":
+                                                       [member.username]})
+            cid = resp["channelId"]["id"]
+            await co.send({"type": "WRITE_MESSAGE", "channelId": cid,
+                           "content": "late:%d:rewrite:kept" % (FILTER_TIMEOUT_MS // 2)})
+            await co.send({"type": "WRITE_MESSAGE", "channelId": cid,
+                           "content": "late:%d:rewrite:lost" % (FILTER_TIMEOUT_MS * 10)})
+            await asyncio.sleep(0.1)
+            t0 = time.monotonic()
+            # SIGTERM, and exit code 0; the loop goes on meanwhile, so that the
+            # clients answer the server's close
+            await asyncio.get_running_loop().run_in_executor(None, srv.stop)
+            await co.close()
+            await cm.close()
+            return cid, time.monotonic() - t0
+        cid, took = harness.run(write_then_stop())
+        self.assertLess(took, FILTER_TIMEOUT_MS * 5 / 1000.0, "the shutdown waited for the verdict")
+        srv = ConfServer(harness.chatd_bin(), conf, sets, data_dir=data).start()
+        self.addCleanup(srv._kill)
+
+        async def fetch():
+            import domain
+            c = domain.Client(await ws_connect(srv, owner.token), owner, "owner")
+            msgs = await fetch_all_messages(c, cid)
+            await c.close()
+            return [(m["messageSequence"], m["content"]) for m in msgs]
+        self.assertEqual(harness.run(fetch()), [(1, "kept")])
+        srv.stop()
+
+
 class StreamCase(unittest.TestCase):
     """A server per test on a data directory of the test's, with the eventlog
     plugin (and a filter, so that the stream tells what the filters made)."""
