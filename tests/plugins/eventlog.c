@@ -78,12 +78,8 @@ static const chatd_setting eventlog_settings[] = {
 };
 
 static const chatd_plugin_desc eventlog_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "eventlog",
-    .version = "1.0",
-    .init = eventlog_init,
-    .cleanup = eventlog_cleanup,
-    .settings = eventlog_settings,
+    CHATD_PLUGIN_DESC_HEAD, .name = "eventlog",          .version = "1.0",
+    .init = eventlog_init,  .cleanup = eventlog_cleanup, .settings = eventlog_settings,
 };
 
 CHATD_PLUGIN(eventlog_desc)

@@ -35,8 +35,8 @@ struct hookfilter {
 };
 
 static const char *const code_names[] = {
-    "",          "BAD_REQUEST", "UNAUTHORIZED", "FORBIDDEN", "NOT_FOUND",
-    "CONFLICT",  "LIMIT_EXCEEDED", "RATE_LIMITED", "UNAVAILABLE", "INTERNAL",
+    "",         "BAD_REQUEST",    "UNAUTHORIZED", "FORBIDDEN",   "NOT_FOUND",
+    "CONFLICT", "LIMIT_EXCEEDED", "RATE_LIMITED", "UNAVAILABLE", "INTERNAL",
 };
 
 static chatd_error_code code_of(const char *name, size_t len)
@@ -174,12 +174,8 @@ static const chatd_setting hookfilter_settings[] = {
 };
 
 static const chatd_plugin_desc hookfilter_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "hookfilter",
-    .version = "1.0",
-    .init = hookfilter_init,
-    .cleanup = hookfilter_cleanup,
-    .settings = hookfilter_settings,
+    CHATD_PLUGIN_DESC_HEAD,  .name = "hookfilter",          .version = "1.0",
+    .init = hookfilter_init, .cleanup = hookfilter_cleanup, .settings = hookfilter_settings,
 };
 
 CHATD_PLUGIN(hookfilter_desc)

@@ -15,8 +15,7 @@ static int on_filter(chatd_filter *f, const chatd_message_view *m, void *state)
     return CHATD_OK;
 }
 
-static int passfilter_init(chatd_plugin *p, const chatd_host *h, const json_t *config,
-                           void **state)
+static int passfilter_init(chatd_plugin *p, const chatd_host *h, const json_t *config, void **state)
 {
     (void)config, (void)state;
     host = h;

@@ -142,8 +142,7 @@ static void on_removed(const chatd_event *ev, void *state)
     }
 }
 
-static int echobot_init(chatd_plugin *p, const chatd_host *host, const json_t *config,
-                        void **state)
+static int echobot_init(chatd_plugin *p, const chatd_host *host, const json_t *config, void **state)
 {
     if (!CHATD_HOST_HAS(host, request_as)) {
         host->log(p, CHATD_LOG_ERROR, "this chatd has no request_as (ABI 1.1 needed)");
@@ -189,12 +188,8 @@ static const chatd_setting echobot_settings[] = {
 };
 
 static const chatd_plugin_desc echobot_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "echobot",
-    .version = "1.0",
-    .init = echobot_init,
-    .cleanup = echobot_cleanup,
-    .settings = echobot_settings,
+    CHATD_PLUGIN_DESC_HEAD, .name = "echobot",          .version = "1.0",
+    .init = echobot_init,   .cleanup = echobot_cleanup, .settings = echobot_settings,
 };
 
 CHATD_PLUGIN(echobot_desc)

@@ -186,12 +186,8 @@ static const chatd_setting wordfilter_settings[] = {
 };
 
 static const chatd_plugin_desc wordfilter_desc = {
-    CHATD_PLUGIN_DESC_HEAD,
-    .name = "wordfilter",
-    .version = "1.0",
-    .init = wordfilter_init,
-    .cleanup = wordfilter_cleanup,
-    .settings = wordfilter_settings,
+    CHATD_PLUGIN_DESC_HEAD,  .name = "wordfilter",          .version = "1.0",
+    .init = wordfilter_init, .cleanup = wordfilter_cleanup, .settings = wordfilter_settings,
 };
 
 CHATD_PLUGIN(wordfilter_desc)
