@@ -183,20 +183,20 @@ class FilterTests(HookCase):
     async def test_late_verdicts_keep_the_order_of_the_writes(self):
         cid, cw, (cm,) = await self.room()
         contents = ["late:300:rewrite:one", "two", "late:100:reject:FORBIDDEN:not three",
-                    "late:50:rewrite:four", "five"]
+                    "late:50:rewrite:four", "five", "late:20:pass"]
         for i, content in enumerate(contents):
             await cw.send({"type": "WRITE_MESSAGE", "requestId": "p%d" % i,
                            **self.write_msg(cid, content)})
         answers = [await cw.reply("p%d" % i) for i in range(len(contents))]
         self.assertEqual([a["type"] for a in answers], [
             "WRITE_MESSAGE_ACK", "WRITE_MESSAGE_ACK", "ERROR", "WRITE_MESSAGE_ACK",
-            "WRITE_MESSAGE_ACK"])
+            "WRITE_MESSAGE_ACK", "WRITE_MESSAGE_ACK"])
         self.assertEqual(answers[2]["message"], "not three")
-        self.assertEqual([a.get("messageSequence") for a in answers], [1, 2, None, 3, 4])
+        self.assertEqual([a.get("messageSequence") for a in answers], [1, 2, None, 3, 4, 5])
         notes = [n["content"] for n in await cm.collect("NOTIFY_MESSAGE", 0.5)]
-        self.assertEqual(notes, ["one", "two", "four", "five"])
+        self.assertEqual(notes, ["one", "two", "four", "five", "late:20:pass"])
         self.assertEqual([s[:2] for s in await self.stored(cw, cid)],
-                         [(1, "one"), (2, "two"), (3, "four"), (4, "five")])
+                         [(1, "one"), (2, "two"), (3, "four"), (4, "five"), (5, "late:20:pass")])
         await self.settled(cw)
 
     @async_test
