@@ -162,8 +162,8 @@ static int echobot_init(chatd_plugin *p, const chatd_host *host, const json_t *c
     *state = eb;
     eb->p = p;
     eb->host = host;
-    snprintf(eb->username, sizeof eb->username, "%s",
-             json_string_value(json_object_get(config, "username")));
+    const char *username = json_string_value(json_object_get(config, "username"));
+    snprintf(eb->username, sizeof eb->username, "%s", username ? username : "echobot");
     l->eb = eb;
     memcpy(l->username, eb->username, sizeof l->username);
     if (host->on_event(p, CHATD_EVENT_MESSAGE_STORED, on_stored) < 0 ||

@@ -46,6 +46,14 @@ static int words_load(struct wordfilter *wf)
     size_t n = 0;
     int rc = 0;
     while (rc == 0 && fgets(line, sizeof line, in)) {
+        if (!strchr(line, '\n') && !feof(in)) { /* longer than a word may be: skip it */
+            int c;
+            while ((c = fgetc(in)) != EOF && c != '\n')
+                ;
+            wf->host->log(wf->p, CHATD_LOG_WARN, "%s: a line of more than %zu bytes is skipped",
+                          wf->path, sizeof line - 2);
+            continue;
+        }
         size_t len = strcspn(line, " \t\r\n");
         line[len] = '\0';
         if (len == 0 || line[0] == '#')
