@@ -21,6 +21,7 @@ struct job {
     int status;
     int failed; /* a batch without savepoints: this job failed, the others run again */
     enum pool_kind kind;
+    uint64_t key;                  /* store_submit_keyed's, 0 for none */
     struct store_backend *backend; /* NULL for CPU jobs and posts */
     int64_t submit_us, start_us;   /* monotonic: handed to a pool, taken by a worker */
     struct job *next;
@@ -282,6 +283,54 @@ static void run_read(chatd_db *db, struct job *j)
     }
 }
 
+struct keyed {
+    uint64_t key;
+    size_t at;
+    struct job *job;
+};
+
+static int keyed_cmp(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/*
+ * Order a batch's keyed jobs by key, so that every batch takes its row locks
+ * (a message write locks its channel's row) in the same order: two batches,
+ * of two writers or two nodes, then wait for each other but never deadlock,
+ * which would cost both a rollback and, twice over, a commit for each job.
+ * Jobs of one key keep their order, and a job without a key stays where it
+ * is: only the keyed jobs between two keyless ones are reordered.
+ */
+static void order_by_key(struct job_list *batch)
+{
+    if (batch->len < 2)
+        return;
+    struct keyed *v = malloc(batch->len * sizeof *v);
+    if (!v)
+        return; /* unordered: correct, only more likely to conflict */
+    size_t n = 0;
+    for (struct job *j = batch->head; j; j = j->next, n++)
+        v[n] = (struct keyed){j->key, n, j};
+    for (size_t i = 0; i < n;) {
+        size_t end = i;
+        while (end < n && v[end].key)
+            end++;
+        if (end - i > 1)
+            qsort(v + i, end - i, sizeof *v, keyed_cmp);
+        i = end + 1; /* past the keyless job that ended the run */
+    }
+    *batch = (struct job_list){0};
+    for (size_t i = 0; i < n; i++) {
+        v[i].job->next = NULL;
+        list_push(batch, v[i].job);
+    }
+    free(v);
+}
+
 /* Take the next jobs: a whole batch for the writer, one job otherwise. */
 static int pool_take(struct pool *p, struct job_list *out)
 {
@@ -309,6 +358,8 @@ static int pool_take(struct pool *p, struct job_list *out)
     while (out->len < max && p->queue.head)
         list_push(out, list_pop(&p->queue));
     pthread_mutex_unlock(&p->lock);
+    if (p->kind == POOL_WRITE)
+        order_by_key(out);
     int64_t now_us = clock_now_us();
     for (struct job *j = out->head; j; j = j->next)
         j->start_us = now_us;
@@ -473,6 +524,7 @@ int store_submit_keyed(struct store_backend *b, int flags, uint64_t key, chatd_j
     j->run = run;
     j->done = done;
     j->arg = arg;
+    j->key = key;
     j->submit_us = clock_now_us();
     j->backend = flags & CHATD_JOB_CPU ? NULL : b;
     j->kind = flags & CHATD_JOB_CPU ? POOL_CPU : flags & CHATD_JOB_READ ? POOL_READ : POOL_WRITE;

@@ -34,6 +34,10 @@ unchanged (see `chatd-load --help` and docs/BENCHMARKS.md).
   --check              with --compare-chatter: exit 1 unless both runs had no
                        errors or lost connections and the chatter run's members
                        received NOTIFY_TYPING, NOTIFY_READ and NOTIFY_REACTION
+  --db-report          cluster: start MariaDB with performance_schema on, and after
+                       the run print where its time went: statements and round
+                       trips per acknowledged message (by statement digest), row
+                       lock waits and deadlocks, and mariadbd's CPU per ack
   --plugin PATH        load one more plugin, the shared object PATH, after those of
                        the config (repeatable; named as its file, so that
                        --set plugins.NAME.KEY=VALUE reaches its settings), e.g.
@@ -58,6 +62,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -188,11 +193,18 @@ def single(args, rest, binary, pin):
 def cluster(args, rest, binary):
     sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
     from cluster import Cluster, missing_programs
+    from backends import MariaDB
 
     missing = missing_programs()
     if missing:
         sys.exit("scenario.py: a cluster needs " + ", ".join(missing))
-    c = Cluster(nodes=args.nodes, extra_sets=GENEROUS + args.set, balancer=False)
+    db = None
+    if args.db_report:
+        db = MariaDB(extra_args=DB_REPORT_ARGS).start()
+        rest, json_path = json_option(rest)
+        report_json = json_path or os.path.join(db.dir, "load.json")
+        rest = rest + ["--json", report_json]
+    c = Cluster(nodes=args.nodes, extra_sets=GENEROUS + args.set, balancer=False, mariadb=db)
     c.start()
     code = 1
     try:
@@ -204,7 +216,10 @@ def cluster(args, rest, binary):
             cmd += ["--target", "127.0.0.1:%d" % port]
         for pid in pids:
             cmd += ["--server-pid", str(pid)]
+        before = db_counters(db, reset=True) if db else None
         code = run_load(cmd + rest, time_budget(rest))
+        if db:
+            db_report(db, before, db_counters(db), report_json)
     finally:
         try:
             c.stop(check=True)
@@ -212,7 +227,91 @@ def cluster(args, rest, binary):
         except AssertionError as e:
             print("scenario.py: %s" % e)
             code = code or 1
+        if db:
+            db.stop()
+            db.cleanup()
     return code
+
+
+# performance_schema with its statement digests (on by default once the schema is)
+DB_REPORT_ARGS = ["--performance-schema=ON",
+                  "--performance-schema-consumer-statements-digest=ON",
+                  "--performance-schema-digests-size=2000"]
+DB_STATUS = ("Questions", "Com_commit", "Com_rollback", "Com_insert", "Com_update",
+             "Com_select", "Com_delete", "Com_savepoint", "Innodb_row_lock_waits",
+             "Innodb_row_lock_time", "Innodb_data_fsyncs", "Innodb_os_log_fsyncs")
+
+
+def proc_cpu_s(pid):
+    """User + system CPU seconds of a process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def db_counters(db, reset=False):
+    """mariadbd's CPU and global status counters; with reset, the digests emptied."""
+    out = db.sql("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)"
+                 % ", ".join("'%s'" % v for v in DB_STATUS), capture=True)
+    status = {k: int(v) for k, v in (line.split("\t") for line in out.splitlines() if line)}
+    if reset:
+        db.sql("TRUNCATE performance_schema.events_statements_summary_by_digest; "
+               "TRUNCATE performance_schema.prepared_statements_instances")
+    return {"cpu_s": proc_cpu_s(db.proc.pid), "status": status, "t": time.monotonic()}
+
+
+def db_report(db, before, after, load_json):
+    try:
+        with open(load_json) as f:
+            acked = json.load(f)["totals"]["acked"]
+    except (OSError, ValueError, KeyError):
+        print("scenario.py: --db-report: no acks in %s" % load_json)
+        return
+    if not acked:
+        print("scenario.py: --db-report: nothing acked")
+        return
+    cpu = after["cpu_s"] - before["cpu_s"]
+    secs = after["t"] - before["t"]
+    print("\n== MariaDB during the run (setup included), per acknowledged message "
+          "(%d acks, %.1f s) ==" % (acked, secs))
+    print("mariadbd CPU: %.2f cores, %.0f us per ack" % (cpu / secs, cpu * 1e6 / acked))
+    for k in DB_STATUS:
+        d = after["status"].get(k, 0) - before["status"].get(k, 0)
+        print("  %-24s %10d  %8.2f per ack" % (k, d, d / acked))
+    # text statements by digest, and prepared ones (the store's) by their text
+    out = db.sql("SELECT COUNT_STAR, ROUND(SUM_TIMER_WAIT/1000000), SUM_ROWS_AFFECTED, "
+                 "SUM_ROWS_EXAMINED, LEFT(DIGEST_TEXT, 110) "
+                 "FROM performance_schema.events_statements_summary_by_digest "
+                 "WHERE DIGEST_TEXT NOT LIKE '%performance_schema%' "
+                 "AND DIGEST_TEXT NOT LIKE 'SHOW GLOBAL STATUS%' "
+                 "UNION ALL SELECT COUNT_EXECUTE, ROUND(SUM_TIMER_EXECUTE/1000000), "
+                 "SUM_ROWS_AFFECTED, SUM_ROWS_EXAMINED, LEFT(SQL_TEXT, 110) "
+                 "FROM performance_schema.prepared_statements_instances "
+                 "WHERE COUNT_EXECUTE > 0", capture=True)
+    rows = {}
+    for line in out.splitlines():
+        f = line.split("\t")
+        if len(f) == 5:
+            text = " ".join(f[4].replace("\\n", " ").split())
+            r = rows.setdefault(text, [0, 0, 0, 0])
+            for i in range(4):
+                r[i] += int(f[i])
+    ranked = sorted(rows.items(), key=lambda kv: -kv[1][1])
+    total = sum(r[0] for r in rows.values())
+    total_us = sum(r[1] for r in rows.values())
+    print("statements: %.2f per ack, %.0f us of statement time per ack (wall time in "
+          "the server, waits included)" % (total / acked, total_us / acked))
+    print("  %8s %8s %8s %8s  %s" % ("per ack", "us/ack", "rows/ack", "exam/ack", "statement"))
+    for text, (count, us, affected, examined) in ranked[:25]:
+        print("  %8.3f %8.1f %8.3f %8.2f  %s" % (count / acked, us / acked, affected / acked,
+                                                 examined / acked, text))
+    inno = db.sql("SHOW ENGINE INNODB STATUS", capture=True).replace("\\n", "\n")
+    dead = inno.find("LATEST DETECTED DEADLOCK")
+    if dead < 0:
+        print("deadlocks since start: none")
+    else:
+        end = inno.find("------------\nTRANSACTIONS", dead)
+        print("deadlocks since start: yes; the latest:\n" + inno[dead:end if end > 0 else None])
 
 
 def json_option(rest):
@@ -347,6 +446,9 @@ def main():
     ap.add_argument("--tls", action="store_true",
                     help="https and wss only, with a self-signed certificate made for the "
                          "run (not for cluster)")
+    ap.add_argument("--db-report", action="store_true",
+                    help="cluster: performance_schema on; after the run, MariaDB's statements, "
+                         "round trips and CPU per acknowledged message")
     ap.add_argument("--check", action="store_true",
                     help="with --compare-chatter: exit 1 on errors, lost connections or "
                          "chatter counters at zero")
@@ -365,6 +467,8 @@ def main():
                and shutil.which("taskset") is not None)
     if args.scenario == "cluster" and (args.nodes < 1 or args.nodes > 8):
         sys.exit("scenario.py: --nodes from 1 to 8")
+    if args.db_report and (args.scenario != "cluster" or args.compare_chatter):
+        sys.exit("scenario.py: --db-report goes with cluster (one run)")
     for path in args.plugin:
         if not os.path.isfile(path):
             sys.exit("scenario.py: --plugin %s: no such file" % path)

@@ -84,8 +84,10 @@ class MariaDB:
 
     USER, PASSWORD = "chatd", "chatd-test-password"
 
-    def __init__(self):
+    def __init__(self, extra_args=()):
+        """``extra_args``: more mariadbd options (e.g. --performance-schema=ON)."""
         self.dir = tempfile.mkdtemp(prefix="chatd-mariadb-")
+        self.extra_args = list(extra_args)
         self.data = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "mysqld.sock")
         self.port = None
@@ -99,6 +101,7 @@ class MariaDB:
         """A handle on a server another process started (no start, stop or cleanup)."""
         self = cls.__new__(cls)
         self.dir = None
+        self.extra_args = []
         self.data = None
         self.socket = socket_path
         self.port = port
@@ -130,7 +133,7 @@ class MariaDB:
              "--port=%d" % self.port, "--bind-address=" + HOST, "--skip-name-resolve",
              "--pid-file=" + os.path.join(self.dir, "mariadbd.pid"),
              "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=48M",
-             "--max-connections=500", "--skip-log-bin"] + root,
+             "--max-connections=500", "--skip-log-bin"] + self.extra_args + root,
             stdout=self.log, stderr=subprocess.STDOUT, **child_kwargs())
         wait_for(lambda: port_open(self.port) or self.proc.poll() is not None, 60, "mariadbd")
         if self.proc.poll() is not None:

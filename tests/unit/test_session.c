@@ -269,7 +269,9 @@ static void test_create_and_lookup(void **state)
     (void)state;
     char token[64], other[64];
     int status = 1;
+    int64_t before = clock_wall_s(); /* the session is made in [before, after] */
     assert_int_equal(session_create(7, "alice", token, stored, &status), 0);
+    int64_t after = clock_wall_s();
     assert_int_equal(strlen(token), SESSION_TOKEN_LEN);
     assert_int_equal(
         strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
@@ -287,10 +289,9 @@ static void test_create_and_lookup(void **state)
     assert_string_equal(session_key(s), key); /* kept by its hash */
     assert_ptr_equal(session_find_key(key), s);
     assert_int_equal(session_ttl(), 3600);
-    int64_t now = clock_wall_s();
-    assert_true(session_live_at(s, now + 3599));
-    assert_false(session_live_at(s, now + 3601));
-    assert_false(session_live_at(NULL, now));
+    assert_true(session_live_at(s, before + 3599));
+    assert_false(session_live_at(s, after + 3600));
+    assert_false(session_live_at(NULL, after));
 
     status = 1;
     assert_int_equal(session_create(7, "alice", other, stored, &status), 0);
@@ -431,15 +432,20 @@ static void test_touch(void **state)
 static void test_ttl_sweep(void **state)
 {
     (void)state;
-    t.s.session_ttl = 1;
+    /* Expiry is kept in whole seconds: a session made at x.999 with a TTL of
+     * 1 s is over 1 ms later. With 2 s it lives at least 1 s, long enough to
+     * be looked up and given its WebSocket. */
+    t.s.session_ttl = 2;
     char token[64], idle[64];
     create(7, "alice", token);
     create(8, "bob", idle); /* no WebSocket: not swept, but a lookup ends it */
-    struct client *c = client_of(lookup(token));
+    struct session *s = lookup(token);
+    assert_non_null(s);
+    struct client *c = client_of(s);
     int64_t start = clock_now_ms();
-    assert_int_equal(close_code(c, 3000), SESSION_CLOSE_ENDED);
+    assert_int_equal(close_code(c, 4000), SESSION_CLOSE_ENDED);
     int64_t took = clock_now_ms() - start;
-    assert_true(took <= 2500);
+    assert_true(took <= 3500); /* the TTL and one sweep (each second) */
     assert_null(c->session);
     assert_int_equal(session_count(), 1);
     assert_null(lookup(token));

@@ -863,6 +863,36 @@ static void test_keyed_order(void **state)
     }
 }
 
+/* In one batch, keyed jobs run in key order, each key's in the order they
+ * came, and a job without a key stays where it was: the keyed jobs on either
+ * side of it are ordered apart. Every batch then takes its row locks in one
+ * order and none deadlocks another. */
+static void test_batch_in_key_order(void **state)
+{
+    (void)state;
+    t.driver = "fakemany";
+    t.s.mariadb_writers = 1;
+    t.s.storage_batch_max = 8;           /* the eight jobs below, */
+    t.s.storage_batch_wait_us = 2000000; /* gathered into one batch */
+    START();
+    kt.n = 0;
+    static const uint64_t keys[8] = {9, 4, 9, 4, 0, 3, 1, 3};
+    static struct kjob j[8];
+    for (int i = 0; i < 8; i++) {
+        j[i] = (struct kjob){.index = i};
+        assert_int_equal(store_submit_keyed(t.b, CHATD_JOB_WRITE, keys[i], kjob_run, kjob_done,
+                                            &j[i]), 0);
+    }
+    wait_dones(8);
+    static const int want[8] = {1, 3, 0, 2, 4, 6, 5, 7};
+    assert_int_equal(kt.n, 8);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(kt.order[i], want[i]);
+        assert_int_equal(j[i].dones, 1);
+        assert_int_equal(j[i].status, 0);
+    }
+}
+
 /* A: waits (up to 3 s) for the job of another key; B: lets it go on. */
 static int wait_for_b(chatd_db *db, void *arg)
 {
@@ -956,6 +986,7 @@ int main(void)
         T(test_shutdown_completes),
         T(test_keyed_order),
         T(test_keys_in_parallel),
+        T(test_batch_in_key_order),
         T(test_failing_job_without_savepoints),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
