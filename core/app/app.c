@@ -164,7 +164,9 @@ void app_drain(void)
 
 int app_idle(void)
 {
-    return store_in_flight() == 0 && conn_count() == 0;
+    /* A write waiting for its filters goes on to the store or fails at
+     * their deadline: it is a queued write too. */
+    return store_in_flight() == 0 && conn_count() == 0 && filters_pending() == 0;
 }
 
 void app_stop(void)

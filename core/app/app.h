@@ -28,7 +28,8 @@ int app_check(const struct settings *s, char *err, size_t errlen);
 void app_reload(void);
 /* SIGTERM: stop accepting, and close every connection the way its protocol does. */
 void app_drain(void);
-/* Whether no job is queued and no connection is open (draining is done). */
+/* Whether no job is queued, no write waits for its filters and no connection
+ * is open (draining is done). */
 int app_idle(void);
 /* Stop everything (after the loop stopped). */
 void app_stop(void);

@@ -3,7 +3,8 @@
  * on one WRITE_MESSAGE or EDIT_MESSAGE before it is stored. Each filter
  * passes, rejects or replaces the content, at once or later; the chain stops
  * at the first rejection, and fails UNAVAILABLE past its deadline. A chain
- * is freed once it is over and no filter owes it a verdict.
+ * is freed once it is over and no filter owes it a verdict, or at the end,
+ * when no verdict can come any more.
  */
 #include "filters.h"
 
@@ -23,6 +24,8 @@ static struct {
     int64_t timeout_ms;
     struct filter_entry *v;
     size_t n;
+    struct chatd_filter *live; /* every chain not freed yet */
+    size_t unfinished;         /* how many of them have no outcome yet */
 } fl;
 
 /* One message's run through the chain. */
@@ -36,6 +39,7 @@ struct chatd_filter {
     struct event *deadline;
     filter_done_fn done;
     void *arg;
+    struct chatd_filter *live_prev, *live_next; /* in fl.live */
 };
 
 void filters_init(struct event_base *base, int64_t timeout_ms)
@@ -49,8 +53,12 @@ void filters_set_timeout(int64_t timeout_ms)
     fl.timeout_ms = timeout_ms;
 }
 
+static void chain_free(struct chatd_filter *f);
+
 void filters_free(void)
 {
+    while (fl.live) /* verdicts owed by plugins that are gone */
+        chain_free(fl.live);
     free(fl.v);
     memset(&fl, 0, sizeof fl);
 }
@@ -79,8 +87,19 @@ size_t filters_count(void)
     return fl.n;
 }
 
+size_t filters_pending(void)
+{
+    return fl.unfinished;
+}
+
 static void chain_free(struct chatd_filter *f)
 {
+    if (f->live_prev)
+        f->live_prev->live_next = f->live_next;
+    else if (fl.live == f)
+        fl.live = f->live_next;
+    if (f->live_next)
+        f->live_next->live_prev = f->live_prev;
     if (f->deadline)
         event_free(f->deadline);
     free(f->type);
@@ -99,6 +118,7 @@ static void release_if_over(struct chatd_filter *f)
 static void finish(struct chatd_filter *f, int status, chatd_error_code code, const char *msg)
 {
     f->finished = 1;
+    fl.unfinished--;
     if (f->deadline)
         event_del(f->deadline);
     f->done(f->arg, status, status == 0 ? f->content : NULL, code, msg);
@@ -192,6 +212,11 @@ int filters_run(const chatd_message_view *m, filter_done_fn done, void *arg)
     f->view.username = f->username;
     f->done = done;
     f->arg = arg;
+    f->live_next = fl.live;
+    if (fl.live)
+        fl.live->live_prev = f;
+    fl.live = f;
+    fl.unfinished++;
     struct timeval tv = {fl.timeout_ms / 1000, (fl.timeout_ms % 1000) * 1000};
     evtimer_add(f->deadline, &tv);
     advance(f);

@@ -14,11 +14,14 @@ typedef void (*filter_done_fn)(void *arg, int status, const char *content, chatd
 void filters_init(struct event_base *base, int64_t timeout_ms);
 /* A reload's new deadline, for the chains started from now on. */
 void filters_set_timeout(int64_t timeout_ms);
+/* Free the chains still owed a verdict too: call once the plugins are gone. */
 void filters_free(void);
 /* Register a filter of owner (run after those registered before). */
 int filters_add(void *owner, chatd_message_filter fn, void *state);
 void filters_remove_owner(void *owner);
 size_t filters_count(void);
+/* How many chains have no outcome yet (a shutdown waits for them). */
+size_t filters_pending(void);
 /* Run the chain on m (copied); done once with the outcome, maybe at once. 0
  * or CHATD_ENOMEM (done not called). */
 int filters_run(const chatd_message_view *m, filter_done_fn done, void *arg);

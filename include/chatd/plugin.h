@@ -372,7 +372,8 @@ typedef struct chatd_host {
 
     /* Send one command to the nodes' shared Redis (argv[i] of argvlen[i]
      * bytes, copied); done(arg, status) on the loop when it answered (0) or
-     * failed (CHATD_EUNAVAIL, also when no redis.host is set). done may be NULL. */
+     * failed (CHATD_EUNAVAIL). done may be NULL. 0, or with done not called
+     * CHATD_EUNAVAIL at once when no redis.host is set, CHATD_ENOMEM. */
     int (*redis_command)(int argc, const char *const *argv, const size_t *argvlen,
                          void (*done)(void *arg, int status), void *arg);
 

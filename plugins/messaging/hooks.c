@@ -48,6 +48,10 @@ static const char *take_content(struct mjob *j, const char *content, chatd_error
     }
     if (content == j->content)
         return NULL;
+    json_t *utf8 = json_string(content); /* NULL unless valid UTF-8 */
+    if (!utf8)
+        return "a filter made content that is not valid UTF-8";
+    json_decref(utf8);
     char *copy = strdup(content);
     if (!copy) {
         *code = CHATD_ERR_INTERNAL;

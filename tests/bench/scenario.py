@@ -38,6 +38,12 @@ unchanged (see `chatd-load --help` and docs/BENCHMARKS.md).
                        the run print where its time went: statements and round
                        trips per acknowledged message (by statement digest), row
                        lock waits and deadlocks, and mariadbd's CPU per ack
+  --plugin PATH        load one more plugin, the shared object PATH, after those of
+                       the config (repeatable; named as its file, so that
+                       --set plugins.NAME.KEY=VALUE reaches its settings), e.g.
+                       build/tests/plugins/passfilter.so, one message filter
+                       that passes everything: the cost of a filter on the
+                       write path
   --tls                the server speaks only https and wss, with a self-signed
                        certificate made for the run (the openssl command line),
                        and chatd-load connects with --tls (not for cluster)
@@ -108,6 +114,23 @@ def time_budget(rest):
     known, _ = ap.parse_known_args(rest)
     return (known.duration + known.warmup + known.drain + known.settle + known.rest
             + known.setup_timeout + 60)
+
+
+def config_with_plugins(conf, paths, directory):
+    """A copy of the config file conf in directory, its plugins list (the file's last
+    setting, as in etc/) ending with one entry per shared object of paths."""
+    with open(conf) as f:
+        text = f.read()
+    end = text.rfind("}")
+    if end < 0 or "plugins" not in text or text[end + 1:].strip() != ");":
+        sys.exit("scenario.py: --plugin: %s does not end with its plugins list" % conf)
+    entries = "".join(',\n  { name = "%s"; path = "%s"; }'
+                      % (os.path.basename(path).split(".")[0], os.path.abspath(path))
+                      for path in paths)
+    out = os.path.join(directory, os.path.basename(conf))
+    with open(out, "w") as f:
+        f.write(text[:end + 1] + entries + text[end + 1:])
+    return out
 
 
 def run_load(cmd, budget):
@@ -417,6 +440,9 @@ def main():
     ap.add_argument("--compare-chatter", action="store_true",
                     help="fanout: the plain run, then the same with --chatter, each on a "
                          "fresh server, and one comparison table")
+    ap.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                    help="one more plugin (a shared object) after the config's; repeatable; "
+                         "e.g. build/tests/plugins/passfilter.so")
     ap.add_argument("--tls", action="store_true",
                     help="https and wss only, with a self-signed certificate made for the "
                          "run (not for cluster)")
@@ -443,6 +469,22 @@ def main():
         sys.exit("scenario.py: --nodes from 1 to 8")
     if args.db_report and (args.scenario != "cluster" or args.compare_chatter):
         sys.exit("scenario.py: --db-report goes with cluster (one run)")
+    for path in args.plugin:
+        if not os.path.isfile(path):
+            sys.exit("scenario.py: --plugin %s: no such file" % path)
+    with tempfile.TemporaryDirectory(prefix="chatd-bench-conf-") as tmp:
+        if args.plugin:  # the servers read their config from these copies
+            import harness
+            sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
+            from cluster import cluster_conf
+            os.environ["CHATD_CONF"] = config_with_plugins(harness.chatd_conf(), args.plugin,
+                                                           tmp)
+            os.environ["CHATD_CLUSTER_CONF"] = config_with_plugins(cluster_conf(), args.plugin,
+                                                                   tmp)
+        return run(args, rest, binary, pin)
+
+
+def run(args, rest, binary, pin):
     if args.compare_chatter:
         return compare_chatter(args, rest, binary, pin)
     if args.scenario == "cluster":

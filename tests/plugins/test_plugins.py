@@ -33,8 +33,8 @@ def sh(cmd, env=None, cwd=None):
 class ConfServer(harness.Server):
     """A Server with its own binary and config file."""
 
-    def __init__(self, binary, conf, extra_sets=None):
-        super().__init__(extra_sets)
+    def __init__(self, binary, conf, extra_sets=None, data_dir=None):
+        super().__init__(extra_sets, data_dir)
         self.binary, self.conf = binary, conf
 
     def args(self):
@@ -52,6 +52,14 @@ def write_conf(dirname, plugins):
 
 
 AUTH = '{ name = "auth"; backend = "sqlite"; login_max_failures_per_addr = 1000; }'
+# What it takes to write messages, with generous write limits.
+MESSAGE_PLUGINS = [
+    AUTH,
+    '{ name = "connection"; backend = "sqlite"; }',
+    '{ name = "channel"; backend = "sqlite"; }',
+    '{ name = "messaging"; backend = "sqlite"; max_writes_per_second = 100000;'
+    ' write_burst = 100000; }',
+]
 
 
 def start_fails(binary, conf, sets=(), listen="127.0.0.1:0"):
@@ -67,41 +75,67 @@ def start_fails(binary, conf, sets=(), listen="127.0.0.1:0"):
     return p.returncode, p.stdout.decode(errors="replace")
 
 
+def build_example(tmp, dest, pc, name):
+    """Copy contrib/plugins/<name> out of the tree and build it with its Makefile against
+    the install under dest (pc: its chatd-plugin.pc); returns the path of <name>.so."""
+    src = os.path.join(tmp, name)
+    shutil.copytree(os.path.join(SOURCE, "contrib", "plugins", name), src)
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pc))
+    with open(pc) as f:
+        prefix = [l.split("=", 1)[1].strip() for l in f if l.startswith("prefix=")][0]
+    # The .pc file sits under DESTDIR: point its prefix there.
+    sh(["make", "-s", "CFLAGS=-O2 -g -Wall -Wextra -Werror",
+        "PKG_CONFIG=pkg-config --define-variable=prefix=%s%s" % (dest, prefix)],
+       env=env, cwd=src)
+    so = os.path.join(src, name + ".so")
+    if not os.path.isfile(so):
+        raise AssertionError("make in contrib/plugins/%s made no %s.so" % (name, name))
+    return so
+
+
+class Installed:
+    """chatd installed by meson into tmp/root (a DESTDIR): its binary, plugin folder,
+    SQL, config, chatd-plugin.pc, and the settings that run it from there."""
+
+    def __init__(self, tmp):
+        self.dest = os.path.join(tmp, "root")
+        sh(["meson", "install", "-C", BUILD, "--destdir", self.dest, "--no-rebuild", "--quiet"])
+        found = {}
+        for what, pattern in (("chatd-plugin.pc", "**/pkgconfig/chatd-plugin.pc"),
+                              ("auth.so", "**/chatd/auth.so"), ("bin/chatd", "**/bin/chatd"),
+                              ("sql", "**/chatd/sql"), ("plugin.h", "**/include/chatd/plugin.h"),
+                              ("chatd.conf", "**/chatd/chatd.conf")):
+            found[what] = glob.glob(os.path.join(self.dest, pattern), recursive=True)
+            if len(found[what]) != 1:
+                raise AssertionError("install did not put exactly one %s: %r"
+                                     % (what, found[what]))
+        self.pc = found["chatd-plugin.pc"][0]
+        self.binary, self.sql_dir = found["bin/chatd"][0], found["sql"][0]
+        self.plugin_dir = os.path.dirname(found["auth.so"][0])
+        self.conf = found["chatd.conf"][0]
+        self.sets = ["server.plugin_dir=" + self.plugin_dir, "server.sql_dir=" + self.sql_dir]
+
+    def build(self, tmp, name):
+        """contrib/plugins/<name> built out of the tree against this install."""
+        return build_example(tmp, self.dest, self.pc, name)
+
+
 class InstalledPluginTests(unittest.TestCase):
-    """meson install into a DESTDIR, then build contrib/plugin-example against it."""
+    """meson install into a DESTDIR, then build the examples of contrib/plugins/ against
+    it, each with its own Makefile, out of the tree."""
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="chatd-install-")
-        dest = os.path.join(cls.tmp, "root")
-        sh(["meson", "install", "-C", BUILD, "--destdir", dest, "--no-rebuild", "--quiet"])
-        pcs = glob.glob(os.path.join(dest, "**", "pkgconfig", "chatd-plugin.pc"), recursive=True)
-        auth = glob.glob(os.path.join(dest, "**", "chatd", "auth.so"), recursive=True)
-        bins = glob.glob(os.path.join(dest, "**", "bin", "chatd"), recursive=True)
-        sqls = glob.glob(os.path.join(dest, "**", "chatd", "sql"), recursive=True)
-        headers = glob.glob(os.path.join(dest, "**", "include", "chatd", "plugin.h"),
-                            recursive=True)
-        confs = glob.glob(os.path.join(dest, "**", "chatd", "chatd.conf"), recursive=True)
-        for what, found in (("chatd-plugin.pc", pcs), ("auth.so", auth), ("bin/chatd", bins),
-                            ("sql", sqls), ("plugin.h", headers), ("chatd.conf", confs)):
-            if len(found) != 1:
-                raise AssertionError("install did not put exactly one %s: %r" % (what, found))
-        cls.binary, cls.plugin_dir, cls.sql_dir = bins[0], os.path.dirname(auth[0]), sqls[0]
-        cls.installed_conf = confs[0]
-        src = os.path.join(cls.tmp, "plugin-example")
-        shutil.copytree(os.path.join(SOURCE, "contrib", "plugin-example"), src)
-        env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]))
-        with open(pcs[0]) as f:
-            prefix = [l.split("=", 1)[1].strip() for l in f if l.startswith("prefix=")][0]
-        # The .pc file sits under DESTDIR: point its prefix there.
-        sh(["make", "-s", "PKG_CONFIG=pkg-config --define-variable=prefix=%s%s" % (dest, prefix)],
-           env=env, cwd=src)
-        cls.echo = os.path.join(src, "echo.so")
-        cls.sets = ["server.plugin_dir=" + cls.plugin_dir, "server.sql_dir=" + cls.sql_dir]
+        inst = Installed(cls.tmp)
+        cls.binary, cls.plugin_dir, cls.sql_dir = inst.binary, inst.plugin_dir, inst.sql_dir
+        cls.installed_conf = inst.conf
+        cls.echo = inst.build(cls.tmp, "echo")
+        cls.sets = list(inst.sets)
         # the installed config's web root, moved under DESTDIR like the rest
         with open(cls.installed_conf) as f:
             m = re.search(r'web_root = "([^"]+)"', f.read())
-        cls.web_root = dest + m.group(1) if m else None
+        cls.web_root = inst.dest + m.group(1) if m else None
         if cls.web_root:
             cls.sets.append('http.web_root="%s"' % cls.web_root)
 
@@ -416,13 +450,7 @@ class ReentrancyTests(unittest.TestCase):
     the same messages (inside the loop, the readers after the slow one in the
     list would get it first)."""
 
-    PLUGINS = [
-        AUTH,
-        '{ name = "connection"; backend = "sqlite"; }',
-        '{ name = "channel"; backend = "sqlite"; }',
-        '{ name = "messaging"; backend = "sqlite"; max_writes_per_second = 100000;'
-        ' write_burst = 100000; }',
-    ]
+    PLUGINS = MESSAGE_PLUGINS
 
     @classmethod
     def setUpClass(cls):
