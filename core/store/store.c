@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "config.h"
 #include "db.h"
+#include "key_order.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -150,12 +151,10 @@ static int is_transient(int rc)
     return rc == CHATD_EBUSY;
 }
 
-/* One attempt at a batch in one transaction: each job in its own savepoint,
- * so one job's failure rolls back only its own work, and one commit (one
- * fsync) makes the whole batch durable. 0, or why it failed. */
-/* The same without savepoints: a job that fails takes the transaction back
- * with it, and the batch runs again without it (its status stands); as
- * many round trips fewer per job as a savepoint costs. */
+/* One attempt at a batch in one transaction, which one commit (one fsync)
+ * makes durable; 0, or why it failed. Without savepoints: a job that fails
+ * takes the transaction back with it, and the batch runs again without it
+ * (its status stands), as many round trips fewer per job as a savepoint costs. */
 static int batch_once_plain(chatd_db *db, struct job_list *batch)
 {
     const struct db_driver *drv = db->drv;
@@ -188,6 +187,8 @@ static int batch_once_plain(chatd_db *db, struct job_list *batch)
     }
 }
 
+/* The same with each job in its own savepoint: one job's failure rolls back
+ * only its own work. */
 static int batch_once(chatd_db *db, struct job_list *batch)
 {
     const struct db_driver *drv = db->drv;
@@ -283,50 +284,19 @@ static void run_read(chatd_db *db, struct job *j)
     }
 }
 
-struct keyed {
-    uint64_t key;
-    size_t at;
-    struct job *job;
-};
-
-static int keyed_cmp(const void *a, const void *b)
-{
-    const struct keyed *x = a, *y = b;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return x->at < y->at ? -1 : x->at > y->at;
-}
-
-/*
- * Order a batch's keyed jobs by key, so that every batch takes its row locks
- * (a message write locks its channel's row) in the same order: two batches,
- * of two writers or two nodes, then wait for each other but never deadlock,
- * which would cost both a rollback and, twice over, a commit for each job.
- * Jobs of one key keep their order, and a job without a key stays where it
- * is: only the keyed jobs between two keyless ones are reordered.
- */
+/* Run the batch's keyed jobs in key order (key_order.h). */
 static void order_by_key(struct job_list *batch)
 {
-    if (batch->len < 2)
-        return;
-    struct keyed *v = malloc(batch->len * sizeof *v);
+    struct key_item *v = batch->len > 1 ? malloc(batch->len * sizeof *v) : NULL;
     if (!v)
         return; /* unordered: correct, only more likely to conflict */
     size_t n = 0;
-    for (struct job *j = batch->head; j; j = j->next, n++)
-        v[n] = (struct keyed){j->key, n, j};
-    for (size_t i = 0; i < n;) {
-        size_t end = i;
-        while (end < n && v[end].key)
-            end++;
-        if (end - i > 1)
-            qsort(v + i, end - i, sizeof *v, keyed_cmp);
-        i = end + 1; /* past the keyless job that ended the run */
-    }
-    *batch = (struct job_list){0};
-    for (size_t i = 0; i < n; i++) {
-        v[i].job->next = NULL;
-        list_push(batch, v[i].job);
+    for (struct job *j = batch->head; j; j = j->next)
+        v[n++] = (struct key_item){j->key, j};
+    if (key_order(v, n) == 0) {
+        *batch = (struct job_list){0};
+        for (size_t i = 0; i < n; i++)
+            list_push(batch, v[i].item);
     }
     free(v);
 }
@@ -490,7 +460,13 @@ static void pool_push(struct pool *p, struct job *j)
     pthread_mutex_unlock(&p->lock);
 }
 
-static size_t pool_len(struct pool *p);
+static size_t pool_len(struct pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    size_t n = p->queue.len;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
 
 /* The writer for a job: the key's, or the one with the shortest queue. */
 static struct pool *writer_for(struct store_backend *b, uint64_t key)
@@ -578,14 +554,6 @@ const char *store_backend_name(const struct store_backend *b)
 long store_in_flight(void)
 {
     return st.in_flight;
-}
-
-static size_t pool_len(struct pool *p)
-{
-    pthread_mutex_lock(&p->lock);
-    size_t n = p->queue.len;
-    pthread_mutex_unlock(&p->lock);
-    return n;
 }
 
 long store_queue_depth(void)

@@ -880,8 +880,8 @@ static void test_batch_in_key_order(void **state)
     static struct kjob j[8];
     for (int i = 0; i < 8; i++) {
         j[i] = (struct kjob){.index = i};
-        assert_int_equal(store_submit_keyed(t.b, CHATD_JOB_WRITE, keys[i], kjob_run, kjob_done,
-                                            &j[i]), 0);
+        assert_int_equal(
+            store_submit_keyed(t.b, CHATD_JOB_WRITE, keys[i], kjob_run, kjob_done, &j[i]), 0);
     }
     wait_dones(8);
     static const int want[8] = {1, 3, 0, 2, 4, 6, 5, 7};

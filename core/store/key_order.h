@@ -1,0 +1,24 @@
+/*
+ * The order a write batch runs in: its keyed jobs by key, so that every
+ * batch takes its row locks (a message write locks its channel's row) in
+ * the same order, and two batches, of two writers or two nodes, wait for
+ * each other but never deadlock (which would cost both a rollback and, the
+ * second time, a commit for each job).
+ */
+#ifndef CHATD_STORE_KEY_ORDER_H
+#define CHATD_STORE_KEY_ORDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct key_item {
+    uint64_t key; /* 0: none */
+    void *item;
+};
+
+/* Sort v[0..n) by key, keeping the order of items of one key, and leaving
+ * every item without a key where it is: only the keyed items between two
+ * keyless ones are reordered. 0, or CHATD_ENOMEM (v unchanged). */
+int key_order(struct key_item *v, size_t n);
+
+#endif
