@@ -1,10 +1,12 @@
 """nginx in front of the chatd nodes of a test cluster.
 
-``write_config`` writes a self-contained nginx.conf for a temporary
+``nginx_config`` is a self-contained nginx.conf for a temporary
 directory: every path nginx writes to (pid, logs, temp files) is inside it,
 it listens on 127.0.0.1 only, stays in the foreground and runs as one process
 (no master/worker split), so a plain Popen owns it and PR_SET_PDEATHSIG takes
-it down with the test. ``Nginx`` starts and stops it.
+it down with the test. ``Nginx`` starts and stops it. ``process_config`` is
+that process part alone, for an nginx of the tests serving something else
+(``Nginx(..., make_config=...)``; tests/bench/push_webhook.py's receiver).
 
 The proxying itself follows contrib/nginx/chatd.conf (WebSocket upgrade on
 /ws/, long read timeout, X-Forwarded-For, keep-alive to the nodes). Only the
@@ -26,8 +28,10 @@ from backends import HOST, child_kwargs, free_port, port_open  # noqa: E402
 
 NGINX = "nginx"
 
-_TEMPLATE = """\
-# Test-time balancer for chatd nodes; generated, do not edit.
+# What every nginx of the tests shares: one foreground process whose files
+# are all in the directory; {http} is the rest of the http block.
+_PROCESS = """\
+# Test-time nginx ({what}); generated, do not edit.
 {user}daemon off;
 master_process off;
 worker_processes 1;
@@ -46,6 +50,10 @@ http {{
     fastcgi_temp_path {dir}/tmp/fastcgi;
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
+{http}}}
+"""
+
+_BALANCER = """\
 
     # As in contrib/nginx/chatd.conf: bodies over chatd's default
     # http.max_body_size are refused here, in chatd's JSON error shape (chatd
@@ -103,8 +111,21 @@ http {{
             proxy_next_upstream error timeout;
         }}
     }}
-}}
 """
+
+
+def process_config(directory, what, http, access_log=True, error_level="warn"):
+    """The text of an nginx.conf for ``directory``: one foreground process,
+    every file it writes inside ``directory``, ``http`` (servers, upstreams)
+    inside its http block; ``what`` names it in the first line."""
+    return _PROCESS.format(
+        what=what,
+        user="user root;\n" if os.geteuid() == 0 else "",
+        dir=directory,
+        error_level=error_level,
+        access_log=(os.path.join(directory, "access.log") if access_log else "off"),
+        http=http,
+    )
 
 
 def nginx_config(directory, port, node_ports, balance="round_robin", ws_timeout=3600,
@@ -114,25 +135,23 @@ def nginx_config(directory, port, node_ports, balance="round_robin", ws_timeout=
         raise ValueError("balance: round_robin or least_conn, not %r" % balance)
     servers = "\n".join("        server %s:%d max_fails=1 fail_timeout=2s;" % (HOST, p)
                         for p in node_ports)
-    return _TEMPLATE.format(
-        user="user root;\n" if os.geteuid() == 0 else "",
-        dir=directory,
-        error_level=error_level,
-        access_log=(os.path.join(directory, "access.log") if access_log else "off"),
+    http = _BALANCER.format(
         balance="        least_conn;\n" if balance == "least_conn" else "",
         servers=servers,
         host=HOST,
         port=port,
         ws_timeout=int(ws_timeout),
     )
+    return process_config(directory, "a balancer for chatd nodes", http, access_log,
+                          error_level)
 
 
-def write_config(directory, port, node_ports, **kw):
-    """Write ``directory``/nginx.conf (and the temp folders); return its path."""
+def write_config(directory, text):
+    """Write ``text`` as ``directory``/nginx.conf (and the temp folders); return its path."""
     os.makedirs(os.path.join(directory, "tmp"), exist_ok=True)
     path = os.path.join(directory, "nginx.conf")
     with open(path, "w") as f:
-        f.write(nginx_config(directory, port, node_ports, **kw))
+        f.write(text)
     return path
 
 
@@ -141,13 +160,18 @@ def available():
 
 
 class Nginx:
-    """One foreground nginx process balancing over ``node_ports``."""
+    """One foreground nginx process balancing over ``node_ports``, or, with
+    ``make_config`` (a function of the directory and the port returning the
+    text of nginx.conf, e.g. built with ``process_config``), serving whatever
+    that config says."""
 
-    def __init__(self, directory, node_ports, port=None, **config):
+    def __init__(self, directory, node_ports=(), port=None, make_config=None, **config):
         self.dir = os.path.abspath(directory)
         self.node_ports = list(node_ports)
         self.port = port
         self.config = config
+        self.make_config = make_config or (
+            lambda directory, port: nginx_config(directory, port, self.node_ports, **self.config))
         self.proc = None
         self.conf_path = None
         self._out = None
@@ -156,7 +180,7 @@ class Nginx:
         os.makedirs(self.dir, exist_ok=True)
         for _ in range(5):  # the free port may be taken between probe and bind
             port = self.port or free_port()
-            self.conf_path = write_config(self.dir, port, self.node_ports, **self.config)
+            self.conf_path = write_config(self.dir, self.make_config(self.dir, port))
             self._out = open(os.path.join(self.dir, "nginx.out"), "ab")
             self.proc = subprocess.Popen([NGINX, "-c", self.conf_path, "-p", self.dir + "/"],
                                          stdin=subprocess.DEVNULL, stdout=self._out,
