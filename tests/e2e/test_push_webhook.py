@@ -1071,12 +1071,14 @@ class BadUrlTests(unittest.TestCase):
 # ---- durability ----------------------------------------------------------------
 
 
-async def pipelined_writes(server, user, cid, n, window=32, kill_at=None, tag="d"):
+async def pipelined_writes(server, user, cid, n, window=32, kill_at=None, tag="d", stamps=None):
     """Write ``n`` messages on one WebSocket with up to ``window`` unanswered.
 
     Returns {sequence: content} of the acknowledged ones. With ``kill_at``,
     chatd is SIGKILLed the moment that many ACKs have arrived (before anything
-    else is read), writes still in flight.
+    else is read), writes still in flight. With ``stamps`` (a dict), its
+    "first_write" and "last_ack" get the time.monotonic() of the first write
+    sent and of the last ACK read (tests/bench/push_webhook.py).
     """
     ws = await ws_connect(server, user.token, "query")
     acked, pending = {}, {}
@@ -1089,6 +1091,8 @@ async def pipelined_writes(server, user, cid, n, window=32, kill_at=None, tag="d
             await sem.acquire()
             rid = "%s-%d" % (tag, i)
             pending[rid] = "%s message %d" % (tag, i)
+            if stamps is not None and i == 0:
+                stamps["first_write"] = time.monotonic()
             await ws.send(json.dumps({"type": "WRITE_MESSAGE", "requestId": rid,
                                       "channelId": chan(cid), "content": pending[rid]}))
 
@@ -1103,6 +1107,8 @@ async def pipelined_writes(server, user, cid, n, window=32, kill_at=None, tag="d
                 break
             if msg.get("type") == "WRITE_MESSAGE_ACK":
                 acked[msg["messageSequence"]] = pending.pop(msg["requestId"])
+                if stamps is not None:
+                    stamps["last_ack"] = time.monotonic()
                 sem.release()
                 if len(acked) == kill_at:
                     server.kill9()
