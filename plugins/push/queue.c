@@ -39,6 +39,7 @@ struct queue {
     struct ops pending; /* row changes not yet handed to a job */
     int writing;        /* a job writes a batch */
     int flush_armed;    /* a flush is scheduled */
+    int pumping;        /* pump() is under way: a send answered at once returns to it */
     uint64_t rng;
 };
 
@@ -343,8 +344,16 @@ static void sent(struct push_item *it, enum push_result r, const char *why, void
     pump(q);
 }
 
+/* Hand the due notifications to the backend, up to max_in_flight. A backend
+ * may answer a send at once (the log backend always does, the others when
+ * they cannot send): that answer's pump() returns here, to this loop, rather
+ * than run one level deeper for each notification due (thousands, after an
+ * outage: the stack would not hold them). */
 static void pump(struct queue *q)
 {
+    if (q->pumping)
+        return;
+    q->pumping = 1;
     const chatd_host *h = q->pp->host;
     int64_t now = h->now_ms();
     while (!q->pp->closing && q->n && q->in_flight < (size_t)q->pp->set.max_in_flight &&
@@ -357,6 +366,7 @@ static void pump(struct queue *q)
         if (q->pp->backend->send(q->pp->backend_state, it, sent, q) < 0)
             sent(it, PUSH_RETRY, "the backend refused it", q);
     }
+    q->pumping = 0;
     if (q->n && q->in_flight < (size_t)q->pp->set.max_in_flight)
         wake_at(q, q->heap[0]->next_at);
 }

@@ -52,6 +52,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -240,11 +241,13 @@ class Server:
     """One chatd process on 127.0.0.1 with an ephemeral port and its own data dir
     (in cluster mode, several behind nginx: see the module's documentation)."""
 
-    def __init__(self, extra_sets=None, data_dir=None):
+    def __init__(self, extra_sets=None, data_dir=None, stack_kib=None):
         """``data_dir``: run on this (possibly existing) directory instead of a fresh
         temporary one. A given directory belongs to the caller: it is never deleted,
-        and each start writes its log to a new ``chatd.N.log`` in it."""
+        and each start writes its log to a new ``chatd.N.log`` in it. ``stack_kib``:
+        chatd's stack limit (RLIMIT_STACK), for tests of how deep the loop goes."""
         self.extra_sets = list(extra_sets or [])
+        self.stack_kib = stack_kib
         self.proc = None
         self.port = None
         self.data_dir = data_dir
@@ -297,12 +300,20 @@ class Server:
                 n += 1
             self.log_path = os.path.join(self.data_dir, "chatd.%d.log" % n)
         self._log_file = open(self.log_path, "wb")
+        preexec = None
+        if self.stack_kib:
+            limit = self.stack_kib * 1024
+
+            def preexec():
+                hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+                resource.setrlimit(resource.RLIMIT_STACK, (limit, hard))
         self.proc = subprocess.Popen(
             self.args(),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=self._log_file,
             cwd=self.data_dir,
+            preexec_fn=preexec,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -1023,11 +1034,12 @@ class ServerTestCase(unittest.TestCase):
     """
 
     server_sets = []
+    server_stack_kib = None  # chatd's RLIMIT_STACK, when a test needs one
     server = None
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(cls.server_sets).start()
+        cls.server = Server(cls.server_sets, stack_kib=cls.server_stack_kib).start()
 
     @classmethod
     def tearDownClass(cls):

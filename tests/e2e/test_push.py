@@ -8,6 +8,7 @@ have carried>}, the body a webhook would be POSTed.
 
 import asyncio
 import os
+import signal
 import sys
 import time
 import unittest
@@ -20,6 +21,7 @@ from domain import (  # noqa: E402
     async_test,
     chan,
 )
+from test_push_webhook import metric  # noqa: E402
 
 
 # a notification is named after its push intent and the user (the same
@@ -193,6 +195,67 @@ class MemberListPushTests(PushCase):
                 for other_cid in cids:
                     if other_cid != cid:
                         await self.assertPushCount(o, "NOTIFY_MESSAGE", 0, in_channel(other_cid))
+
+
+class RefusedPushTests(PushCase):
+    """A backend that answers every send at once with a failure (the log
+    backend on a full disk: /dev/full takes the open but no write), and
+    thousands of notifications due together (their retries, after chatd was
+    stopped for longer than the backoff): each is tried, retried and
+    dead-lettered, and the server stays up (each refusal used to run the
+    delivery loop one level deeper: a stack overflow)."""
+    MEMBERS = 40
+    MESSAGES = 500  # 20,000 notifications
+    ATTEMPTS = 2
+    # a stack that holds the server's work many times over, but not a frame
+    # or two for each of thousands of notifications
+    server_stack_kib = 512
+    server_sets = [ADDR_LIMIT_SET, 'plugins.push.file="/dev/full"',
+                   "plugins.push.backoff_ms=1000", "plugins.push.backoff_max_ms=1000",
+                   "plugins.push.max_attempts=%d" % ATTEMPTS,
+                   "plugins.push.max_pending=1000000",
+                   "ws.rate_limit=1000000", "ws.rate_burst=1000000",
+                   "plugins.messaging.max_writes_per_second=1000000",
+                   "plugins.messaging.write_burst=1000000"]
+
+    def metric(self, name):
+        return metric(self.server, name)
+
+    @async_test
+    async def test_thousands_refused_at_once_are_dead_lettered_and_the_server_stays_up(self):
+        w = self.user("rw")
+        members = [self.user("rm%d" % i) for i in range(self.MEMBERS)]
+        cid = await self.channel_with(w, *members)
+        # the channel's NOTIFY_JOINs are refused too: wait until they are dead
+        dead0, deadline = -1, time.monotonic() + 10
+        while dead0 != self.metric("chatd_push_dead_total") and time.monotonic() < deadline:
+            dead0 = self.metric("chatd_push_dead_total")
+            await asyncio.sleep(1.2)
+        cw = await self.connect(w)
+        window = 64
+        for start in range(0, self.MESSAGES, window):
+            batch = range(start, min(start + window, self.MESSAGES))
+            for i in batch:
+                await cw.send({"type": "WRITE_MESSAGE", "channelId": chan(cid),
+                               "content": "r%d" % i, "requestId": "r%d" % i})
+            for i in batch:
+                self.assertOk(await cw.reply("r%d" % i, "WRITE_MESSAGE"), "WRITE_MESSAGE_ACK")
+        # stopped past the backoff: every first retry is due at the same time
+        os.kill(self.server.proc.pid, signal.SIGSTOP)
+        await asyncio.sleep(1.5)
+        os.kill(self.server.proc.pid, signal.SIGCONT)
+        want = self.MESSAGES * self.MEMBERS
+        deadline = time.monotonic() + 60
+        while self.metric("chatd_push_dead_total") - dead0 < want:
+            self.assertIsNone(self.server.proc.poll(), "chatd exited")
+            self.assertLess(time.monotonic(), deadline, "not every notification dead-lettered")
+            await asyncio.sleep(0.1)
+        self.assertEqual(self.metric("chatd_push_dead_total") - dead0, want)
+        self.assertEqual(self.metric("chatd_push_sent_total"), 0)
+        self.assertServerUp()
+        # and the server still serves: the writer's next message is acked
+        resp = await cw.request("WRITE_MESSAGE", {"channelId": chan(cid), "content": "after"})
+        self.assertOk(resp, "WRITE_MESSAGE_ACK")
 
 
 class SocialPushTests(PushCase):
