@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "chatd/plugin.h"
 #include "config_check.h"
 #include "config_schema.h"
@@ -449,6 +450,16 @@ static int check_tls(const config_t *cfg, const struct settings *v, const char *
     return 0;
 }
 
+/* server.listen: an address that can be bound. */
+static int check_listen(const config_t *cfg, const struct settings *v, const char *file, char *err,
+                        size_t errlen)
+{
+    char at[300];
+    struct sockaddr_storage main_addr;
+    where_path(cfg, "server.listen", file, at, sizeof at);
+    return config_check_address(at, "server.listen", v->listen, &main_addr, err, errlen);
+}
+
 /* Settings that are each valid alone but not together, or that name something missing. */
 static int check_together(const config_t *cfg, const struct settings *v, const char *file,
                           char *err, size_t errlen)
@@ -470,6 +481,8 @@ static int check_together(const config_t *cfg, const struct settings *v, const c
         errf(err, errlen, "%s: setting 'http.web_root': %s is not a directory", at, v->web_root);
         return CHATD_EINVAL;
     }
+    if (check_listen(cfg, v, file, err, errlen) < 0)
+        return CHATD_EINVAL;
     return check_tls(cfg, v, file, err, errlen);
 }
 

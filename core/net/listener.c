@@ -1,18 +1,16 @@
 #include "listener.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "addr.h"
 #include "chatd/plugin.h"
 #include "log.h"
 #include "metrics.h"
@@ -24,20 +22,6 @@ static struct {
     struct event *resume;
     listener_accept_fn accepted;
 } ls;
-
-static void addr_text(const struct sockaddr *sa, char *out, size_t len, int *port)
-{
-    snprintf(out, len, "?");
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
-        if (port)
-            *port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
-        if (port)
-            *port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-    }
-}
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
@@ -79,47 +63,13 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
     event_add(ls.resume, &one_second);
 }
 
-static int parse_listen(const char *spec, struct sockaddr_storage *ss, int *len)
-{
-    char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (!colon || (size_t)(colon - spec) >= sizeof host)
-        return CHATD_EINVAL;
-    memcpy(host, spec, (size_t)(colon - spec));
-    host[colon - spec] = '\0';
-    char *h = host;
-    if (h[0] == '[') { /* [::1]:8080 */
-        h++;
-        h[strlen(h) - 1] = '\0';
-    }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535)
-        return CHATD_EINVAL;
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, *h ? h : "0.0.0.0", &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof *in4;
-    } else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        *len = sizeof *in6;
-    } else {
-        return CHATD_EINVAL;
-    }
-    return 0;
-}
-
 int listener_start(struct event_base *base, const char *spec, listener_accept_fn accepted)
 {
     struct sockaddr_storage ss;
-    int len;
+    socklen_t len;
     ls.base = base;
     ls.accepted = accepted;
-    if (parse_listen(spec, &ss, &len) < 0) {
+    if (addr_parse(spec, &ss, &len) < 0) {
         log_error("server.listen: '%s' is not HOST:PORT with a numeric address", spec);
         return CHATD_EINVAL;
     }
@@ -128,7 +78,7 @@ int listener_start(struct event_base *base, const char *spec, listener_accept_fn
     /* No SO_REUSEPORT: a second chatd on a busy address must not share it. */
     ls.listener =
         evconnlistener_new_bind(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-                                4096, (struct sockaddr *)&ss, len);
+                                4096, (struct sockaddr *)&ss, (int)len);
     if (!ls.listener) {
         log_error("cannot listen on %s: %s", spec, strerror(errno));
         return CHATD_EINVAL;

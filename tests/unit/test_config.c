@@ -496,6 +496,19 @@ static void test_err_settings_together(void **state)
     config_free(&s);
 }
 
+/* server.listen: a numeric HOST:PORT, as the listener binds it. */
+static void test_listen_addresses(void **state)
+{
+    (void)state;
+    char err[512];
+    const char *bad_main[] = {"server.listen=\"localhost:8080\""};
+    load_fail(NULL, bad_main, 1, err, sizeof err);
+    assert_contains(err, "setting 'server.listen'");
+    assert_contains(err, "not HOST:PORT");
+    load_fail(write_conf("server = {\n  listen = \"127.0.0.1:\";\n};\n"), NULL, 0, err, sizeof err);
+    assert_contains(err, ":2: setting 'server.listen'");
+}
+
 static void test_range_limits_inclusive(void **state)
 {
     (void)state;
@@ -615,6 +628,7 @@ int main(void)
         cmocka_unit_test_teardown(test_integers_are_64_bits, teardown),
         cmocka_unit_test_teardown(test_err_choice, teardown),
         cmocka_unit_test_teardown(test_err_settings_together, teardown),
+        cmocka_unit_test_teardown(test_listen_addresses, teardown),
         cmocka_unit_test_teardown(test_err_too_many_origins, teardown),
         cmocka_unit_test_teardown(test_err_plugin_without_name, teardown),
         cmocka_unit_test_teardown(test_err_plugins_not_a_list, teardown),
