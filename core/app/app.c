@@ -29,9 +29,9 @@
 #include "tls.h"
 #include "ws.h"
 
-static void accepted(struct bufferevent *bev, const char *peer)
+static void accepted(struct bufferevent *bev, const char *peer, enum conn_listener which)
 {
-    http_accept(bev, peer);
+    http_accept(bev, peer, which);
 }
 
 /* Every WebSocket is checked a few times per ping interval (or idle
@@ -144,7 +144,7 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
     const struct tls_config tls = tls_settings(s);
     if (listen && s->tls_cert[0] && tls_init(&tls, err, errlen) < 0)
         return CHATD_EINVAL;
-    if (listen && listener_start(base, s->listen, accepted) < 0) {
+    if (listen && listener_start(base, s->listen, CONN_LISTENER_MAIN, accepted) < 0) {
         snprintf(err, errlen, "cannot listen on %s", s->listen);
         return CHATD_EINVAL;
     }
