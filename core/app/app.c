@@ -89,7 +89,8 @@ static void layer_config_of(const struct settings *s, struct layer_config *c)
     c->rates = (struct dispatch_limits){.rate = s->ws_rate, .burst = s->ws_burst};
     c->routes = (struct router_config){.web_root = s->web_root,
                                        .trusted_proxies = s->trusted_proxies,
-                                       .admin_token = s->admin_token};
+                                       .admin_token = s->admin_token,
+                                       .admin_listener = s->admin_listen[0] != '\0'};
     c->hs = (struct handshake_config){.allowed_origins = s->allowed_origins,
                                       .max_per_user = s->ws_max_per_user};
 }
@@ -146,6 +147,11 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
         return CHATD_EINVAL;
     if (listen && listener_start(base, s->listen, CONN_LISTENER_MAIN, accepted) < 0) {
         snprintf(err, errlen, "cannot listen on %s", s->listen);
+        return CHATD_EINVAL;
+    }
+    if (listen && s->admin_listen[0] &&
+        listener_start(base, s->admin_listen, CONN_LISTENER_ADMIN, accepted) < 0) {
+        snprintf(err, errlen, "cannot listen on %s (admin.listen)", s->admin_listen);
         return CHATD_EINVAL;
     }
     return 0;
