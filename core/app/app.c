@@ -29,9 +29,9 @@
 #include "tls.h"
 #include "ws.h"
 
-static void accepted(struct bufferevent *bev, const char *peer)
+static void accepted(struct bufferevent *bev, const char *peer, enum conn_listener which)
 {
-    http_accept(bev, peer);
+    http_accept(bev, peer, which);
 }
 
 /* Every WebSocket is checked a few times per ping interval (or idle
@@ -89,7 +89,8 @@ static void layer_config_of(const struct settings *s, struct layer_config *c)
     c->rates = (struct dispatch_limits){.rate = s->ws_rate, .burst = s->ws_burst};
     c->routes = (struct router_config){.web_root = s->web_root,
                                        .trusted_proxies = s->trusted_proxies,
-                                       .admin_token = s->admin_token};
+                                       .admin_token = s->admin_token,
+                                       .admin_listener = s->admin_listen[0] != '\0'};
     c->hs = (struct handshake_config){.allowed_origins = s->allowed_origins,
                                       .max_per_user = s->ws_max_per_user};
 }
@@ -144,8 +145,13 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
     const struct tls_config tls = tls_settings(s);
     if (listen && s->tls_cert[0] && tls_init(&tls, err, errlen) < 0)
         return CHATD_EINVAL;
-    if (listen && listener_start(base, s->listen, accepted) < 0) {
+    if (listen && listener_start(base, s->listen, CONN_LISTENER_MAIN, accepted) < 0) {
         snprintf(err, errlen, "cannot listen on %s", s->listen);
+        return CHATD_EINVAL;
+    }
+    if (listen && s->admin_listen[0] &&
+        listener_start(base, s->admin_listen, CONN_LISTENER_ADMIN, accepted) < 0) {
+        snprintf(err, errlen, "cannot listen on %s (admin.listen)", s->admin_listen);
         return CHATD_EINVAL;
     }
     return 0;

@@ -52,6 +52,6 @@ static int route_metrics(chatd_http *req, void *state)
 
 int routes_init(void)
 {
-    int rc = router_add(NULL, "GET", "/healthz", 0, route_healthz, NULL);
+    int rc = router_add(NULL, "GET", "/healthz", ROUTE_ADMIN_LISTENER, route_healthz, NULL);
     return rc < 0 ? rc : router_add(NULL, "GET", "/metrics", 0, route_metrics, NULL);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "chatd/plugin.h"
 #include "config_check.h"
 #include "config_schema.h"
@@ -133,6 +134,8 @@ const struct schema config_schema[] = {
           "how long a message filter may take before the write fails UNAVAILABLE"),
     S_STR("admin.token", admin_token, "",
           "bearer token of the admin API (\"\": the API is off, its routes 404)"),
+    S_STR("admin.listen", admin_listen, "",
+          "address of the admin API alone, apart from server.listen (\"\": on server.listen)"),
 };
 
 const size_t config_schema_len = sizeof config_schema / sizeof config_schema[0];
@@ -449,6 +452,31 @@ static int check_tls(const config_t *cfg, const struct settings *v, const char *
     return 0;
 }
 
+/* server.listen and admin.listen: addresses that can be bound, and not the same one. */
+static int check_listen(const config_t *cfg, const struct settings *v, const char *file, char *err,
+                        size_t errlen)
+{
+    char at[300];
+    struct sockaddr_storage main_addr, admin_addr;
+    where_path(cfg, "server.listen", file, at, sizeof at);
+    if (config_check_address(at, "server.listen", v->listen, &main_addr, err, errlen) < 0)
+        return CHATD_EINVAL;
+    if (!v->admin_listen[0])
+        return 0;
+    where_path(cfg, "admin.listen", file, at, sizeof at);
+    if (config_check_address(at, "admin.listen", v->admin_listen, &admin_addr, err, errlen) < 0)
+        return CHATD_EINVAL;
+    if (addr_overlap(&main_addr, &admin_addr)) {
+        errf(err, errlen,
+             "%s: setting 'admin.listen': \"%s\" is server.listen's address (\"%s\") or "
+             "overlaps it; give the admin API a port of its own, or \"\" to serve it on "
+             "server.listen",
+             at, v->admin_listen, v->listen);
+        return CHATD_EINVAL;
+    }
+    return 0;
+}
+
 /* Settings that are each valid alone but not together, or that name something missing. */
 static int check_together(const config_t *cfg, const struct settings *v, const char *file,
                           char *err, size_t errlen)
@@ -470,6 +498,8 @@ static int check_together(const config_t *cfg, const struct settings *v, const c
         errf(err, errlen, "%s: setting 'http.web_root': %s is not a directory", at, v->web_root);
         return CHATD_EINVAL;
     }
+    if (check_listen(cfg, v, file, err, errlen) < 0)
+        return CHATD_EINVAL;
     return check_tls(cfg, v, file, err, errlen);
 }
 

@@ -78,6 +78,7 @@ struct settings {
     int64_t filter_timeout_ms; /* hooks.filter_timeout_ms */
     char *log_format;          /* "text" or "json" */
     char *admin_token;         /* admin.token: "" turns the admin API off */
+    char *admin_listen;        /* admin.listen: "host:port" of the admin API alone, or "" */
     char *log_file;
     /* plugins: one JSON object per entry of the plugins list */
     json_t *plugins;

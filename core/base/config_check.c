@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "addr.h"
 #include "config_check.h"
 
 #define errf config_errf
@@ -24,6 +25,19 @@ int config_check_range(const char *at, const char *path, int64_t v, int64_t lo, 
         return 0;
     errf(err, errlen, "%s: setting '%s': %lld is out of range %lld..%lld", at, path, (long long)v,
          (long long)lo, (long long)hi);
+    return CHATD_EINVAL;
+}
+
+int config_check_address(const char *at, const char *path, const char *v,
+                         struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    socklen_t len;
+    if (addr_parse(v, ss, &len) == 0)
+        return 0;
+    errf(err, errlen,
+         "%s: setting '%s': \"%s\" is not HOST:PORT with a numeric address "
+         "(127.0.0.1:8080, [::1]:8080, :8080 for every address)",
+         at, path, v);
     return CHATD_EINVAL;
 }
 

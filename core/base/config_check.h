@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "chatd/plugin.h"
 
@@ -18,6 +19,11 @@ int config_check_range(const char *at, const char *path, int64_t v, int64_t lo, 
 /* v one of choices (NULL-terminated; NULL: any), else CHATD_EINVAL likewise. */
 int config_check_choice(const char *at, const char *path, const char *v, const char *const *choices,
                         char *err, size_t errlen);
+
+/* v a listen address ("host:port" with a numeric host, as addr_parse reads
+ * it), parsed into *ss; else CHATD_EINVAL likewise. */
+int config_check_address(const char *at, const char *path, const char *v,
+                         struct sockaddr_storage *ss, char *err, size_t errlen);
 
 /* Check a plugin's entry (one of the settings' plugins) against the
  * settings it declares, with the same checks: an unknown, mistyped or

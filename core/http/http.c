@@ -50,7 +50,7 @@ static void set_read_timeout(struct conn *c, int64_t seconds)
     bufferevent_set_timeouts(c->bev, &tv, NULL);
 }
 
-int http_accept(struct bufferevent *bev, const char *peer)
+int http_accept(struct bufferevent *bev, const char *peer, enum conn_listener listener)
 {
     struct http_conn *h = calloc(1, sizeof *h);
     if (!h) {
@@ -58,7 +58,7 @@ int http_accept(struct bufferevent *bev, const char *peer)
         return CHATD_ENOMEM;
     }
     http_parse_init(&h->parse, hs.lim.max_head, hs.lim.max_headers, hs.lim.max_body);
-    struct conn *c = conn_adopt(bev, peer, &http_ops, h);
+    struct conn *c = conn_adopt(bev, peer, listener, &http_ops, h);
     if (!c) {
         free(h);
         return CHATD_ELIMIT;
@@ -127,6 +127,7 @@ static void http_input(struct conn *c)
             r->conn_id = c->id;
             r->started_ms = clock_now_ms();
             memcpy(r->peer, c->peer, sizeof r->peer);
+            r->listener = c->listener;
             h->pending = r;
             conn_pause_read(c, 1);
             METRICS_ADD("http_requests", 1);

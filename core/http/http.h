@@ -12,10 +12,10 @@
 #include <stdint.h>
 
 #include "chatd/plugin.h"
+#include "conn.h"
 #include "request.h"
 
 struct bufferevent;
-struct conn;
 
 struct http_limits {
     int64_t max_head;          /* bytes of request line and headers (431) */
@@ -32,9 +32,9 @@ typedef void (*http_request_fn)(struct chatd_http *req);
 
 /* Limits (copied) and the callback, before the first connection. */
 void http_init(const struct http_limits *limits, http_request_fn on_request);
-/* A new connection (bev taken): it speaks HTTP from now on. 0, or
- * CHATD_ELIMIT / CHATD_ENOMEM when refused (bev freed). */
-int http_accept(struct bufferevent *bev, const char *peer);
+/* A new connection (bev taken) accepted by listener: it speaks HTTP from now
+ * on. 0, or CHATD_ELIMIT / CHATD_ENOMEM when refused (bev freed). */
+int http_accept(struct bufferevent *bev, const char *peer, enum conn_listener listener);
 
 /*
  * Send a response to req and complete it. body may be NULL; content_type

@@ -32,6 +32,7 @@ struct chatd_http {
     int keep_alive;
     int upgrade;
     char peer[48]; /* client address (X-Forwarded-For applied by the router) */
+    int listener;  /* enum conn_listener of the connection: the routes it may reach */
     char session_key[SESSION_KEY_LEN + 1]; /* authenticated routes: the session's key */
     int route;                             /* the route matched, while its session is looked up */
     int64_t user_id;                       /* authenticated routes: the session's user */

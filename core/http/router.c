@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conn.h"
 #include "errors.h"
 #include "http.h"
 #include "log.h"
@@ -45,11 +46,27 @@ static int admin_on(void)
     return rt.cfg.admin_token && rt.cfg.admin_token[0];
 }
 
-/* Whether the route takes the path: the same, or under a prefix route. */
-static int route_takes(const struct route *r, const char *path)
+/* Whether the route is there for a request that came on listener: an admin
+ * route only with a token set, and with an admin listener, only on it, which
+ * has nothing else but ROUTE_ADMIN_LISTENER routes. */
+static int route_visible(const struct route *r, int listener)
 {
-    if (r->flags & CHATD_HTTP_ADMIN && !admin_on())
+    int admin = r->flags & CHATD_HTTP_ADMIN;
+    if (admin && !admin_on())
         return 0; /* no admin token: the operators' routes are not there */
+    if (!rt.cfg.admin_listener)
+        return 1;
+    if (listener == CONN_LISTENER_ADMIN)
+        return admin || r->flags & ROUTE_ADMIN_LISTENER;
+    return !admin; /* not even a 401 on the main listener tells they exist */
+}
+
+/* Whether the route takes the request's path: the same, or under a prefix route. */
+static int route_takes(const struct route *r, const struct chatd_http *req)
+{
+    const char *path = req->path;
+    if (!route_visible(r, req->listener))
+        return 0;
     if (r->flags & CHATD_HTTP_PREFIX)
         return strncmp(path, r->path, strlen(r->path)) == 0;
     return strcmp(r->path, path) == 0;
@@ -174,7 +191,7 @@ void router_handle(struct chatd_http *req)
     int method = req->method == HTTP_HEAD ? HTTP_GET : req->method;
     char allow[128] = "";
     for (size_t i = 0; i < rt.n && !match; i++) {
-        if (!route_takes(&rt.routes[i], req->path))
+        if (!route_takes(&rt.routes[i], req))
             continue;
         if (rt.routes[i].method == method)
             match = &rt.routes[i];
@@ -192,8 +209,10 @@ void router_handle(struct chatd_http *req)
                                         error_code_name(CHATD_ERR_BAD_REQUEST), "message",
                                         "method not allowed"),
                               allow);
-        } else if (rt.cfg.web_root[0] && method == HTTP_GET)
+        } else if (rt.cfg.web_root[0] && method == HTTP_GET && req->listener != CONN_LISTENER_ADMIN)
             static_serve(req, rt.cfg.web_root);
+        else if (req->upgrade && req->listener == CONN_LISTENER_ADMIN)
+            http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "no WebSocket on the admin listener");
         else
             http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "not found");
         return;

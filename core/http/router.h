@@ -2,7 +2,9 @@
  * HTTP routes: exact method and path to a handler, with HEAD answered as GET,
  * 405 (with Allow) for a known path asked with another method, static files
  * under the web root for the rest of GET, and authentication of the routes
- * that need it by the hook given at init. Loop thread only.
+ * that need it by the hook given at init. With a separate admin listener the
+ * admin routes are there only, and nothing else is but ROUTE_ADMIN_LISTENER
+ * ones. Loop thread only.
  */
 #ifndef CHATD_ROUTER_H
 #define CHATD_ROUTER_H
@@ -11,8 +13,10 @@
 
 struct chatd_http;
 
-/* router_add flags beyond chatd_http's: this route takes WebSocket upgrades. */
+/* router_add flags beyond chatd_http's: this route takes WebSocket upgrades; */
 #define ROUTE_UPGRADE 0x100
+/* it is served on the admin listener too (/healthz). */
+#define ROUTE_ADMIN_LISTENER 0x200
 
 /* The authentication hook's answer for req: status 0 with req->user_id and
  * req->session_key set, or why not (CHATD_EUNAVAIL: the session store could
@@ -25,6 +29,7 @@ struct router_config {
     const char *web_root;         /* "" for none (borrowed for the router's life) */
     char *const *trusted_proxies; /* NULL-terminated: peers whose X-Forwarded-For is believed */
     const char *admin_token;      /* CHATD_HTTP_ADMIN routes' bearer token; "": they are off */
+    int admin_listener;           /* admin.listen is set: they are served there, and only there */
 };
 
 /* 0, or CHATD_ENOMEM. */

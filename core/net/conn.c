@@ -314,8 +314,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         conn_abort(c);
 }
 
-struct conn *conn_adopt(struct bufferevent *bev, const char *peer, const struct conn_ops *ops,
-                        void *proto)
+struct conn *conn_adopt(struct bufferevent *bev, const char *peer, enum conn_listener listener,
+                        const struct conn_ops *ops, void *proto)
 {
     if (net.draining || net.count >= net.lim.max_connections || addr_take(peer) < 0) {
         metrics_count("connections_refused", 1);
@@ -332,6 +332,7 @@ struct conn *conn_adopt(struct bufferevent *bev, const char *peer, const struct 
     c->bev = bev;
     c->tls = c->handshaking = tls_is(bev);
     snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->listener = listener;
     c->last_rx_ms = clock_now_ms();
     c->next = net.all;
     if (net.all)

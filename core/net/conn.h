@@ -21,6 +21,13 @@ enum conn_state {
     CONN_DEAD,    /* closed; freed at the next loop turn */
 };
 
+/* Which listener accepted a connection. */
+enum conn_listener {
+    CONN_LISTENER_MAIN,  /* server.listen (and connections handed in, as tests do) */
+    CONN_LISTENER_ADMIN, /* admin.listen: the admin API only */
+};
+#define CONN_LISTENERS 2
+
 struct conn;
 
 /* What the protocol on a connection does with it. Every callback is optional
@@ -50,8 +57,9 @@ struct conn {
     uint64_t id;
     struct bufferevent *bev;
     enum conn_state state;
-    char peer[48];      /* client address as text */
-    int64_t last_rx_ms; /* clock_now_ms() of the last bytes received */
+    char peer[48];               /* client address as text */
+    enum conn_listener listener; /* which listener accepted it */
+    int64_t last_rx_ms;          /* clock_now_ms() of the last bytes received */
     const struct conn_ops *ops;
     void *proto; /* the protocol layer's state */
     int linger;  /* closing: shut our side and read until the peer's EOF (HTTP) */
@@ -80,14 +88,14 @@ int conn_init(struct event_base *base, const struct conn_limits *limits);
 /* Close and free every connection (after the loop stopped). */
 void conn_free_all(void);
 
-/* Take a connection in (the listener's accepts, and tests' bufferevent pairs):
- * the new connection, or NULL when refused (limits) or out of memory; either
- * way bev is taken (freed on refusal). peer is copied. ops and proto are
- * installed as with conn_set_ops. A TLS bufferevent (tls_accept) handshakes
- * first: its ops see the bytes that come after, and a handshake that fails is
- * counted (chatd_tls_handshake_failures_total) and closed. */
-struct conn *conn_adopt(struct bufferevent *bev, const char *peer, const struct conn_ops *ops,
-                        void *proto);
+/* Take a connection in (the listener's accepts, and tests' bufferevent pairs)
+ * from listener: the new connection, or NULL when refused (limits) or out of
+ * memory; either way bev is taken (freed on refusal). peer is copied. ops and
+ * proto are installed as with conn_set_ops. A TLS bufferevent (tls_accept)
+ * handshakes first: its ops see the bytes that come after, and a handshake
+ * that fails is counted (chatd_tls_handshake_failures_total) and closed. */
+struct conn *conn_adopt(struct bufferevent *bev, const char *peer, enum conn_listener listener,
+                        const struct conn_ops *ops, void *proto);
 /* Install a protocol (the old one's state is the caller's to free). */
 void conn_set_ops(struct conn *c, const struct conn_ops *ops, void *proto);
 

@@ -192,7 +192,8 @@ typedef int (*chatd_user_hook)(chatd_db *db, int64_t user_id, void *state);
 #define CHATD_HTTP_AUTH 0x1 /* the core rejects the request with 401 unless a valid session */
 /* ABI 1.1: an operator's route: the core answers 401 unless the request
  * carries Authorization: Bearer <admin.token>, and 404 while admin.token is
- * unset (the route is not there). */
+ * unset (the route is not there); with admin.listen set, it is there only on
+ * that listener. */
 #define CHATD_HTTP_ADMIN 0x2
 /* ABI 1.1: the path (ending in '/') is a prefix: the route takes every path
  * under it; http_path() says which. */

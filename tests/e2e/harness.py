@@ -91,7 +91,9 @@ OP_PONG = 0xA
 
 DEFAULT_PASSWORD = "correct horse battery"
 
-_LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+# the main listener's line; the admin listener's (admin.listen) ends "(admin...)"
+_LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)(?!\d| \(admin)")
+_ADMIN_LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(admin")
 # log.format "text" or "json"
 _READY_RE = re.compile(r'(core: ready|"module":"core","message":"ready"\})\s*$', re.MULTILINE)
 
@@ -250,6 +252,7 @@ class Server:
         self.stack_kib = stack_kib
         self.proc = None
         self.port = None
+        self.admin_port = None  # the admin listener's, when admin.listen is set
         self.data_dir = data_dir
         self.owns_data_dir = data_dir is None
         self.log_path = None
@@ -322,6 +325,9 @@ class Server:
                 m = _LISTEN_RE.search(text)
                 if m:
                     self.port = int(m.group(1))
+            m = self.admin_port is None and _ADMIN_LISTEN_RE.search(text)
+            if m:
+                self.admin_port = int(m.group(1))
             if self.port is not None and _READY_RE.search(text):
                 return self
             if self.proc.poll() is not None:
@@ -480,23 +486,26 @@ class Server:
 
     # ---- HTTP ----------------------------------------------------------------
 
-    def connection(self, timeout=IO_TIMEOUT):
+    def connection(self, timeout=IO_TIMEOUT, port=None):
+        """An HTTP connection to ``port`` (default: the main listener's)."""
+        port = self.port if port is None else port
         if self.client_ssl is not None:
-            return http.client.HTTPSConnection(HOST, self.port, timeout=timeout,
+            return http.client.HTTPSConnection(HOST, port, timeout=timeout,
                                                context=self.client_ssl)
-        return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        return http.client.HTTPConnection(HOST, port, timeout=timeout)
 
-    def request(self, method, path, body=None, headers=None, conn=None):
+    def request(self, method, path, body=None, headers=None, conn=None, port=None):
         """One HTTP request. Returns (status, headers, JSON-or-bytes body).
 
         ``headers`` of the result is an ``http.client.HTTPMessage`` (case-insensitive
-        ``get`` and ``get_all``). Pass ``conn`` to reuse a keep-alive connection.
+        ``get`` and ``get_all``). Pass ``conn`` to reuse a keep-alive connection,
+        ``port`` to ask another listener (``admin_port``).
         """
         hdrs = dict(headers or {})
         data = encode_body(body, hdrs)
         own = conn is None
         if own:
-            conn = self.connection()
+            conn = self.connection(port=port)
         try:
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()

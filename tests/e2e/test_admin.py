@@ -1,20 +1,29 @@
 #!/usr/bin/python3
 """End-to-end tests of the admin API (docs/PROTOCOL.md section 7.1): the
-token, the users (list, ban, unban, logout), channel deletion and the stats."""
+token, the users (list, ban, unban, logout), channel deletion and the stats,
+and the API on an address of its own (admin.listen)."""
 
 import asyncio
 import calendar
 import os
 import re
+import shutil
+import socket
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 from harness import (  # noqa: E402
+    HOST,
+    RawWebSocket,
     auth_headers,
+    cluster_size,
     error_code,
     unique_name,
     ws_handshake_status,
@@ -499,6 +508,186 @@ class StatsTests(AdminCase):
             time.sleep(0.05)
         self.assertRegex(self.server.log_text(), pattern)
         self.assertRegex(self.server.log_text(), r"info admin: stats by 127\.0\.0\.1")
+
+
+# static files too (docs/ as the web root), to see they stay on the main port
+ADMIN_LISTEN_SETS = ADMIN_SETS + ['admin.listen="%s:0"' % HOST,
+                                  'http.web_root="%s"' % os.path.join(harness.REPO_ROOT, "docs")]
+NOT_FOUND = {"error": "NOT_FOUND", "message": "not found"}
+
+
+@unittest.skipIf(cluster_size(), "admin.listen is each node's own address, not the balancer's")
+class AdminListenTests(AdminCase):
+    """admin.listen set: the admin API on its port only, and only it (and /healthz) there."""
+
+    server_sets = ADMIN_LISTEN_SETS
+
+    def on_admin_port(self, method, path, token=ADMIN_TOKEN, headers=None, body=None):
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = "Bearer " + token
+        return self.server.request(method, path, body=body, headers=hdrs,
+                                   port=self.server.admin_port)
+
+    def test_both_listeners_are_logged_each_with_its_port(self):
+        srv = self.server
+        self.assertIsNotNone(srv.admin_port, "no admin listening line:\n" + srv.log_tail())
+        self.assertNotEqual(srv.admin_port, srv.port)
+        log = srv.log_text()
+        self.assertRegex(log, r"listening on 127\.0\.0\.1:%d \(admin" % srv.admin_port)
+        self.assertRegex(log, r"listening on 127\.0\.0\.1:%d(\n| \(TLS)" % srv.port)
+
+    def test_admin_routes_answer_on_the_admin_port_with_the_token(self):
+        for path in (USERS, STATS):
+            status, hdrs, body = self.on_admin_port("GET", path)
+            self.assertEqual(status, 200, body)
+            self.assertIn("application/json", hdrs.get("Content-Type", ""))
+        self.assertEqual(set(self.on_admin_port("GET", STATS)[2]),
+                         {"users", "channels", "messages", "connections", "nodes"})
+        u = self.user("al")
+        status, _, body = self.on_admin_port("GET", USERS + "?prefix=" + u.username)
+        self.assertEqual([x["username"] for x in body["users"]], [u.username], body)
+        status, _, body = self.on_admin_port("POST", "%s/%s/logout" % (USERS, u.username))
+        self.assertEqual((status, body), (200, {"username": u.username}))
+        for method, path in every_route()[2:-1]:  # they answer for the unknown user or channel
+            with self.subTest(method=method, path=path):
+                status, _, body = self.on_admin_port(method, path)
+                self.assertEqual((status, error_code(body)), (404, "NOT_FOUND"), body)
+        # another method on an admin path: 405 there, as on a shared listener
+        status, hdrs, body = self.on_admin_port("PUT", STATS)
+        self.assertEqual(status, 405, body)
+        self.assertIn("GET", hdrs.get("Allow", ""))
+
+    def test_the_token_is_still_required_on_the_admin_port(self):
+        for method, path in every_route():
+            for token in (None, WRONG_TOKEN, ADMIN_TOKEN[:-1]):
+                with self.subTest(method=method, path=path, token=token):
+                    status, _, body = self.on_admin_port(method, path, token=token)
+                    self.assertEqual((status, error_code(body)), (401, "UNAUTHORIZED"), body)
+        u = self.user("st")
+        status, _, body = self.on_admin_port("GET", STATS, token=None,
+                                             headers=auth_headers(u.token, "bearer"))
+        self.assertEqual((status, error_code(body)), (401, "UNAUTHORIZED"), body)
+
+    def test_admin_routes_are_absent_on_the_main_port(self):
+        _, _, unknown = self.server.request("GET", "/api/v1/admin/no-such-route")
+        self.assertEqual(unknown, NOT_FOUND)
+        for method, path in every_route() + [("PUT", STATS), ("HEAD", STATS)]:
+            for token in (ADMIN_TOKEN, None, WRONG_TOKEN):
+                with self.subTest(method=method, path=path, token=token):
+                    headers = {} if token is None else {"Authorization": "Bearer " + token}
+                    status, hdrs, body = self.server.request(method, path, headers=headers)
+                    self.assertEqual(status, 404, body)
+                    self.assertIsNone(hdrs.get("Allow"))
+                    if method != "HEAD":
+                        self.assertEqual(body, NOT_FOUND)  # as any unknown path
+
+    def test_only_healthz_besides_them_on_the_admin_port(self):
+        status, hdrs, body = self.on_admin_port("GET", "/healthz", token=None)
+        self.assertEqual((status, body), (200, {"status": "ok"}))
+        status, hdrs, body = self.on_admin_port("HEAD", "/healthz", token=None)
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(hdrs.get("Content-Length"), str(len(b'{"status":"ok"}')))
+        status, hdrs, _ = self.on_admin_port("PUT", "/healthz", token=None)
+        self.assertEqual(status, 405)  # as on the main port
+        self.assertEqual(hdrs.get("Allow"), "GET, HEAD")
+        u = self.user("ap")
+        login = {"username": u.username, "password": harness.DEFAULT_PASSWORD}
+        for method, path, body in (("POST", "/api/v1/auth/login", login),
+                                   ("POST", "/api/v1/auth/register",
+                                    {"username": unique_name("ap"), "password": "x" * 12}),
+                                   ("POST", "/api/v1/auth/logout", None),
+                                   ("GET", "/metrics", None), ("GET", "/CONFIG.md", None),
+                                   ("GET", "/no/such/path", None)):
+            for token in (None, ADMIN_TOKEN):
+                with self.subTest(method=method, path=path, token=token):
+                    status, hdrs, got = self.on_admin_port(method, path, token=token, body=body)
+                    self.assertEqual((status, got), (404, NOT_FOUND))
+                    self.assertIsNone(hdrs.get("Allow"))
+        # nothing was done: the user's name is free of a second account, the login still works
+        status, _, body = self.server.login_response(u.username)
+        self.assertEqual(status, 200, body)
+
+    def test_websocket_upgrades_are_refused_on_the_admin_port(self):
+        u = self.user("wsa")
+        for path, token in ((harness.WS_PATH, u.token), (harness.WS_PATH, None),
+                            ("/ws/", u.token), (STATS, None)):
+            with self.subTest(path=path, token=token):
+                with RawWebSocket(self.server.admin_port) as ws:
+                    status = ws.handshake(token=token, path=path)
+                    self.assertIn(status, (400, 404), ws.headers)
+                    self.assertNotIn("sec-websocket-accept", ws.headers)
+        with RawWebSocket(self.server.admin_port) as ws:
+            self.assertEqual(ws.handshake(token=u.token), 404)
+            body = ws.sock.recv(4096) if not ws.buf else ws.buf
+            self.assertIn(b"no WebSocket on the admin listener", body)
+
+    @async_test
+    async def test_the_main_port_serves_everything_else_as_before(self):
+        u = self.user("mp")
+        self.assertServerUp()
+        self.assertEqual(self.server.login_response(u.username)[0], 200)
+        status, _, _ = self.server.request("GET", "/metrics")
+        self.assertEqual(status, 200)
+        status, _, body = self.server.request("GET", "/CONFIG.md")
+        self.assertEqual(status, 200)
+        self.assertTrue(body.startswith(b"# chatd configuration"), body[:80])
+        await self.assertAlive(await self.connect(u))
+
+
+class AdminListenCheckTests(unittest.TestCase):
+    """admin.listen that cannot work stops --check-config and start-up, naming it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="chatd-admin-listen-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def run_chatd(self, listen, admin_listen, serve=False):
+        argv = [harness.chatd_bin(), "-c", harness.chatd_conf(), "--data-dir",
+                os.path.join(self.tmp, "data"), "--listen", listen,
+                "--set", 'admin.listen="%s"' % admin_listen]
+        if not serve:
+            argv.append("--check-config")
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        return p.returncode, p.stdout.decode(errors="replace")
+
+    def test_a_valid_address_passes(self):
+        code, out = self.run_chatd("127.0.0.1:8080", "127.0.0.1:9090")
+        self.assertEqual(code, 0, out)
+        self.assertIn("configuration is valid", out)
+
+    def test_a_malformed_address_is_refused(self):
+        for bad in ("9090", "localhost:9090", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000",
+                    "[::1:9090"):
+            with self.subTest(address=bad):
+                code, out = self.run_chatd("127.0.0.1:8080", bad)
+                self.assertEqual(code, 1, out)
+                self.assertIn("setting 'admin.listen': \"%s\" is not HOST:PORT" % bad, out)
+
+    def test_the_address_of_server_listen_is_refused(self):
+        for main, admin in (("127.0.0.1:8080", "127.0.0.1:8080"),
+                            ("127.0.0.1:8080", "0.0.0.0:8080"),
+                            ("[::1]:8080", "[::1]:8080")):
+            with self.subTest(main=main, admin=admin):
+                code, out = self.run_chatd(main, admin)
+                self.assertEqual(code, 1, out)
+                self.assertIn("setting 'admin.listen'", out)
+                self.assertIn("server.listen", out)
+
+    def test_an_address_in_use_stops_start_up(self):
+        with socket.socket() as busy:
+            busy.bind((HOST, 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            code, out = self.run_chatd("%s:0" % HOST, "%s:%d" % (HOST, port), serve=True)
+        self.assertEqual(code, 1, out)
+        self.assertIn("cannot listen on %s:%d (admin.listen): Address already in use"
+                      % (HOST, port), out)
+        self.assertNotIn("core: ready", out)
 
 
 if __name__ == "__main__":

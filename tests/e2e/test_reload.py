@@ -128,6 +128,16 @@ class ReloadTests(ServerTestCase):
             self.write_conf("")
             self.hup()
 
+    def test_admin_listen_needs_a_restart(self):
+        self.write_conf('admin = listen = "127.0.0.1:0";')
+        try:
+            line = self.hup()
+            self.assertIn("needs a restart to take effect: admin.listen", line)
+            self.assertNotIn("(admin", self.server.log_text())  # no listener was started
+        finally:
+            self.write_conf("")
+            self.hup()
+
     def test_a_broken_file_changes_nothing(self):
         self.write_conf("http = max_body_size = 1024;")
         with open(self.conf, "a") as f:

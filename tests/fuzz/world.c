@@ -186,7 +186,7 @@ int world_client_open(struct world_client *c, int keep_rx)
     c->keep_rx = keep_rx;
     /* Our end must read, or the server's output never leaves its buffer. */
     bufferevent_enable(c->pair[1], EV_READ | EV_WRITE);
-    if (http_accept(c->pair[0], "127.0.0.1") < 0) {
+    if (http_accept(c->pair[0], "127.0.0.1", CONN_LISTENER_MAIN) < 0) {
         c->pair[0] = NULL; /* freed by http_accept */
         return -1;
     }

@@ -697,6 +697,25 @@ class CheckConfigTests(unittest.TestCase):
                         self.assertEqual(doc_keys[key], default,
                                          "default of plugins.%s.%s" % (plugin, key))
 
+    def test_help_lists_core_settings_as_docs_config_does(self):
+        p = subprocess.run([harness.chatd_bin(), "--help"], stdout=subprocess.PIPE, timeout=10)
+        self.assertEqual(p.returncode, 0)
+        core = p.stdout.decode().split("plugin settings and defaults")[0]
+        listed = {}
+        for line in core.splitlines():
+            m = re.match(r"  ([a-z_]+(?:\.[a-z_]+)+)\s+(\S+)", line)
+            if m:
+                listed[m.group(1)] = m.group(2)
+        self.assertIn("admin.listen", listed)
+        with open(os.path.join(SOURCE, "docs", "CONFIG.md")) as f:
+            doc = f.read().split("\n## plugins")[0]
+        documented = {m.group(1): m.group(2).strip().strip("`") for m in re.finditer(
+            r"^\| `([a-z_]+(?:\.[a-z_]+)+)` \| ([^|]*) \|", doc, re.M)}
+        self.assertEqual(sorted(listed), sorted(documented),
+                         "docs/CONFIG.md and the core's settings differ")
+        for name, default in listed.items():
+            self.assertEqual(documented[name], default, "default of " + name)
+
     def test_version_and_help(self):
         p = subprocess.run([harness.chatd_bin(), "--version"], stdout=subprocess.PIPE, timeout=10)
         self.assertEqual(p.returncode, 0)

@@ -66,7 +66,7 @@ struct conn *support_conn(struct event_base *base, struct bufferevent **end)
         return NULL;
     *end = pair[1];
     bufferevent_enable(pair[1], EV_READ | EV_WRITE);
-    struct conn *c = conn_adopt(pair[0], "127.0.0.1", NULL, NULL);
+    struct conn *c = conn_adopt(pair[0], "127.0.0.1", CONN_LISTENER_MAIN, NULL, NULL);
     if (!c) {
         bufferevent_free(pair[1]);
         *end = NULL;

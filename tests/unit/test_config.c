@@ -496,6 +496,86 @@ static void test_err_settings_together(void **state)
     config_free(&s);
 }
 
+/* config_load with server.listen and admin.listen set: 0 (admin.listen read
+ * as given), or its error with the message in err. */
+static int load_listen(const char *main_addr, const char *admin_addr, char *err, size_t len)
+{
+    char main_ov[64], admin_ov[64];
+    snprintf(main_ov, sizeof main_ov, "server.listen=\"%s\"", main_addr);
+    snprintf(admin_ov, sizeof admin_ov, "admin.listen=\"%s\"", admin_addr);
+    const char *ovs[] = {main_ov, admin_ov};
+    struct settings s;
+    err[0] = '\0';
+    int rc = config_load(NULL, ovs, 2, &s, err, len);
+    if (rc == 0)
+        assert_string_equal(s.admin_listen, admin_addr);
+    config_free(&s);
+    return rc;
+}
+
+/* server.listen and admin.listen: numeric HOST:PORT, and not the same address. */
+static void test_listen_addresses(void **state)
+{
+    (void)state;
+    struct settings s;
+    char err[512];
+    load_ok(NULL, NULL, 0, &s);
+    assert_string_equal(s.admin_listen, "");
+    config_free(&s);
+    static const char *const good[] = {"127.0.0.1:9090", "[::1]:9090", ":9090",
+                                       "127.0.0.1:0",    "[::1]:8080", "0.0.0.0:9090"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (load_listen("127.0.0.1:8080", good[i], err, sizeof err) != 0)
+            fail_msg("admin.listen \"%s\" refused: %s", good[i], err);
+    /* port 0 on both: two free ports, no clash */
+    assert_int_equal(load_listen("127.0.0.1:0", "127.0.0.1:0", err, sizeof err), 0);
+
+    static const char *const bad[] = {"9090",          "localhost:9090", "127.0.0.1:",
+                                      "127.0.0.1:x",   "127.0.0.1:-1",   "127.0.0.1:65536",
+                                      "[::1:9090",     "::1]:9090",      "[127.0.0.1]:9090",
+                                      "127.0.0.1: 90", "1.2.3.4.5:90"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_true(load_listen("127.0.0.1:8080", bad[i], err, sizeof err) < 0);
+        assert_contains(err, "setting 'admin.listen'");
+        assert_contains(err, "not HOST:PORT");
+    }
+    load_fail(write_conf("admin = {\n  listen = \"nowhere\";\n};\n"), NULL, 0, err, sizeof err);
+    assert_contains(err, ":2: setting 'admin.listen'");
+    const char *bad_main[] = {"server.listen=\"localhost:8080\""};
+    load_fail(NULL, bad_main, 1, err, sizeof err);
+    assert_contains(err, "setting 'server.listen'");
+
+    /* the address of server.listen, or one that covers it or it covers */
+    static const char *const clash[][2] = {
+        {"127.0.0.1:8080", "127.0.0.1:8080"}, {"127.0.0.1:8080", "0.0.0.0:8080"},
+        {"0.0.0.0:8080", "127.0.0.1:8080"},   {"127.0.0.1:8080", "[::]:8080"},
+        {"[::1]:8080", "[::]:8080"},          {"[::1]:8080", "[0:0::1]:8080"}};
+    for (size_t i = 0; i < sizeof clash / sizeof clash[0]; i++) {
+        assert_true(load_listen(clash[i][0], clash[i][1], err, sizeof err) < 0);
+        assert_contains(err, "setting 'admin.listen'");
+        assert_contains(err, "server.listen");
+    }
+}
+
+/* A reload names admin.listen as needing a restart and keeps the old value. */
+static void test_reload_admin_listen_needs_restart(void **state)
+{
+    (void)state;
+    struct settings cur, next;
+    const char *before[] = {"admin.listen=\"127.0.0.1:9090\""};
+    const char *after[] = {"admin.listen=\"127.0.0.1:9091\"", "admin.token=\"t\""};
+    load_ok(NULL, before, 1, &cur);
+    load_ok(NULL, after, 2, &next);
+    char applied[256], restart[256];
+    assert_int_equal(
+        config_apply_live(&cur, &next, applied, sizeof applied, restart, sizeof restart), 1);
+    assert_string_equal(applied, "admin.token");
+    assert_string_equal(restart, "admin.listen");
+    assert_string_equal(cur.admin_listen, "127.0.0.1:9090");
+    config_free(&cur);
+    config_free(&next);
+}
+
 static void test_range_limits_inclusive(void **state)
 {
     (void)state;
@@ -615,6 +695,8 @@ int main(void)
         cmocka_unit_test_teardown(test_integers_are_64_bits, teardown),
         cmocka_unit_test_teardown(test_err_choice, teardown),
         cmocka_unit_test_teardown(test_err_settings_together, teardown),
+        cmocka_unit_test_teardown(test_listen_addresses, teardown),
+        cmocka_unit_test_teardown(test_reload_admin_listen_needs_restart, teardown),
         cmocka_unit_test_teardown(test_err_too_many_origins, teardown),
         cmocka_unit_test_teardown(test_err_plugin_without_name, teardown),
         cmocka_unit_test_teardown(test_err_plugins_not_a_list, teardown),

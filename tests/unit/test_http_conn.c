@@ -77,7 +77,7 @@ static int setup(void **state)
         return -1;
     t.end = pair[1];
     bufferevent_enable(t.end, EV_READ | EV_WRITE);
-    return http_accept(pair[0], "127.0.0.1");
+    return http_accept(pair[0], "127.0.0.1", CONN_LISTENER_MAIN);
 }
 
 static int teardown(void **state)
