@@ -1,6 +1,7 @@
 """Real backend servers for the multi-node tests, from Debian's packages,
 started in a temporary directory on loopback and stopped afterwards:
-MariaDB (mariadb-server) and Redis (redis-server).
+MariaDB (mariadb-server), a primary with GTID replicas, Redis (redis-server),
+a master with replicas, and Redis Sentinel (redis-sentinel).
 
 Every process started here gets PR_SET_PDEATHSIG, so it dies with the test
 process that started it even when that one is killed (meson's timeout, ^C):
@@ -83,8 +84,12 @@ class MariaDB:
     """
 
     USER, PASSWORD = "chatd", "chatd-test-password"
+    REPL_USER, REPL_PASSWORD = "repl", "chatd-test-replication"
 
-    def __init__(self):
+    def __init__(self, server_id=None):
+        """``server_id``: write a binary log with GTIDs (domain server_id - 1),
+        so that replicas can follow this server or it can be one."""
+        self.server_id = server_id
         self.dir = tempfile.mkdtemp(prefix="chatd-mariadb-")
         self.data = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "mysqld.sock")
@@ -125,21 +130,55 @@ class MariaDB:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         if self.log is None:
             self.log = open(os.path.join(self.dir, "mariadb.log"), "ab")
+        if self.server_id:
+            binlog = ["--log-bin=" + os.path.join(self.dir, "binlog"),
+                      "--server-id=%d" % self.server_id,
+                      "--gtid-domain-id=%d" % (self.server_id - 1), "--binlog-format=ROW",
+                      "--log-slave-updates", "--relay-log=" + os.path.join(self.dir, "relay")]
+        else:
+            binlog = ["--skip-log-bin"]
         self.proc = subprocess.Popen(
             ["mariadbd", "--no-defaults", "--datadir=" + self.data, "--socket=" + self.socket,
              "--port=%d" % self.port, "--bind-address=" + HOST, "--skip-name-resolve",
              "--pid-file=" + os.path.join(self.dir, "mariadbd.pid"),
              "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=48M",
-             "--max-connections=500", "--skip-log-bin"] + root,
+             "--max-connections=500"] + binlog + root,
             stdout=self.log, stderr=subprocess.STDOUT, **child_kwargs())
         wait_for(lambda: port_open(self.port) or self.proc.poll() is not None, 60, "mariadbd")
         if self.proc.poll() is not None:
             raise RuntimeError("mariadbd exited: see %s/mariadb.log" % self.dir)
         if not self.installed:
-            self.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'; GRANT ALL ON *.* TO '%s'@'%s';"
-                     % (self.USER, HOST, self.PASSWORD, self.USER, HOST))
+            # each server's own accounts: not in the binary log, so that a
+            # replica that creates its own does not meet them again
+            self.sql("SET sql_log_bin = 0; "
+                     "CREATE USER '%s'@'%s' IDENTIFIED BY '%s'; GRANT ALL ON *.* TO '%s'@'%s'; "
+                     "CREATE USER '%s'@'%s' IDENTIFIED BY '%s'; "
+                     "GRANT REPLICATION SLAVE ON *.* TO '%s'@'%s';"
+                     % (self.USER, HOST, self.PASSWORD, self.USER, HOST,
+                        self.REPL_USER, HOST, self.REPL_PASSWORD, self.REPL_USER, HOST))
             self.installed = True
         return self
+
+    def replicate_from(self, primary):
+        """Make this server a read-only replica of ``primary`` (both started with
+        a server_id), following it by GTID from the start of its binary log."""
+        self.sql("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='%s', "
+                 "MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; "
+                 "START SLAVE; SET GLOBAL read_only = 1;"
+                 % (HOST, primary.port, primary.REPL_USER, primary.REPL_PASSWORD))
+        return self
+
+    def caught_up(self, primary, timeout=20.0):
+        """Wait until this replica has applied everything ``primary`` has logged."""
+        pos = primary.sql("SELECT @@gtid_binlog_pos", capture=True).strip()
+        got = self.sql("SELECT MASTER_GTID_WAIT('%s', %f)" % (pos, timeout), capture=True)
+        if got.strip() != "0":
+            raise RuntimeError("replica not caught up with %s within %.0f s" % (pos, timeout))
+
+    def status(self, name):
+        """A global status counter (SHOW GLOBAL STATUS) as an integer."""
+        out = self.sql("SHOW GLOBAL STATUS LIKE '%s'" % name, capture=True).split()
+        return int(out[1]) if len(out) == 2 else 0
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
