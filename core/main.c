@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef CHATD_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "app.h"
 #include "clock.h"
@@ -32,6 +35,17 @@ static struct {
     struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
     int64_t drain_deadline_ms;
 } app;
+
+/* Tell systemd (Type=notify) how start-up and shutdown go: a no-op when
+ * NOTIFY_SOCKET is unset, or when chatd was built without libsystemd. */
+static void notify(const char *state)
+{
+#ifdef CHATD_HAVE_SYSTEMD
+    sd_notify(0, state);
+#else
+    (void)state;
+#endif
+}
 
 static void usage(FILE *f)
 {
@@ -116,21 +130,26 @@ static void reload(void)
     if (n) {
         app_configure(&app.s);
         log_set_level((chatd_log_level)log_level_parse(app.s.log_level));
+        log_set_format((enum log_format)log_format_parse(app.s.log_format));
         if (strstr(applied, "log.file") && app.s.log_file[0] && log_switch(app.s.log_file) < 0)
             log_error("reload: cannot open log file %s: %s", app.s.log_file, strerror(errno));
     }
     log_info("reload: %s%s%s%s", n ? "applied " : "nothing to apply", applied,
              restart[0] ? "; needs a restart to take effect: " : "", restart);
+    chatd_event ev = {.type = CHATD_EVENT_RELOAD};
+    loader_emit(&ev); /* plugins read their own files again */
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what, (void)arg;
     if (sig == SIGHUP) {
+        notify("RELOADING=1"); /* systemctl reload waits for the READY=1 */
         log_reopen();
         log_info("log reopened");
         app_reload();
         reload();
+        notify("READY=1");
         return;
     }
     if (app.drain_timer) {
@@ -139,6 +158,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     log_info("shutting down: draining connections and queued writes");
+    notify("STOPPING=1");
     app_drain();
     app.drain_deadline_ms = clock_now_ms() + app.s.shutdown_timeout * 1000;
     app.drain_timer = event_new(app.base, -1, EV_PERSIST, on_drain_tick, NULL);
@@ -264,6 +284,7 @@ static int serve(const char *conf)
             if ((*sigs[i] = evsignal_new(app.base, nums[i], on_signal, NULL)))
                 event_add(*sigs[i], NULL);
         log_info("ready");
+        notify("READY=1"); /* the listener accepts: systemd may start what needs chatd */
         event_base_dispatch(app.base);
         rc = 0;
         log_info("stopped");
@@ -294,6 +315,8 @@ int main(int argc, char **argv)
         }
         goto out;
     }
+    /* from here on log lines (a plugin's settings checked) are in log.format */
+    log_set_format((enum log_format)log_format_parse(app.s.log_format));
     if (a.help) {
         rc = help(&app.s);
     } else if (a.check_only) {

@@ -12,6 +12,7 @@
 #include "deliver.h"
 #include "dispatch.h"
 #include "handshake.h"
+#include "filters.h"
 #include "host.h"
 #include "nodes.h"
 #include "http.h"
@@ -103,6 +104,7 @@ void app_configure(const struct settings *s)
     dispatch_set_limits(&c.rates);
     router_configure(&c.routes);
     handshake_configure(&c.hs);
+    filters_set_timeout(s->filter_timeout_ms);
 }
 
 /* Start the layers bottom up, handing each its settings and the callbacks
@@ -135,6 +137,7 @@ int app_start(struct event_base *base, const struct settings *s, int listen, cha
         snprintf(err, errlen, "session store: %s", why);
         return CHATD_EINVAL;
     }
+    filters_init(base, s->filter_timeout_ms);
     loader_init(base);
     if (loader_load_all(s, host_table(s->data_dir, base), err, errlen) < 0)
         return CHATD_EINVAL;
@@ -174,6 +177,7 @@ void app_stop(void)
     tls_free();
     ws_free();
     loader_unload_all();
+    filters_free();
     host_plugins_gone();
     online_free();
     nodes_free();

@@ -40,7 +40,7 @@ int clients_open(struct conn *conn, struct session *s)
     c->conn = conn;
     session_attach(c, s);
     if (presence_add(c) < 0)
-        log_warn("conn %llu: out of memory indexing the user", (unsigned long long)c->id);
+        log_ids_msg(CHATD_LOG_WARN, "core", c->id, NULL, "out of memory indexing the user");
     metrics_gauge("ws_connections", presence_count());
     emit(CHATD_EVENT_CONN_OPENED, c);
     return 0;

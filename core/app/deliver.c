@@ -97,7 +97,7 @@ static void push_event(int64_t ref, int64_t user_id, const char *username, int64
                       .body = event,
                       .push_ref = ref};
     loader_emit(&ev);
-    metrics_count("push_events", 1);
+    METRICS_ADD("push_events", 1);
 }
 
 /* Every push of the intent was told. Not told when something failed on the
@@ -272,6 +272,8 @@ static void deliver_json(struct client *first, size_t next_off, int64_t except_c
                          const char *json, size_t len)
 {
     struct wsmsg *m = wsmsg_new(json, len);
+    if (m)
+        m->sent = encode_sent_cell_of(json, len);
     send_list(first, next_off, 0, except_channel, m);
     wsmsg_unref(m);
 }

@@ -29,6 +29,7 @@ struct handler {
 struct handler_list {
     struct handler *v;
     size_t n;
+    int64_t *received; /* chatd_ws_messages_in_total{type=...}, made with the list */
 };
 
 struct chatd_req {
@@ -40,11 +41,15 @@ struct chatd_req {
     int64_t received_us; /* clock_now_us() when its frame was dispatched */
     int in_handler;
     int completed;
+    /* request_as: no WebSocket; the reply goes here instead */
+    void (*answer)(void *arg, const json_t *reply);
+    void *answer_arg;
 };
 
 static struct {
     struct dispatch_limits lim;
-    hmap *by_type; /* type -> handler_list */
+    hmap *by_type;                /* type -> handler_list */
+    int64_t *errors[ERROR_CELLS]; /* chatd_ws_errors_total{code} */
 } ds;
 
 static int keep_alive(chatd_req *req, const json_t *msg, void *state)
@@ -64,6 +69,7 @@ void dispatch_set_limits(const struct dispatch_limits *limits)
 int dispatch_init(const struct dispatch_limits *limits)
 {
     ds.lim = *limits;
+    error_count_init(ds.errors, "ws_errors");
     if (!(ds.by_type = hmap_new(1)))
         return CHATD_ENOMEM;
     return dispatch_register(NULL, "KEEP_ALIVE", keep_alive, NULL);
@@ -95,6 +101,7 @@ int dispatch_register(void *owner, const char *type, chatd_msg_handler fn, void 
     if (!l) {
         if (!(l = calloc(1, sizeof *l)))
             return CHATD_ENOMEM;
+        l->received = metrics_counter_label_ref("ws_messages_in", "type", type);
         if (hmap_put_str(ds.by_type, type, l) < 0) {
             free(l);
             return CHATD_ENOMEM;
@@ -144,8 +151,28 @@ static void complete(chatd_req *req)
         req_free(req);
 }
 
+/* A request of request_as: its reply as the JSON a WebSocket would carry. */
+static void answer_json(chatd_req *req, const char *type, json_t *body)
+{
+    json_t *o = json_is_object(body) ? body : json_object();
+    if (o != body)
+        json_decref(body);
+    if (o) {
+        json_object_set_new(o, "type", json_string(type));
+        if (req->request_id)
+            json_object_set(o, "requestId", req->request_id);
+    }
+    req->answer(req->answer_arg, o);
+    json_decref(o);
+}
+
 int dispatch_reply(chatd_req *req, const char *type, json_t *body)
 {
+    if (req->answer) {
+        answer_json(req, type, body);
+        complete(req);
+        return 0;
+    }
     struct wsmsg *m = encode_frame(type, body, req->request_id);
     int rc = send_to(client_find(req->conn_id), m);
     wsmsg_unref(m);
@@ -158,7 +185,8 @@ static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_i
 {
     char text[64];
     if (code == CHATD_ERR_INTERNAL)
-        message = error_internal_text(message, msg_type, text, sizeof text);
+        message = error_internal_text(message, msg_type, conn_id, json_string_value(request_id),
+                                      text, sizeof text);
     json_t *body = json_pack("{s:s, s:s}", "code", error_code_name(code), "message",
                              message ? message : error_code_name(code));
     if (body && msg_type)
@@ -166,11 +194,22 @@ static void send_error(uint64_t conn_id, const char *msg_type, json_t *request_i
     struct wsmsg *m = encode_frame("ERROR", body, request_id);
     send_to(client_find(conn_id), m);
     wsmsg_unref(m);
-    metrics_count("ws_errors", 1);
+    error_count(ds.errors, "ws_errors", code);
 }
 
 int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
 {
+    if (req->answer) {
+        char text[64];
+        if (code == CHATD_ERR_INTERNAL)
+            message = error_internal_text(message, req->type, req->conn_id,
+                                          json_string_value(req->request_id), text, sizeof text);
+        answer_json(req, "ERROR",
+                    json_pack("{s:s, s:s, s:s}", "code", error_code_name(code), "message",
+                              message ? message : error_code_name(code), "messageType", req->type));
+        complete(req);
+        return 0;
+    }
     send_error(req->conn_id, req->type, req->request_id, code, message);
     complete(req);
     return 0;
@@ -178,6 +217,8 @@ int dispatch_error(chatd_req *req, chatd_error_code code, const char *message)
 
 void dispatch_req_done(chatd_req *req)
 {
+    if (req->answer)
+        req->answer(req->answer_arg, NULL);
     complete(req);
 }
 
@@ -248,10 +289,72 @@ static json_t *request_id_of(const json_t *msg)
     return json_is_string(rid) && json_string_length(rid) <= REQUEST_ID_MAX ? rid : NULL;
 }
 
+/* Hand req to the handlers of its type in turn until one takes it;
+ * answer for them when none does. Takes req. */
+static void run_handlers(struct handler_list *l, chatd_req *req, const json_t *msg)
+{
+    for (size_t i = 0; l && i < l->n && !req->completed; i++) {
+        req->in_handler = 1;
+        int64_t before = actor_set(req->user_id); /* the jobs it submits are the user's */
+        int rc = l->v[i].fn(req, msg, l->v[i].state);
+        actor_set(before);
+        req->in_handler = 0;
+        if (rc == CHATD_DECLINED && !req->completed)
+            continue;
+        if (rc == CHATD_PENDING && !req->completed)
+            return; /* the handler completes it later */
+        if (rc < 0 && !req->completed) {
+            req->in_handler = 1; /* answered here, freed below */
+            dispatch_error(req, CHATD_ERR_INTERNAL, "handler failed");
+        }
+        req_free(req);
+        return;
+    }
+    if (!req->completed) {
+        req->in_handler = 1;
+        dispatch_error(req, CHATD_ERR_BAD_REQUEST, "unknown message type");
+    }
+    req_free(req);
+}
+
+int dispatch_as(int64_t user_id, const char *username, const json_t *msg,
+                void (*answer)(void *arg, const json_t *reply), void *arg)
+{
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    struct handler_list *l = type ? hmap_get_str(ds.by_type, type) : NULL;
+    if (!l || !l->n)
+        return CHATD_ENOTFOUND;
+    chatd_req *req = calloc(1, sizeof *req);
+    if (!req || !(req->type = strdup(type)) ||
+        !(req->username = strdup(username ? username : ""))) {
+        if (req)
+            req_free(req);
+        return CHATD_ENOMEM;
+    }
+    req->user_id = user_id;
+    req->request_id = json_incref(request_id_of(msg));
+    req->received_us = clock_now_us();
+    req->answer = answer;
+    req->answer_arg = arg;
+    run_handlers(l, req, msg);
+    return 0;
+}
+
+/* One more message received of l's type, or of none a handler has (l NULL). */
+static void count_in(const struct handler_list *l)
+{
+    static int64_t *other;
+    if (!other)
+        other = metrics_counter_label_ref("ws_messages_in", "type", "other");
+    int64_t *cell = l && l->received ? l->received : other;
+    if (cell)
+        ++*cell;
+}
+
 void dispatch_text(struct client *c, const char *data, size_t len)
 {
-    METRICS_ADD("ws_messages_in", 1);
     if (!c->session || session_expired(c->session)) {
+        count_in(NULL);
         ws_close(c->conn, SESSION_CLOSE_ENDED, "session expired");
         return;
     }
@@ -260,12 +363,15 @@ void dispatch_text(struct client *c, const char *data, size_t len)
     json_error_t jerr;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!msg) {
+        count_in(NULL);
         reject_unparsed(c, data, len, &jerr, allowed);
         return;
     }
     chatd_req *req = NULL;
     json_t *rid = json_object_get(msg, "requestId");
     const char *type_s = json_string_value(json_object_get(msg, "type"));
+    struct handler_list *l = type_s ? hmap_get_str(ds.by_type, type_s) : NULL;
+    count_in(l);
     if (!allowed) {
         metrics_count("ws_rate_limited", 1);
         send_error(c->id, type_s, request_id_of(msg), CHATD_ERR_RATE_LIMITED,
@@ -285,7 +391,6 @@ void dispatch_text(struct client *c, const char *data, size_t len)
         send_error(c->id, NULL, rid, CHATD_ERR_BAD_REQUEST, "missing string field 'type'");
         goto out;
     }
-    struct handler_list *l = hmap_get_str(ds.by_type, type_s);
     if (!(req = calloc(1, sizeof *req)) || !(req->type = strdup(type_s)) ||
         !(req->username = strdup(c->username))) {
         send_error(c->id, type_s, rid, CHATD_ERR_INTERNAL, "out of memory");
@@ -295,28 +400,8 @@ void dispatch_text(struct client *c, const char *data, size_t len)
     req->user_id = c->user_id;
     req->request_id = json_incref(rid);
     req->received_us = clock_now_us();
-    for (size_t i = 0; l && i < l->n && !req->completed; i++) {
-        req->in_handler = 1;
-        int64_t before = actor_set(req->user_id); /* the jobs it submits are the user's */
-        int rc = l->v[i].fn(req, msg, l->v[i].state);
-        actor_set(before);
-        req->in_handler = 0;
-        if (rc == CHATD_DECLINED && !req->completed)
-            continue;
-        if (rc == CHATD_PENDING && !req->completed) {
-            req = NULL; /* the handler completes it later */
-            goto out;
-        }
-        if (rc < 0 && !req->completed) {
-            req->in_handler = 1; /* answered here, freed below */
-            dispatch_error(req, CHATD_ERR_INTERNAL, "handler failed");
-        }
-        goto out;
-    }
-    if (!req->completed) {
-        req->in_handler = 1;
-        dispatch_error(req, CHATD_ERR_BAD_REQUEST, "unknown message type");
-    }
+    run_handlers(l, req, msg);
+    req = NULL; /* run_handlers owns it */
 out:
     if (req)
         req_free(req);

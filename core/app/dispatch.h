@@ -43,4 +43,8 @@ const char *dispatch_req_username(const chatd_req *req);
 uint64_t dispatch_req_conn_id(const chatd_req *req);
 const char *dispatch_req_type(const chatd_req *req);
 
+/* host->request_as: msg dispatched as user_id's, the reply to answer. */
+int dispatch_as(int64_t user_id, const char *username, const json_t *msg,
+                void (*answer)(void *arg, const json_t *reply), void *arg);
+
 #endif

@@ -4,7 +4,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
 #include "ws.h"
+
+/* Outbound types seen, by a hash of their text: a frame's type costs a
+ * hash and a compare of a few bytes, not a lookup in the metrics. */
+#define SENT_SLOTS 64
+#define TYPE_MAX 64
+struct sent_slot {
+    size_t len;
+    char type[TYPE_MAX];
+    int64_t *cell;
+};
+static struct sent_slot sent_cache[SENT_SLOTS];
+
+int64_t *encode_sent_cell(const char *type, size_t len)
+{
+    if (len == 0 || len >= TYPE_MAX)
+        return encode_sent_cell("other", 5);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)type[i]) * 16777619u;
+    struct sent_slot *e = &sent_cache[h % SENT_SLOTS];
+    if (e->cell && e->len == len && memcmp(e->type, type, len) == 0)
+        return e->cell;
+    memcpy(e->type, type, len);
+    e->type[len] = '\0';
+    e->len = len;
+    e->cell = metrics_counter_label_ref("ws_messages_out", "type", e->type);
+    return e->cell;
+}
+
+int64_t *encode_sent_cell_of(const char *json, size_t len)
+{
+    static const char lead[] = "{\"type\":\"";
+    const size_t n = sizeof lead - 1;
+    if (len > n && memcmp(json, lead, n) == 0)
+        for (size_t i = n; i < len && i < n + TYPE_MAX; i++) {
+            if (json[i] == '\\')
+                break;
+            if (json[i] == '"')
+                return encode_sent_cell(json + n, i - n);
+        }
+    return encode_sent_cell("other", 5);
+}
 
 json_t *encode_object(const char *type, json_t *body, json_t *request_id)
 {
@@ -127,5 +170,7 @@ struct wsmsg *encode_frame(const char *type, json_t *body, json_t *request_id)
     json_decref(body);
     struct wsmsg *m = t.failed ? NULL : wsmsg_new(t.p, t.len);
     free(t.p);
+    if (m)
+        m->sent = encode_sent_cell(type, strlen(type));
     return m;
 }

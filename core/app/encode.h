@@ -8,6 +8,8 @@
 #define CHATD_ENCODE_H
 
 #include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct wsmsg;
 
@@ -16,5 +18,12 @@ struct wsmsg;
 struct wsmsg *encode_frame(const char *type, json_t *body, json_t *request_id);
 /* The same as a new JSON object, or NULL. Takes body; request_id borrowed. */
 json_t *encode_object(const char *type, json_t *body, json_t *request_id);
+/* The cell of chatd_ws_messages_out_total{type=...} for type[0..len) (not
+ * NUL-terminated), for a frame's sent counter: found in a small cache by
+ * the type's text, the metrics looked up only on a miss. */
+int64_t *encode_sent_cell(const char *type, size_t len);
+/* The same for a frame's JSON as encode_frame writes it ({"type":"...",
+ * first): "other" when it does not start so. */
+int64_t *encode_sent_cell_of(const char *json, size_t len);
 
 #endif

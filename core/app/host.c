@@ -14,6 +14,7 @@
 #include "db.h"
 #include "deliver.h"
 #include "dispatch.h"
+#include "filters.h"
 #include "hmap.h"
 #include "http.h"
 #include "loader.h"
@@ -46,8 +47,7 @@ static void h_log(chatd_plugin *p, chatd_log_level level, const char *fmt, ...)
 
 static void h_count(chatd_plugin *p, const char *name, uint64_t delta)
 {
-    (void)p;
-    metrics_count(name, delta);
+    metrics_plugin_count(p ? p->name : "plugin", name, delta);
 }
 
 static int h_on_message(chatd_plugin *p, const char *type, chatd_msg_handler fn)
@@ -115,14 +115,19 @@ static const char *h_req_session_key(chatd_req *req)
 
 static void h_observe_us(chatd_plugin *p, const char *name, uint64_t us)
 {
-    (void)p;
-    metrics_observe_us(name, us);
+    metrics_plugin_observe_us(p ? p->name : "plugin", name, us);
+}
+
+static int h_on_message_filter(chatd_plugin *p, chatd_message_filter fn)
+{
+    if (!fn || p->initialised)
+        return CHATD_EINVAL; /* init only: the chain's order is the config's */
+    return filters_add(p, fn, p->state);
 }
 
 static void h_gauge(chatd_plugin *p, const char *name, int64_t value)
 {
-    (void)p;
-    metrics_gauge(name, value);
+    metrics_plugin_gauge(p ? p->name : "plugin", name, value);
 }
 
 static int h_session_end_user(int64_t user_id)
@@ -477,6 +482,14 @@ static const chatd_host host = {
     .node_stats = nodes_query,
     .session_end_http_then = h_session_end_http_then,
     .session_end_user_then = h_session_end_user_then,
+    .on_message_filter = h_on_message_filter,
+    .filter_pass = filter_pass,
+    .filter_reject = filter_reject,
+    .filter_replace = filter_replace,
+    .filter_message = filters_run,
+    .filter_count = filters_count,
+    .request_as = dispatch_as,
+    .event_subscribed = loader_subscribed,
     .db_prepare = h_db_prepare,
     .db_bind_int = h_db_bind_int,
     .db_bind_text = h_db_bind_text,

@@ -13,6 +13,7 @@
 #include "config_check.h"
 #include "db.h"
 #include "dispatch.h"
+#include "filters.h"
 #include "log.h"
 #include "router.h"
 #include "store.h"
@@ -169,9 +170,10 @@ static void plugin_free(struct chatd_plugin *p)
         timer_unlink(t);
         free(t);
     }
-    if (p->initialised) { /* only init registers handlers and routes */
+    if (p->initialised) { /* only init registers handlers, routes and filters */
         dispatch_remove_owner(p);
         router_remove_owner(p);
+        filters_remove_owner(p);
     }
     if (p->dl)
         dlclose(p->dl);
@@ -211,7 +213,12 @@ static struct chatd_plugin *open_plugin(const struct settings *s, json_t *conf, 
         snprintf(err, errlen, "out of memory");
     else if (stat(path, &sb) != 0)
         snprintf(err, errlen, "plugin '%s': no such file %s", name, path);
-    else if (!(p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+    /* NODELETE: a plugin closed (a failed check, a reload's look at the
+     * settings) stays mapped, and so do the libraries it brought (libcurl and
+     * its TLS stack): thread-local storage that glibc handed out for them
+     * never points into unmapped memory, which LeakSanitizer would walk at
+     * exit. Loading the same file again finds it loaded. */
+    else if (!(p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)))
         snprintf(err, errlen, "plugin '%s': cannot load %s: %s", name, path, dlerror());
     else if (*(void **)&entry = dlsym(p->dl, CHATD_PLUGIN_ENTRY_SYMBOL),
              !(d = entry ? entry() : NULL))

@@ -19,7 +19,7 @@ struct settings;
 struct store_backend;
 
 /* The number of event types (chatd_event_type runs from 1). */
-#define LOADER_EVENT_TYPES (CHATD_EVENT_PUSH_SETTLED + 1)
+#define LOADER_EVENT_TYPES (CHATD_EVENT_RELOAD + 1)
 
 struct chatd_plugin {
     char *name;

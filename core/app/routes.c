@@ -4,6 +4,7 @@
 
 #include "http.h"
 #include "metrics.h"
+#include "presence.h"
 #include "redis.h"
 #include "router.h"
 #include "session.h"
@@ -39,6 +40,9 @@ static int route_metrics(chatd_http *req, void *state)
     metrics_gauge("job_queue_depth", store_queue_depth());
     metrics_gauge("jobs_in_flight", store_in_flight());
     metrics_gauge("sessions", (int64_t)session_count());
+    metrics_gauge("online_users", presence_users());
+    metrics_gauge("entered_channels", presence_channel_count());
+    metrics_gauge("entered_clients", presence_entered_count());
     metrics_render(b);
     size_t n = evbuffer_get_length(b);
     http_respond(req, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, -1), n, NULL);

@@ -32,6 +32,7 @@
 static const char *const synchronous_modes[] = {"full", "normal", NULL};
 static const char *const session_backends[] = {"sqlite", "mariadb", "redis", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const tls_versions[] = {"1.2", "1.3", NULL};
 
 /* Every setting the core reads. docs/CONFIG.md describes the same list. */
@@ -135,7 +136,11 @@ const struct schema config_schema[] = {
     S_ENUM("tls.min_version", tls_min_version, "1.2", tls_versions,
            "oldest TLS version accepted: 1.2 or 1.3"),
     S_ENUM("log.level", log_level, "info", log_levels, "error, warn, info or debug"),
+    S_ENUM("log.format", log_format, "text", log_formats,
+           "text, or json: one object a line with time, level, module, message"),
     S_STR("log.file", log_file, "", "log file (\"\": stderr)"),
+    S_INT("hooks.filter_timeout_ms", filter_timeout_ms, 2000, 1, 600000,
+          "how long a message filter may take before the write fails UNAVAILABLE"),
     S_STR("admin.token", admin_token, "",
           "bearer token of the admin API (\"\": the API is off, its routes 404)"),
 };
@@ -143,8 +148,9 @@ const struct schema config_schema[] = {
 const size_t config_schema_len = sizeof config_schema / sizeof config_schema[0];
 #define N_SCHEMA config_schema_len
 
-static const char *const top_groups[] = {"server", "http", "ws",      "session", "storage", "log",
-                                         "admin",  "tls",  "mariadb", "redis",   "plugins", NULL};
+static const char *const top_groups[] = {"server", "http",    "ws",  "session", "storage",
+                                         "log",    "admin",   "tls", "hooks",   "mariadb",
+                                         "redis",  "plugins", NULL};
 
 #define errf config_errf
 

@@ -80,7 +80,9 @@ struct settings {
     char *tls_min_version;
     /* log */
     char *log_level;
-    char *admin_token; /* admin.token: "" turns the admin API off */
+    int64_t filter_timeout_ms; /* hooks.filter_timeout_ms */
+    char *log_format;          /* "text" or "json" */
+    char *admin_token;         /* admin.token: "" turns the admin API off */
     char *log_file;
     /* plugins: one JSON object per entry of the plugins list */
     json_t *plugins;

@@ -21,8 +21,10 @@ static const char *const live_settings[] = {"http.max_head_size",
                                             "session.ttl",
                                             "session.end_confirm_ms",
                                             "log.level",
+                                            "log.format",
                                             "log.file",
                                             "admin.token",
+                                            "hooks.filter_timeout_ms",
                                             NULL};
 
 static int is_live(const char *path)

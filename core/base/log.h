@@ -3,6 +3,8 @@
 #define CHATD_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
+
 #include "chatd/plugin.h"
 
 /* Open the log: path NULL or "" means stderr. Returns 0 or CHATD_EINVAL. */
@@ -16,11 +18,25 @@ void log_close(void);
 /* Parse "error", "warn", "info", "debug"; -1 if unknown. */
 int log_level_parse(const char *name);
 int log_enabled(chatd_log_level level);
+/* Lines as text (the default) or as one JSON object each (log.format). */
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+void log_set_format(enum log_format format);
+/* Parse "text" or "json"; -1 if unknown. */
+int log_format_parse(const char *name);
 
-/* Write one line "<time> <level> <who>: <text>". who is borrowed. */
+/* Write one line "<time> <level> <who>: <text>", or in JSON
+ * {"time","level","module","message"}. who is borrowed. */
 void log_msg(chatd_log_level level, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vmsg(chatd_log_level level, const char *who, const char *fmt, va_list ap);
+/* The same about one connection (conn, 0: none) and one request (request: a
+ * WebSocket requestId or an HTTP X-Request-Id, NULL: none): in text
+ * "<who>: conn <conn> request <request>: <text>", in JSON "conn" and
+ * "request" members. */
+void log_ids_msg(chatd_log_level level, const char *who, uint64_t conn, const char *request,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void log_ids_vmsg(chatd_log_level level, const char *who, uint64_t conn, const char *request,
+                  const char *fmt, va_list ap);
 
 #define log_error(...) log_msg(CHATD_LOG_ERROR, "core", __VA_ARGS__)
 #define log_warn(...) log_msg(CHATD_LOG_WARN, "core", __VA_ARGS__)

@@ -19,6 +19,7 @@ static struct {
     const struct settings *s;
     char node[NODE_LEN + 1]; /* random id of this process */
     struct event *heartbeat;
+    struct event *lag_probe;
     struct bus_events ev;
 } bus;
 
@@ -40,7 +41,7 @@ static const char *frame_of(const char *data, size_t len, size_t *json_len)
 {
     if (len <= NODE_LEN + 1 || memcmp(data, bus.node, NODE_LEN) == 0)
         return NULL;
-    metrics_count("bus_deliveries_in", 1);
+    METRICS_ADD("bus_deliveries_in", 1);
     *json_len = len - NODE_LEN - 1;
     return data + NODE_LEN + 1;
 }
@@ -118,7 +119,7 @@ static void publish(const char *kind, int64_t id, const char *lead, const char *
         free(payload);
     }
     if (rc == 0)
-        metrics_count("bus_publishes", 1);
+        METRICS_ADD("bus_publishes", 1);
     else if (call)
         call->fn(NULL, call);
 }
@@ -212,6 +213,40 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
         bus.ev.each_entered(refresh_one, NULL);
 }
 
+/* ---- lag: a probe through Redis and back, once a second ---- */
+
+/* The bus's own delay, as the frames between nodes see it: PUBLISH on the
+ * command link to Redis, and back on the subscription link, each behind
+ * whatever else is queued on it. One clock (this node's), so no skew. */
+static void lag_topic(char *out, size_t len)
+{
+    snprintf(out, len, "%slag:%s", redis_prefix(), bus.node);
+}
+
+static void on_lag(const char *topic, const char *data, size_t len)
+{
+    char num[24];
+    (void)topic;
+    if (len == 0 || len >= sizeof num)
+        return;
+    memcpy(num, data, len);
+    num[len] = '\0';
+    int64_t sent = strtoll(num, NULL, 10), now = clock_now_us();
+    if (sent > 0 && now >= sent)
+        metrics_observe_us("bus_lag", (uint64_t)(now - sent));
+}
+
+static void on_lag_probe(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (!redis_ready())
+        return;
+    char topic[96], payload[24];
+    lag_topic(topic, sizeof topic);
+    int n = snprintf(payload, sizeof payload, "%lld", (long long)clock_now_us());
+    redis_cmd(NULL, "PUBLISH %s %b", topic, payload, (size_t)n);
+}
+
 static void who_replied(struct redisReply *r, struct redis_call *call)
 {
     struct bus_who *w = (struct bus_who *)call;
@@ -255,11 +290,17 @@ int bus_init(struct event_base *base, const struct settings *s, const struct bus
     for (int i = 0; i < NODE_LEN / 2; i++)
         sprintf(bus.node + 2 * i, "%02x", r[i]);
     if (redis_on_message("ch:", on_channel) < 0 || redis_on_message("u:", on_user) < 0 ||
-        !(bus.heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, NULL)))
+        redis_on_message("lag:", on_lag) < 0 ||
+        !(bus.heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, NULL)) ||
+        !(bus.lag_probe = event_new(base, -1, EV_PERSIST, on_lag_probe, NULL)))
         return CHATD_ENOMEM;
     int64_t every_ms = s->redis_presence_ttl * 1000 / 3;
-    struct timeval tv = {every_ms / 1000, (every_ms % 1000) * 1000};
+    struct timeval tv = {every_ms / 1000, (every_ms % 1000) * 1000}, second = {1, 0};
     event_add(bus.heartbeat, &tv);
+    event_add(bus.lag_probe, &second);
+    char topic[96];
+    lag_topic(topic, sizeof topic);
+    redis_subscribe(topic);
     log_info("node %s: cross-node delivery through redis %s:%lld", bus.node, s->redis_host,
              (long long)s->redis_port);
     return 0;
@@ -275,4 +316,7 @@ void bus_free(void)
     if (bus.heartbeat)
         event_free(bus.heartbeat);
     bus.heartbeat = NULL;
+    if (bus.lag_probe)
+        event_free(bus.lag_probe);
+    bus.lag_probe = NULL;
 }

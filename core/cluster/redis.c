@@ -67,7 +67,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *priv)
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0)
         return; /* subscribe / unsubscribe confirmations */
-    metrics_count("redis_messages_in", 1);
+    METRICS_ADD("redis_messages_in", 1);
     const char *topic = r->element[1]->str;
     for (int i = 0; i < rd.n_routes; i++)
         if (strncmp(topic, rd.routes[i].prefix, strlen(rd.routes[i].prefix)) == 0) {
@@ -226,7 +226,7 @@ static int send_cmd(struct redis_call *call, const char *fmt, va_list *ap, int a
                  : redisAsyncCommandArgv(rd.cmd.ac, on_reply, call, argc, argv, argvlen);
     if (rc != REDIS_OK)
         return CHATD_EUNAVAIL;
-    metrics_count("redis_commands", 1);
+    METRICS_ADD("redis_commands", 1);
     return 0;
 }
 

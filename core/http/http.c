@@ -27,6 +27,7 @@ struct http_conn {
 static struct {
     struct http_limits lim;
     http_request_fn on_request;
+    int64_t *errors[ERROR_CELLS]; /* chatd_http_errors_total{code} */
 } hs;
 
 static const struct conn_ops http_ops;
@@ -35,6 +36,7 @@ void http_init(const struct http_limits *limits, http_request_fn on_request)
 {
     hs.lim = *limits;
     hs.on_request = on_request;
+    error_count_init(hs.errors, "http_errors");
 }
 
 static struct http_conn *H(struct conn *c)
@@ -127,7 +129,7 @@ static void http_input(struct conn *c)
             memcpy(r->peer, c->peer, sizeof r->peer);
             h->pending = r;
             conn_pause_read(c, 1);
-            metrics_count("http_requests", 1);
+            METRICS_ADD("http_requests", 1);
             hs.on_request(r);
         }
     }
@@ -338,9 +340,11 @@ void http_respond_json(struct chatd_http *req, int status, json_t *body, const c
 
 void http_respond_error(struct chatd_http *req, chatd_error_code code, int status, const char *msg)
 {
+    error_count(hs.errors, "http_errors", code);
     char text[64];
     if (code == CHATD_ERR_INTERNAL)
-        msg = error_internal_text(msg, req->path, text, sizeof text);
+        msg = error_internal_text(msg, req->path, req->conn_id,
+                                  http_header_get(req, "X-Request-Id"), text, sizeof text);
     http_respond_json(req, status ? status : error_http_status(code),
                       json_pack("{s:s, s:s}", "error", error_code_name(code), "message",
                                 msg ? msg : error_code_name(code)),

@@ -126,7 +126,9 @@ static void run_route(struct route *r, struct chatd_http *req)
     if (rc == CHATD_DECLINED) {
         http_respond_error(req, CHATD_ERR_NOT_FOUND, 404, "not found");
     } else {
-        log_error("route %s %s returned without a reply", http_method_name(req->method), req->path);
+        log_ids_msg(CHATD_LOG_ERROR, "core", id, http_header_get(req, "X-Request-Id"),
+                    "route %s %s returned without a reply", http_method_name(req->method),
+                    req->path);
         http_respond_error(req, CHATD_ERR_INTERNAL, 500, "handler gave no reply");
     }
 }

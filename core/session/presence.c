@@ -15,7 +15,7 @@ struct head {
 
 static hmap *by_user;    /* user id -> head (c->u_prev/u_next) */
 static hmap *by_channel; /* channel id -> head (c->c_prev/c_next) */
-static long n_clients;
+static long n_clients, n_entered;
 static struct presence_observer observer;
 
 int presence_init(const struct presence_observer *ob)
@@ -42,7 +42,7 @@ void presence_free(void)
     free_heads(by_user);
     free_heads(by_channel);
     by_user = by_channel = NULL;
-    n_clients = 0;
+    n_clients = n_entered = 0;
 }
 
 /* A key's first and last client are told (other nodes deliver to this one
@@ -166,6 +166,7 @@ int presence_enter(struct client *c, int64_t channel_id)
     if (old) {
         list_remove(by_channel, old, c, C_OFF);
         c->channel_id = 0;
+        n_entered--;
         if (!user_entered(c->user_id, old))
             entered(old, c->user_id, 0);
     }
@@ -177,6 +178,7 @@ int presence_enter(struct client *c, int64_t channel_id)
         return CHATD_ENOMEM;
     list_insert(h, c, C_OFF);
     c->channel_id = channel_id;
+    n_entered++;
     if (first)
         entered(channel_id, c->user_id, 1);
     return 0;
@@ -233,4 +235,14 @@ void presence_user_leave_channel(int64_t user_id, int64_t channel_id)
 long presence_count(void)
 {
     return n_clients;
+}
+
+long presence_channel_count(void)
+{
+    return by_channel ? (long)hmap_count(by_channel) : 0;
+}
+
+long presence_entered_count(void)
+{
+    return n_entered;
 }

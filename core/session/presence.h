@@ -51,5 +51,8 @@ void presence_each_user(void (*fn)(int64_t user_id, void *arg), void *arg);
 long presence_count(void);
 /* Users with a client here. */
 long presence_users(void);
+/* Channels with a client entered here; clients entered in a channel. */
+long presence_channel_count(void);
+long presence_entered_count(void);
 
 #endif

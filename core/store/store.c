@@ -95,7 +95,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
             if (j->kind == POOL_WRITE && j->status == CHATD_EUNAVAIL)
                 j->backend->write_failing = 1;
             st.in_flight--;
-            metrics_count("jobs_completed", 1);
+            METRICS_ADD("jobs_completed", 1);
             reads_completed(j);
             /* What done() submits is on behalf of the same user. */
             int64_t before = actor_set(j->user);
@@ -440,7 +440,7 @@ int store_submit_keyed(struct store_backend *b, int flags, uint64_t key, chatd_j
     j->user = actor_user();
     reads_prepare(j);
     st.in_flight++;
-    metrics_count("jobs_submitted", 1);
+    METRICS_ADD("jobs_submitted", 1);
     if (flags & CHATD_JOB_CPU)
         pool_push(&st.cpu, j);
     else if (!b) {

@@ -73,6 +73,7 @@ struct wsmsg *wsmsg_new(const char *text, size_t len)
     if (!m)
         return NULL;
     m->refs = 1;
+    m->sent = NULL;
     m->hdr = hdr;
     m->len = hdr + len;
     unsigned char *d = m->data;
@@ -300,7 +301,7 @@ static int check_outbuf(struct conn *c)
         evbuffer_get_length(bufferevent_get_output(c->bev)) <= (size_t)wss.lim.max_outbuf)
         return 0;
     metrics_count("ws_slow_reader_closed", 1);
-    log_info("conn %llu: closed, outgoing buffer over ws.max_outbuf", (unsigned long long)c->id);
+    log_ids_msg(CHATD_LOG_INFO, "core", c->id, NULL, "closed, outgoing buffer over ws.max_outbuf");
     ws_close(c, WSLAY_CODE_POLICY_VIOLATION, "client too slow");
     return -1;
 }
@@ -474,7 +475,8 @@ int ws_send(struct conn *c, struct wsmsg *m)
             return -1;
         }
     }
-    METRICS_ADD("ws_messages_out", 1);
+    if (m->sent)
+        ++*m->sent;
     if (check_outbuf(c) == 0)
         conn_flush_soon(c);
     return 0;

@@ -17,8 +17,9 @@ struct event_base;
 /* A complete server text frame (header + payload), shared by reference. */
 struct wsmsg {
     int refs;
-    size_t len; /* frame bytes */
-    size_t hdr; /* header bytes before the payload */
+    size_t len;    /* frame bytes */
+    size_t hdr;    /* header bytes before the payload */
+    int64_t *sent; /* a counter cell: one more for each WebSocket it is sent on (NULL: none) */
     unsigned char data[];
 };
 

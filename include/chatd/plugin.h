@@ -96,6 +96,16 @@ typedef enum {
     /* ABI 1.1: every UNDELIVERABLE of the push intent push_ref has been told
      * (there may have been none): the intent is settled. */
     CHATD_EVENT_PUSH_SETTLED,
+    /* ABI 1.1: a message, an edit, a deletion or a reaction was committed:
+     * told once, after the commit, on the node that wrote it, in the order of
+     * the channel's versions. channel_id, user_id and username (who did it),
+     * and body {"kind": "message"|"edit"|"delete"|"reaction", "channelId",
+     * "messageSequence", "version", "username", "content" (message, edit),
+     * "replyTo" (message), "emoji" and "on" (reaction)}. */
+    CHATD_EVENT_MESSAGE_STORED,
+    /* ABI 1.1: SIGHUP: the operator asks for files to be read again (a
+     * plugin's word list, say). Its config entry stays as it was. */
+    CHATD_EVENT_RELOAD,
 } chatd_event_type;
 
 typedef struct {
@@ -130,6 +140,28 @@ typedef int (*chatd_msg_handler)(chatd_req *req, const json_t *msg, void *state)
 typedef int (*chatd_http_handler)(chatd_http *req, void *state);
 
 typedef void (*chatd_event_handler)(const chatd_event *ev, void *state);
+
+/* ABI 1.1: a message a filter sees (all borrowed for the filter's call). */
+typedef struct {
+    const char *type; /* "WRITE_MESSAGE" or "EDIT_MESSAGE" */
+    int64_t channel_id;
+    int64_t user_id; /* the author */
+    const char *username;
+    int64_t sequence; /* EDIT_MESSAGE: the message edited; WRITE_MESSAGE: 0 */
+    const char *content;
+} chatd_message_view;
+
+/* One filter's turn on one message. */
+typedef struct chatd_filter chatd_filter;
+
+/*
+ * A message filter, called on the loop thread. It gives exactly one verdict
+ * with host->filter_pass(), filter_reject() or filter_replace(): before it
+ * returns (returning CHATD_OK), or later (returning CHATD_PENDING), when it
+ * needs I/O; past hooks.filter_timeout_ms the write fails UNAVAILABLE, and a
+ * late verdict is still owed (it frees f) but changes nothing.
+ */
+typedef int (*chatd_message_filter)(chatd_filter *f, const chatd_message_view *m, void *state);
 
 /*
  * Storage job. run() executes on a worker thread with a connection of the
@@ -462,6 +494,43 @@ typedef struct chatd_host {
      * CHATD_ENOTFOUND (no session behind req; done not called). */
     int (*session_end_http_then)(chatd_http *req, void (*done)(void *arg), void *arg);
     int (*session_end_user_then)(int64_t user_id, void (*done)(void *arg), void *arg);
+
+    /* ---- ABI 1.1: hooks on the message path ---- */
+
+    /* Filter every WRITE_MESSAGE and EDIT_MESSAGE before it is stored (see
+     * chatd_message_filter); filters run in the order they were registered
+     * (the config's order). init() only. 0 or CHATD_ENOMEM. */
+    int (*on_message_filter)(chatd_plugin *p, chatd_message_filter fn);
+    /* A filter's verdict, exactly one per call of the filter (also after
+     * its deadline): pass the message on; reject it with a wire error (the
+     * writer gets it, nothing is stored); or pass it on with new content
+     * (copied; the rules of content still apply). */
+    void (*filter_pass)(chatd_filter *f);
+    void (*filter_reject)(chatd_filter *f, chatd_error_code code, const char *message);
+    void (*filter_replace)(chatd_filter *f, const char *content);
+    /* For the plugin that stores messages: run the filters on m (borrowed for
+     * the call). done(arg, 0, content) to go on with content (borrowed for
+     * the call; the original when no filter replaced it), done(arg, <0,
+     * code, message) when a filter rejected it, or CHATD_EUNAVAIL past
+     * hooks.filter_timeout_ms. Without filters done runs at once. 0 or
+     * CHATD_ENOMEM (done not called). */
+    int (*filter_message)(const chatd_message_view *m,
+                          void (*done)(void *arg, int status, const char *content,
+                                       chatd_error_code code, const char *message),
+                          void *arg);
+    /* How many filters are registered (0: filter_message need not be called). */
+    size_t (*filter_count)(void);
+    /* Send msg (borrowed; a WebSocket message with "type") as if user_id's
+     * WebSocket had sent it, to the plugin that handles its type (a bot's
+     * WRITE_MESSAGE, say); answer(arg, reply) gets the reply or ERROR
+     * (borrowed for the call), or reply NULL when the type takes no answer.
+     * 0, or CHATD_ENOTFOUND when no plugin handles the type (answer not
+     * called). */
+    int (*request_as)(int64_t user_id, const char *username, const json_t *msg,
+                      void (*answer)(void *arg, const json_t *reply), void *arg);
+    /* Whether any plugin subscribed to the event type (an event nobody
+     * hears need not be made). */
+    int (*event_subscribed)(chatd_event_type type);
 } chatd_host;
 
 /*

@@ -36,8 +36,9 @@ static const chatd_setting messaging_settings[] = {
     CHATD_SETTINGS_END,
 };
 
-static void job_free(struct mjob *j)
+void messaging_job_free(struct mjob *j)
 {
+    free(j->reject_message);
     free(j->content);
     mcache_release(j->mp->members, j->members);
     free(j->member_ids);
@@ -67,7 +68,7 @@ static void done(void *arg, int status)
         util_error_status(j->mp->host, j->req, status, problem_of(j, status));
     else
         j->op->answer(j);
-    job_free(j);
+    messaging_job_free(j);
 }
 
 /* ---- answers ---- */
@@ -92,6 +93,9 @@ static void answer_write(struct mjob *j)
                            j->n_members, "NOTIFY_MESSAGE", json_incref(note));
     h->send_channel(j->channel_id, j->conn, "NOTIFY_MESSAGE", note);
     h->count(j->mp->p, "messages_written", 1);
+    hooks_stored(j, "message",
+                 json_pack("{s:s, s:o}", "content", j->content, "replyTo",
+                           j->reply_to ? json_integer(j->reply_to) : json_null()));
 }
 
 static void answer_edit(struct mjob *j)
@@ -109,6 +113,7 @@ static void answer_edit(struct mjob *j)
                               (json_int_t)j->seq, "username", j->author, "content", j->content,
                               "editedAt", at, "version", (json_int_t)j->version));
     h->count(j->mp->p, "messages_edited", 1);
+    hooks_stored(j, "edit", json_pack("{s:s}", "content", j->content));
 }
 
 static void answer_delete(struct mjob *j)
@@ -124,6 +129,7 @@ static void answer_delete(struct mjob *j)
                               "messageSequence", (json_int_t)j->seq, "version",
                               (json_int_t)j->version));
     h->count(j->mp->p, "messages_deleted", 1);
+    hooks_stored(j, "delete", NULL);
 }
 
 static void answer_react(struct mjob *j)
@@ -140,6 +146,7 @@ static void answer_react(struct mjob *j)
                               util_channel_json(j->channel_id), "messageSequence",
                               (json_int_t)j->seq, "username", j->me_name, "emoji", j->emoji, "on",
                               j->on, "version", (json_int_t)j->version));
+    hooks_stored(j, "reaction", json_pack("{s:s, s:b}", "emoji", j->emoji, "on", j->on));
 }
 
 static void answer_read_ack(struct mjob *j)
@@ -248,20 +255,34 @@ static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, const str
     }
     if (bad) {
         h->error(req, code, bad);
-        job_free(j);
+        messaging_job_free(j);
         return CHATD_OK;
     }
     if (op == &ops[OP_TYPING] && typing_shortcut(j)) {
-        job_free(j);
+        messaging_job_free(j);
         return CHATD_OK;
     }
+    /* Other plugins' filters see writes and edits first. */
+    if ((op == &ops[OP_WRITE] || op == &ops[OP_EDIT]) && h->filter_count() > 0) {
+        if (hooks_filter(j, op->type) < 0) {
+            messaging_job_free(j);
+            return CHATD_ENOMEM;
+        }
+        return CHATD_PENDING;
+    }
+    messaging_submit(j);
+    return CHATD_PENDING;
+}
+
+void messaging_submit(struct mjob *j)
+{
+    const chatd_host *h = j->mp->host;
     /* One channel's writes commit in the order they came: a client's
      * messages keep the order it sent them in, with several writers too. */
-    if (h->submit_keyed(mp->p, op->flags, (uint64_t)j->channel_id, op->run, done, j) < 0) {
-        job_free(j);
-        return CHATD_EINTERNAL;
+    if (h->submit_keyed(j->mp->p, j->op->flags, (uint64_t)j->channel_id, j->op->run, done, j) < 0) {
+        h->error(j->req, CHATD_ERR_INTERNAL, "cannot queue the request");
+        messaging_job_free(j);
     }
-    return CHATD_PENDING;
 }
 
 #define HANDLER(fn, op)                                                                            \
@@ -293,6 +314,7 @@ static void messaging_cleanup(void *state)
     util_buckets_free(mp->writes);
     mcache_free(mp->members);
     receipts_free(mp->receipts);
+    hooks_free(mp);
     free(mp);
 }
 
@@ -342,7 +364,7 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
         return CHATD_EINVAL;
     if (!(mp->members = mcache_new((size_t)cache[0], (size_t)cache[1], (size_t)cache[2])) ||
         !(mp->writes = util_buckets_new(host, rate, burst)) ||
-        !(mp->receipts = receipts_new(mp, &rl)))
+        !(mp->receipts = receipts_new(mp, &rl)) || hooks_init(mp) < 0)
         return CHATD_ENOMEM;
     for (int i = 0; i < N_OPS; i++)
         if (host->on_message(p, ops[i].type, handlers[i]) < 0)

@@ -20,6 +20,7 @@ struct mplug {
     struct util_buckets *writes; /* per-user write rate */
     struct mcache *members;      /* member lists of busy channels (members.c) */
     struct receipts *receipts;   /* read receipts and typing (receipts.c) */
+    chatd_map *lines;            /* channel -> writes waiting for filters (hooks.c) */
 };
 
 struct mjob;
@@ -66,11 +67,32 @@ struct mjob {
     /* fetch and sync */
     int64_t before, after, since, limit;
     int has_more;
-    json_t *list;        /* fetch, sync, markers: the result */
-    json_t *note;        /* write: the NOTIFY_MESSAGE, made by the worker */
+    json_t *list; /* fetch, sync, markers: the result */
+    json_t *note; /* write: the NOTIFY_MESSAGE, made by the worker */
+    /* write, edit with filters: waiting in the channel's line for its verdict */
+    struct mjob *line_next;
+    int filtered;                 /* the verdict came */
+    int rejected;                 /* and it was a rejection: */
+    chatd_error_code reject_code; /* the error to answer */
+    char *reject_message;
     int64_t push_ref;    /* write: its push intent, or 0 */
     const char *problem; /* run failed: what to tell (static text), or NULL */
 };
+
+/* messaging.c: hand a job to the store (answering it when that fails), or
+ * free it. */
+void messaging_submit(struct mjob *j);
+void messaging_job_free(struct mjob *j);
+
+/* hooks.c: the filters of other plugins, and the after-commit event. */
+int hooks_init(struct mplug *mp);
+void hooks_free(struct mplug *mp);
+/* Queue a write or edit for the filters (type: its message type); it goes
+ * on to the store, or is answered, in its channel's order. 0 or CHATD_ENOMEM. */
+int hooks_filter(struct mjob *j, const char *type);
+/* After the commit: CHATD_EVENT_MESSAGE_STORED of kind, extra fields (taken,
+ * may be NULL) merged into its body. */
+void hooks_stored(struct mjob *j, const char *kind, json_t *extra);
 
 /* Storage jobs (chatd_job_run), in store.c and history.c. */
 int mstore_write(chatd_db *db, void *arg);

@@ -7,39 +7,6 @@
 
 #include "push.h"
 
-static const char *const backend_names[] = {"log", "redis", "webhook", NULL};
-
-/* The settings of this plugin's config entry (checked by the core). */
-const chatd_setting push_settings_decl[] = {
-    CHATD_STRING_SETTING("backend", "log", backend_names,
-                         "where notifications go: log, webhook or redis"),
-    CHATD_STRING_SETTING("file", "push.log", NULL,
-                         "the log backend's file, relative to server.data_dir"),
-    CHATD_STRING_SETTING("stream", "chatd:push", NULL, "the redis backend's stream"),
-    CHATD_INT_SETTING("max_length", 1000000, 1, INT64_MAX,
-                      "the stream is trimmed to about this many entries"),
-    CHATD_STRING_SETTING("url", NULL, NULL, "the webhook backend's receiver, http:// or https://"),
-    CHATD_STRING_SETTING("secret", "", NULL, "signs each POST (X-Chatd-Signature); \"\": unsigned"),
-    CHATD_INT_SETTING("timeout_ms", 5000, 1, 600000, "a POST with no answer by then has failed"),
-    CHATD_STRING_SETTING("ca_file", "", NULL,
-                         "CA certificates for an https receiver (\"\": the system's)"),
-    CHATD_INT_SETTING("max_in_flight", 64, 1, 100000,
-                      "notifications handed to the backend at once"),
-    CHATD_INT_SETTING("max_attempts", 10, 1, 1000,
-                      "attempts before a notification is dead-lettered"),
-    CHATD_INT_SETTING("backoff_ms", 1000, 1, 3600000,
-                      "the wait after a first failure; doubles with each attempt"),
-    CHATD_INT_SETTING("backoff_max_ms", 300000, 1, 86400000, "the longest wait between attempts"),
-    CHATD_INT_SETTING("max_pending", 100000, 1, 100000000,
-                      "notifications a node holds; past it the oldest are dead-lettered"),
-    CHATD_INT_SETTING("lease_ms", 30000, 300, 3600000,
-                      "a node's hold on what it delivers, renewed every third of it"),
-    CHATD_INT_SETTING("recover_after_ms", 10000, 100, 3600000,
-                      "an unsettled push decision is made again by any node after this"),
-    CHATD_INT_SETTING("max_devices_per_user", 10, 1, 1000, "device tokens a user may register"),
-    CHATD_SETTINGS_END,
-};
-
 static const struct push_backend *const backends[] = {&push_log, &push_redis, &push_webhook, NULL};
 
 void push_random_name(const chatd_host *h, const char *prefix, char *out, size_t len)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "plugin_util.h"
+#include "push_settings.h"
 
 #define PUSH_ID_MAX 48
 
@@ -92,8 +93,6 @@ size_t queue_held(const struct queue *q);
 struct push_item *push_item_new(const char *id, int64_t user_id, char *body, int64_t created_at);
 void push_item_free(struct push_item *it);
 
-/* push.c: the settings the plugin declares. */
-extern const chatd_setting push_settings_decl[];
 /* push.c: prefix and 16 random hex digits into out. */
 void push_random_name(const chatd_host *h, const char *prefix, char *out, size_t len);
 

@@ -49,7 +49,8 @@ PRESENCE_TTL = 3
 PRESENCE_GRACE = 2  # plugins.connection.presence_grace of the nodes
 
 _LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
-_READY_RE = re.compile(r"core: ready\s*$", re.MULTILINE)
+# log.format "text" or "json"
+_READY_RE = re.compile(r'(core: ready|"module":"core","message":"ready"\})\s*$', re.MULTILINE)
 
 
 def chatd_bin():

@@ -91,7 +91,8 @@ OP_PONG = 0xA
 DEFAULT_PASSWORD = "correct horse battery"
 
 _LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
-_READY_RE = re.compile(r"core: ready\s*$", re.MULTILINE)
+# log.format "text" or "json"
+_READY_RE = re.compile(r'(core: ready|"module":"core","message":"ready"\})\s*$', re.MULTILINE)
 
 _name_counter = itertools.count(1)
 

@@ -1129,6 +1129,8 @@ async def pipelined_writes(server, user, cid, n, window=32, kill_at=None, tag="d
 class NodeEndpoint:
     """One node of a cluster, for ws_connect (bypassing the balancer)."""
 
+    client_ssl = None  # the nodes of a test cluster listen in plain text
+
     def __init__(self, port):
         self.port = port
 

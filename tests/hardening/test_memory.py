@@ -131,10 +131,15 @@ class ConnectionChurnTest(ServerTestCase):
                   "asserted (LeakSanitizer checks for leaks at exit)" % san)
             self.assertServerUp()
             return
-        self.assertLess(rss2 - rss1, SECOND_HALF_BOUND_KIB,
-                        "RSS grew by %d KiB over the second 5,000 connections (a leak of about "
-                        "%.0f bytes per connection)" % (rss2 - rss1,
-                                                        (rss2 - rss1) * 1024.0 / HALF))
+        # Growth past the highest level seen before the second half: the
+        # allocator may hand pages back after the warm-up and take them again
+        # (seen: -1.1 MiB, then +2.4 MiB), which is no leak; a leak keeps
+        # climbing past every earlier level.
+        high = max(rss0, rss1)
+        self.assertLess(rss2 - high, SECOND_HALF_BOUND_KIB,
+                        "RSS grew by %d KiB past its earlier high over the second 5,000 "
+                        "connections (a leak of about %.0f bytes per connection)"
+                        % (rss2 - high, (rss2 - high) * 1024.0 / HALF))
         self.assertLess(rss2 - rss0, TOTAL_BOUND_KIB,
                         "RSS grew by %d KiB over 10,000 connections" % (rss2 - rss0))
         self.assertServerUp()

@@ -8,7 +8,8 @@
   tokens as cookie, Bearer and query parameter, fail logins, try near-miss
   tokens, log out, SIGTERM) leaves no token and no password in any file of the
   data directory but the hashed forms in the database; passwords are nowhere in
-  the database either.
+  the database either. Once with log.format "text" and once with "json", where
+  the decoded strings of every line are searched too.
 * No SQL is built from strings: a static lint over core/*.c and plugins/**/*.c
   (see SqlConstructionLint).
 * Unregister leaves nothing of the user behind, and the counters of the users
@@ -25,6 +26,7 @@
 import asyncio
 import glob
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -136,12 +138,20 @@ class TokenStorageTest(DomainTestCase):
 
 
 class SecretsNotLoggedTest(unittest.TestCase):
-    """A full run at log level debug; afterwards grep every file of the data directory."""
+    """A full run at log level debug, in each log.format; afterwards grep every
+    file of the data directory (and, in JSON, every decoded line)."""
 
     def test_tokens_and_passwords_never_logged(self):
+        self.full_run("text")
+
+    def test_tokens_and_passwords_never_logged_json(self):
+        self.full_run("json")
+
+    def full_run(self, log_format):
         data_dir = tempfile.mkdtemp(prefix="chatd-hardening-")
         tokens, passwords, near = [], [], []
-        srv = Server([RELAXED_LOGIN, "log.level=\"debug\""], data_dir=data_dir)
+        srv = Server([RELAXED_LOGIN, "log.level=\"debug\"", "log.format=\"%s\"" % log_format],
+                     data_dir=data_dir)
         try:
             srv.start()
             users = []
@@ -193,6 +203,8 @@ class SecretsNotLoggedTest(unittest.TestCase):
                                                  sum(1 for p in passwords if p in hits)))
             hits = files_containing(data_dir, tokens + near + passwords, "chatd.db*")
             self.assertEqual(hits, {}, "secrets in the database files: %d" % len(hits))
+            if log_format == "json":
+                self.assert_json_lines_clean(logs, tokens + near + passwords)
         finally:
             if srv.alive():
                 try:
@@ -200,6 +212,21 @@ class SecretsNotLoggedTest(unittest.TestCase):
                 except AssertionError:
                     pass
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+    def assert_json_lines_clean(self, logs, secrets):
+        """Every line is a JSON object, and no secret is in its decoded strings
+        (an escaped form would slip past a search of the bytes)."""
+        for path in logs:
+            with open(path, "rb") as f:
+                lines = f.read().decode("utf-8").splitlines()
+            self.assertTrue(lines, path)
+            for line in lines:
+                obj = json.loads(line)
+                self.assertIsInstance(obj, dict, line)
+                text = "\n".join(v for v in obj.values() if isinstance(v, str))
+                found = [s for s in secrets if s in text]
+                self.assertEqual(found, [], "a secret in the log line %r" % line)
 
 
 # ==== no SQL built from strings ====================================================================

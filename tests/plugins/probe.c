@@ -265,7 +265,7 @@ static int probe_init(chatd_plugin *p, const chatd_host *host, const json_t *con
         return CHATD_EINVAL;
     /* The table holds every type and no more. */
     pr->bad_event_refused =
-        host->on_event(p, (chatd_event_type)(CHATD_EVENT_PUSH_SETTLED + 1), on_event) < 0 &&
+        host->on_event(p, (chatd_event_type)(CHATD_EVENT_RELOAD + 1), on_event) < 0 &&
         host->on_event(p, (chatd_event_type)0, on_event) < 0;
     return 0;
 }
