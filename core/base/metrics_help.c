@@ -57,7 +57,10 @@ static const struct help helps[] = {
     {"push_webhook", "Time a push webhook POST took (push plugin)."},
     {"redis_commands", "Commands sent to Redis."},
     {"redis_disconnects", "Redis connections lost."},
+    {"redis_failovers", "Times the Redis connections moved to a new master the Sentinels "
+                        "named (redis.sentinels)."},
     {"redis_messages_in", "Pub/sub messages received from Redis."},
+    {"redis_sentinel_asks", "Questions to a Sentinel for the Redis master's address."},
     {"session_end_unconfirmed",
      "Session ends that not every node confirmed within session.end_confirm_ms."},
     {"sessions", "Live login sessions this node knows."},
