@@ -237,7 +237,29 @@ class MariaDB:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Redis:
+class _Daemon:
+    """A server process started here, with a temporary directory of its own."""
+
+    owned = True
+    proc = None
+    dir = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.proc is not None:
+            _terminate(self.proc, 10)
+        self.proc = None
+
+    def cleanup(self):
+        if not self.owned:
+            return
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Redis(_Daemon):
     """A private redis-server on a loopback port, no persistence."""
 
     def __init__(self):
@@ -259,23 +281,27 @@ class Redis:
     def describe(self):
         return {"port": self.port}
 
-    def start(self, port=None):
+    def start(self, port=None, replica_of=None):
+        """``replica_of``: a Redis whose replica this one is (read-only)."""
         if not self.owned:
             raise RuntimeError("start(): this Redis belongs to another process")
         self.port = port or self.port or free_port()
+        follow = ["--replicaof", HOST, str(replica_of.port)] if replica_of else []
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", HOST, "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+             "--appendonly", "no", "--dir", self.dir] + follow,
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **child_kwargs())
         wait_for(lambda: port_open(self.port), 20, "redis-server")
         return self
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+    def cli(self, *args):
+        """One command through redis-cli: its output, stripped."""
+        return redis_cli(self.port, *args)
 
-    def stop(self):
+    def kill9(self):
         if self.proc is not None:
-            _terminate(self.proc, 10)
+            self.proc.kill()
+            self.proc.wait()
         self.proc = None
 
     def restart(self):
@@ -283,8 +309,44 @@ class Redis:
         self.stop()
         return self.start(self.port)
 
-    def cleanup(self):
-        if not self.owned:
-            return
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+
+def redis_cli(port, *args):
+    res = subprocess.run(["redis-cli", "-h", HOST, "-p", str(port)] + [str(a) for a in args],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    return res.stdout.decode("utf-8", "replace").strip()
+
+
+class Sentinel(_Daemon):
+    """A private redis-sentinel on a loopback port watching ``master`` (a Redis)
+    as ``name``; quorum 2, and short down-after and failover timeouts so that a
+    failover takes a second or two."""
+
+    def __init__(self, master, name, quorum=2, down_after_ms=500, failover_timeout_ms=2000):
+        self.dir = tempfile.mkdtemp(prefix="chatd-sentinel-")
+        self.port = free_port()
+        self.proc = None
+        self.name = name
+        # a file of its own: Sentinel rewrites it with what it learns
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as f:
+            f.write("bind %s\nport %d\ndir %s\n" % (HOST, self.port, self.dir)
+                    + "sentinel monitor %s %s %d %d\n" % (name, HOST, master.port, quorum)
+                    + "sentinel down-after-milliseconds %s %d\n" % (name, down_after_ms)
+                    + "sentinel failover-timeout %s %d\n" % (name, failover_timeout_ms)
+                    + "sentinel parallel-syncs %s 1\n" % name)
+
+    @property
+    def address(self):
+        return "%s:%d" % (HOST, self.port)
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-sentinel", self.conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     **child_kwargs())
+        wait_for(lambda: port_open(self.port), 20, "redis-sentinel")
+        return self
+
+    def master(self):
+        """The master's port as this Sentinel names it now, or None."""
+        out = redis_cli(self.port, "SENTINEL", "get-master-addr-by-name", self.name).split()
+        return int(out[1]) if len(out) == 2 and out[1].isdigit() else None
