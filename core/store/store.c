@@ -318,6 +318,8 @@ static int pool_start(struct pool *p, enum pool_kind kind, struct store_backend 
 
 static void pool_stop(struct pool *p)
 {
+    if (!p->threads)
+        return; /* stopped already (store_shutdown, then backend_free) */
     pthread_mutex_lock(&p->lock);
     p->stopping = 1;
     pthread_cond_broadcast(&p->cond);
@@ -343,12 +345,17 @@ int store_init(struct event_base *base, const struct settings *s, const char *sq
 }
 
 /* Stop a backend's pools (after their queues drain) and free it. */
-static void backend_free(struct store_backend *b)
+/* Join b's workers: nothing of b runs on another thread after this. */
+static void backend_stop(struct store_backend *b)
 {
     for (int i = 0; i < b->n_writers; i++)
         pool_stop(&b->write[i]);
-    if (b->read.threads)
-        pool_stop(&b->read);
+    pool_stop(&b->read);
+}
+
+static void backend_free(struct store_backend *b)
+{
+    backend_stop(b);
     reads_close(b);
     free(b->write);
     free(b);
@@ -532,17 +539,20 @@ void store_backend_write_ok(struct store_backend *b)
 
 void store_shutdown(void)
 {
-    while (st.backends) {
-        struct store_backend *b = st.backends;
-        st.backends = b->next;
-        backend_free(b);
-    }
+    for (struct store_backend *b = st.backends; b; b = b->next)
+        backend_stop(b);
     if (st.cpu.threads)
         pool_stop(&st.cpu);
-    /* Run whatever completed after the loop stopped, so every done() runs once. */
+    /* Run whatever completed after the loop stopped, so every done() runs
+     * once: before the backends go, as completing a job reads its backend. */
     if (st.wake) {
         on_wake(-1, 0, NULL);
         event_free(st.wake);
         st.wake = NULL;
+    }
+    while (st.backends) {
+        struct store_backend *b = st.backends;
+        st.backends = b->next;
+        backend_free(b);
     }
 }
