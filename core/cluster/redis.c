@@ -114,8 +114,7 @@ static void on_role(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     if (!r || l->ac != ac)
         return; /* the connection is going: on_disconnect */
-    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0) {
+    if (sentinel_role_is_master(r)) {
         link_up(l);
         return;
     }

@@ -53,6 +53,12 @@ int sentinel_parse_switch(const char *msg, const char *name, char *host, size_t 
     return 0;
 }
 
+int sentinel_role_is_master(const struct redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+           r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+}
+
 /* Attach a new connection to Sentinel i, or NULL. */
 static redisAsyncContext *connect_to(int i)
 {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 struct settings;
+struct redisReply;
 
 /* The master is at host:port (host borrowed for the call): the answer of an
  * ask, or a failover announced. Called again with the same address when an
@@ -28,6 +29,11 @@ void sentinel_free(void);
 /* Ask again where the master is (a connection to it was lost, or refused a
  * write): one ask at a time, a second while one is on its way is that one. */
 void sentinel_ask(void);
+
+/* Whether r (borrowed; NULL allowed), the answer to ROLE, says the server is
+ * a master: where writes go, unlike a replica or a master the Sentinels
+ * demoted. */
+int sentinel_role_is_master(const struct redisReply *r);
 
 /* The new address in a +switch-master message "<name> <old ip> <old port>
  * <new ip> <new port>" when it is about the master name: 0, else

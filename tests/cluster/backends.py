@@ -289,9 +289,13 @@ class Redis(_Daemon):
         follow = ["--replicaof", HOST, str(replica_of.port)] if replica_of else []
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", HOST, "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", self.dir] + follow,
+             "--appendonly", "no", "--dir", self.dir, "--repl-diskless-sync-delay", "0"]
+            + follow,
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, **child_kwargs())
         wait_for(lambda: port_open(self.port), 20, "redis-server")
+        if replica_of:  # a replica is one once it holds the master's data
+            wait_for(lambda: "master_link_status:up" in self.cli("INFO", "replication"), 20,
+                     "the replica's first sync")
         return self
 
     def cli(self, *args):
@@ -345,6 +349,12 @@ class Sentinel(_Daemon):
                                      **child_kwargs())
         wait_for(lambda: port_open(self.port), 20, "redis-sentinel")
         return self
+
+    def knows(self):
+        """(other Sentinels, replicas) this Sentinel has found of its master."""
+        flat = redis_cli(self.port, "SENTINEL", "master", self.name).split("\n")
+        info = dict(zip(flat[0::2], flat[1::2]))
+        return int(info.get("num-other-sentinels", 0)), int(info.get("num-slaves", 0))
 
     def master(self):
         """The master's port as this Sentinel names it now, or None."""

@@ -16,6 +16,10 @@ on MariaDB that find the master through the Sentinels
      both nodes; each node counts the failover it followed.
   b. one Sentinel down: nothing changes for the nodes (deliveries across
      nodes, logins).
+  c. chatd-push with redis.sentinels (and no redis.host): entries added on
+     the master are delivered; the master killed -9, the worker follows the
+     failover without exiting, and entries added on the new master are
+     delivered; SIGTERM then exits 0.
 
 The window of a), kill to the first cross-node delivery, is printed as a
 figure line.
@@ -28,6 +32,7 @@ import asyncio
 import os
 import shutil
 import sys
+import tempfile
 import time
 import unittest
 
@@ -39,6 +44,16 @@ from backends import Redis, Sentinel  # noqa: E402
 from cluster import Cluster, missing_programs  # noqa: E402
 from domain import async_test, fetch_all_messages  # noqa: E402
 from load import ChannelLoad  # noqa: E402
+from test_push_worker import (  # noqa: E402
+    SECRET,
+    Receiver,
+    RedisError,
+    Resp,
+    Worker,
+    feed,
+    push_bin,
+    wait_until,
+)
 from test_cluster import (  # noqa: E402
     A,
     ADMIN_TOKEN,
@@ -61,6 +76,42 @@ def user_id(u):
     return u.user_id["id"] if isinstance(u.user_id, dict) else u.user_id
 
 
+def redis_with_sentinels():
+    """A master, its replica and three Sentinels watching it as MASTER_NAME."""
+    master = Redis().start()
+    replica = Redis().start(replica_of=master)
+    sentinels = [Sentinel(master, MASTER_NAME).start() for _ in range(3)]
+    # a failover needs them to know each other (they say hello every 2 s)
+    wait_until(lambda: all(s.knows() == (2, 1) for s in sentinels), 20,
+               "the Sentinels found each other and the replica")
+    return master, replica, sentinels
+
+
+def sentinel_sets(sentinels):
+    return ["redis.sentinels=[%s]" % ", ".join('"%s"' % s.address for s in sentinels),
+            'redis.master_name="%s"' % MASTER_NAME]
+
+
+def named_master(sentinels):
+    """The master's port as the first Sentinel that answers names it."""
+    for s in sentinels:
+        if s.alive():
+            port = s.master()
+            if port:
+                return port
+    return None
+
+
+def wait_master_other_than(sentinels, port, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = named_master(sentinels)
+        if got and got != port:
+            return got
+        time.sleep(0.02)
+    return None
+
+
 class SentinelTests(ClusterTestCase):
 
     @classmethod
@@ -68,14 +119,10 @@ class SentinelTests(ClusterTestCase):
         cls.master = cls.replica = cls.cluster = None
         cls.sentinels = []
         try:
-            cls.master = Redis().start()
-            cls.replica = Redis().start(replica_of=cls.master)
-            cls.sentinels = [Sentinel(cls.master, MASTER_NAME).start() for _ in range(3)]
+            cls.master, cls.replica, cls.sentinels = redis_with_sentinels()
             cls.cluster = Cluster(nodes=2, redis=cls.master, extra_sets=[
-                'admin.token="%s"' % ADMIN_TOKEN,
-                "redis.sentinels=[%s]" % ", ".join('"%s"' % s.address for s in cls.sentinels),
-                'redis.master_name="%s"' % MASTER_NAME,
-                "redis.presence_ttl=%d" % PRESENCE_TTL]).start()
+                'admin.token="%s"' % ADMIN_TOKEN, "redis.presence_ttl=%d" % PRESENCE_TTL]
+                + sentinel_sets(cls.sentinels)).start()
         except BaseException:
             cls.stop_backends()
             raise
@@ -101,24 +148,6 @@ class SentinelTests(ClusterTestCase):
             cls.stop_backends()
 
     # ---- helpers ---------------------------------------------------------------------
-
-    def named_master(self):
-        """The master's port as the Sentinels that answer name it (the first)."""
-        for s in self.sentinels:
-            if s.alive():
-                port = s.master()
-                if port:
-                    return port
-        return None
-
-    def wait_master_other_than(self, port, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.named_master()
-            if got and got != port:
-                return got
-            time.sleep(0.02)
-        return None
 
     def presence_on(self, redis, cid, users):
         """What is missing of these users' entries (entered in cid, online) on redis."""
@@ -158,7 +187,8 @@ class SentinelTests(ClusterTestCase):
         users = (wa, wb, r)
         loop = asyncio.get_running_loop()
         old = self.master
-        self.assertEqual(await loop.run_in_executor(None, self.named_master), old.port)
+        self.assertEqual(await loop.run_in_executor(None, named_master, self.sentinels),
+                         old.port)
         missing = self.presence_on(old, cid, users)
         self.assertEqual(missing, [], "presence before the failover")
         load = ChannelLoad(cid, {"A": ca, "B": cb}, cr).start()
@@ -177,7 +207,7 @@ class SentinelTests(ClusterTestCase):
             before = len(load.acked)
             t_kill = time.monotonic()
             old.kill9()
-            new_port = await loop.run_in_executor(None, self.wait_master_other_than,
+            new_port = await loop.run_in_executor(None, wait_master_other_than, self.sentinels,
                                                   old.port, 20.0)
             failover = time.monotonic() - t_kill
             self.assertEqual(new_port, self.replica.port, "the Sentinels did not fail over")
@@ -264,6 +294,60 @@ class SentinelTests(ClusterTestCase):
             down.start()
 
 
+class PushWorkerTests(unittest.TestCase):
+    """chatd-push alone on its own master, replica and Sentinels."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="chatd-push-sentinel-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.master, self.replica, sentinels = redis_with_sentinels()
+        self.sentinels = sentinels
+        for d in sentinels + [self.replica, self.master]:
+            self.addCleanup(d.cleanup)
+        self.redis = self.master  # Worker sets redis.host from it: emptied below
+        self.stream = "chatd:push:%s" % os.urandom(4).hex()
+
+    def feed_on(self, port, n, tag):
+        """feed() on the Redis at port, again while it still refuses writes."""
+        deadline = time.monotonic() + 10
+        while True:
+            r = Resp(port)
+            try:
+                return feed(r, self.stream, n, tag)
+            except RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+            finally:
+                r.close()
+
+    def test_c_chatd_push_follows_the_failover(self):
+        rc = Receiver()
+        self.addCleanup(rc.stop)
+        w = Worker(self, self.stream, rc, "sentinel",
+                   sets=['redis.host=""'] + sentinel_sets(self.sentinels)).wait_ready()
+        before = self.feed_on(self.master.port, 5, "before")
+        wait_until(lambda: rc.delivered_set() >= set(before), 10, "delivered before")
+        t_kill = time.monotonic()
+        self.master.kill9()
+        new_port = wait_master_other_than(self.sentinels, self.master.port, 20.0)
+        self.assertEqual(new_port, self.replica.port, "the Sentinels did not fail over")
+        t_named = time.monotonic()
+        after = self.feed_on(new_port, 10, "after")
+        wait_until(lambda: rc.delivered_set() >= set(after), 10, "delivered after the failover")
+        figure("chatd-push, Redis master killed",
+               "the Sentinels named the replica %.2f s after kill -9; entries added on it "
+               "delivered %.2f s later (short run on a shared machine)"
+               % (t_named - t_kill, time.monotonic() - t_named))
+        text = w.text()
+        self.assertIsNone(w.proc.poll(), text)
+        self.assertIn("following the master", text)
+        self.assertNotIn("was gone", text)  # its group, replicated, is on the new master
+        code, _ = w.terminate()
+        self.assertEqual(code, 0, w.text())
+        self.assertNotIn(SECRET, w.text())
+
+
 def main():
     missing = missing_programs()
     if not shutil.which("redis-sentinel"):
@@ -271,6 +355,9 @@ def main():
     if missing:
         print("skipped: not installed: " + ", ".join(missing))
         return 77
+    if not os.access(push_bin(), os.X_OK):
+        print("chatd-push not found: %s (set CHATD_PUSH_BIN)" % push_bin())
+        return 1
     result = unittest.main(exit=False, verbosity=2).result
     if FIGURES:
         sys.stderr.write("\nfigures:\n")
