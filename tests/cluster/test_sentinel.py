@@ -12,8 +12,10 @@ on MariaDB that find the master through the Sentinels
      the new master named) plus 2 s; the presence entries the replica lacked
      (deleted there before the kill, as an asynchronous replica may lack the
      master's last writes) are on the new master at once, not a heartbeat
-     later; the users entered on B get deliveries, not pushes; logins work on
-     both nodes; each node counts the failover it followed.
+     later; a logout answered just before the kill, whose removal the
+     replica lacked (put back there), stays a logout on both nodes; the
+     users entered on B get deliveries, not pushes; logins work on both
+     nodes; each node counts the failover it followed.
   b. one Sentinel down: nothing changes for the nodes (deliveries across
      nodes, logins).
   c. chatd-push with redis.sentinels (and no redis.host): entries added on
@@ -29,6 +31,7 @@ is not installed.
 """
 
 import asyncio
+import hashlib
 import os
 import shutil
 import sys
@@ -204,6 +207,15 @@ class SentinelTests(ClusterTestCase):
                              *["%s%s:%d" % (p, k, user_id(u)) for u in users
                                for k in ("ol", "pres")])
             self.assertNotEqual(self.presence_on(self.replica, cid, users), [])
+            # a logout on A, and on the replica alone the session as it was
+            # before its removal (the replica did not get the DEL in time)
+            gone = self.nodes[A].login(r.username, r.password)
+            key = hashlib.sha256(gone.encode()).hexdigest()
+            self.assertEqual(self.nodes[A].request("POST", "/api/v1/auth/logout", headers={
+                "Authorization": "Bearer " + gone})[0], 204)
+            self.replica.cli("SET", "%ssess:%s" % (p, key), "%d:%s" % (user_id(r), r.username),
+                             "EX", "3600")
+            self.replica.cli("SADD", "%susess:%d" % (p, user_id(r)), key)
             before = len(load.acked)
             t_kill = time.monotonic()
             old.kill9()
@@ -236,6 +248,13 @@ class SentinelTests(ClusterTestCase):
         for i in (A, B):
             if not self.cluster.nodes[i].alive():
                 problems.append("node %s exited" % NODE_NAMES[i])
+            status = self.nodes[i].request("GET", "/api/v1/auth/session", headers={
+                "Authorization": "Bearer " + gone})[0]
+            if status != 401:
+                problems.append("node %s took a token logged out before the failover: %d"
+                                % (NODE_NAMES[i], status))
+        if self.replica.cli("EXISTS", "%ssess:%s" % (p, key)) != "0":
+            problems.append("the session logged out before the failover is on the new master")
         if cross is None:
             problems.append("no cross-node delivery within %.1f s of the kill" % (failover + 10))
         elif cross > failover + 2.0:
