@@ -103,7 +103,7 @@ static void link_up(struct link *l)
     }
     /* A master new after a failover may lack this node's last writes. */
     for (int i = 0; i < rd.n_on_up; i++)
-        event_active(rd.on_up[i], EV_TIMEOUT, 1);
+        event_active(rd.on_up[i], 0, 1); /* not EV_TIMEOUT: a heartbeat's period restarts now */
 }
 
 /* The link's Redis is what the Sentinels last named; in use only if it
