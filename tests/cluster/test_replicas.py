@@ -13,6 +13,10 @@ them (tests/cluster/cluster.py, with Redis as a cluster has it).
      wait for the write's GTID timed out, or from the replica when its SQL
      thread starts again within the wait; another user's read meanwhile is
      served by the stale replica.
+  d. the primary stopped: reads go on on the replica for longer than
+     mariadb.max_replica_lag_ms (the node's last heartbeat is the replica's
+     too: it is not behind), writes answer UNAVAILABLE; the primary started
+     again, writes are acknowledged and the replica follows it again.
 
 Exit status 77 (skipped) when mariadbd or redis-server is not installed.
 """
@@ -327,6 +331,42 @@ class ReplicaTests(DomainTestCase):
                          "the read did not run on the replica after waiting")
         figure("read-your-write, SQL thread restarted", "the replica applied the write "
                "and answered the writer's FETCH after %.0f ms" % (waited * 1000))
+
+    # ---- d -----------------------------------------------------------------------
+
+    @async_test
+    async def test_d_primary_down_reads_go_on_on_the_replica(self):
+        cid, cp, cq = await self.pair("rd")
+        await self.write(cp, cid, "before the primary stops")
+        self.caught_up()
+        loop = asyncio.get_running_loop()
+        t_stop = time.monotonic()
+        await loop.run_in_executor(None, self.primary.stop)
+        try:
+            reads = 0
+            while time.monotonic() - t_stop < LAG_MS / 1000.0 + 1.5:
+                msgs = await self.fetch(cq, cid)
+                self.assertIn("before the primary stops", [x["content"] for x in msgs])
+                reads += 1
+                await asyncio.sleep(0.25)
+            await self.assertRequestFails(cp, "WRITE_MESSAGE", {
+                "channelId": chan(cid), "content": "while the primary is down"}, "UNAVAILABLE")
+            self.assertEqual(self.metrics().get("chatd_store_replicas_fit"), 1.0)
+        finally:
+            await loop.run_in_executor(None, self.primary.start)
+        figure("primary stopped", "%d FETCHes answered by the replica over %.1f s with the "
+               "primary down; a write answered UNAVAILABLE" % (reads, time.monotonic() - t_stop))
+        deadline = time.monotonic() + 15
+        while True:
+            resp = await cp.request("WRITE_MESSAGE", {"channelId": chan(cid),
+                                                      "content": "after the primary is back"})
+            if resp.get("type") == "WRITE_MESSAGE_ACK" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        self.assertOk(resp, "WRITE_MESSAGE_ACK")
+        self.caught_up()
+        msgs = await self.fetch(cq, cid)
+        self.assertIn("after the primary is back", [x["content"] for x in msgs])
 
 
 def main():
