@@ -233,7 +233,10 @@ int redis_init(struct event_base *base, const struct settings *s)
             return CHATD_ENOMEM;
         link_connect(links[i]);
     }
-    return rd.sentinels ? sentinel_init(base, s, on_master) : 0;
+    if (!rd.sentinels)
+        return 0;
+    METRICS_ADD("redis_failovers", 0); /* the series is there from the start */
+    return sentinel_init(base, s, on_master);
 }
 
 void redis_free(void)

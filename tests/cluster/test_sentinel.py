@@ -169,12 +169,13 @@ class SentinelTests(ClusterTestCase):
         return missing
 
     def metric(self, i, name):
+        """Node i's value of chatd_<name>, or None when it has no such series."""
         _, _, body = self.nodes[i].request("GET", "/metrics")
         text = body.decode() if isinstance(body, bytes) else str(body)
         for line in text.splitlines():
             if line.startswith("chatd_%s " % name):
                 return float(line.split()[1])
-        return 0.0
+        return None
 
     # a. ------------------------------------------------------------------------------
 
@@ -194,6 +195,8 @@ class SentinelTests(ClusterTestCase):
                          old.port)
         missing = self.presence_on(old, cid, users)
         self.assertEqual(missing, [], "presence before the failover")
+        for i in (A, B):  # the series is there before any failover
+            self.assertEqual(self.metric(i, "redis_failovers_total"), 0.0)
         load = ChannelLoad(cid, {"A": ca, "B": cb}, cr).start()
         problems = load.problems
         try:
@@ -286,7 +289,7 @@ class SentinelTests(ClusterTestCase):
             resp = await c.request("FETCH_USER_INVITECODE_REQUEST", {})
             if resp.get("inviteCode") != r.invite_code:
                 problems.append("node %s after the failover: %r" % (NODE_NAMES[i], resp))
-            if self.metric(i, "redis_failovers_total") < 1:
+            if (self.metric(i, "redis_failovers_total") or 0) < 1:
                 problems.append("node %s counted no failover followed" % NODE_NAMES[i])
         self.assertNoProblems(problems, "Redis master killed under load", logs=True)
 
