@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "sentinel.h"
 
 struct rlink {
     struct event_base *base;
@@ -32,12 +33,17 @@ struct call {
     void *arg;
 };
 
-/* Every link of the process, for the outage lines. */
+/* Every link of the process, for the outage lines, and where they connect:
+ * redis.host, or the master the Sentinels name ("" until one does). */
 static struct {
     int links, up;
     int outage, ever_up;
     int64_t outage_since;
     uint64_t losses;
+    char host[256];
+    int port;
+    int where_set, sentinels;
+    struct rlink *every[4];
 } all;
 
 static void connect_now(struct rlink *l);
@@ -55,12 +61,12 @@ static void outage_begins(struct rlink *l, const char *why)
     all.outage_since = clock_now_ms();
     if (all.ever_up)
         log_msg(CHATD_LOG_WARN, "chatd-push",
-                "redis %s:%lld: connection lost (%s link: %s); "
+                "redis %s:%d: connection lost (%s link: %s); "
                 "reconnecting",
-                l->c->redis_host, (long long)l->c->redis_port, l->name, why);
+                all.host, all.port, l->name, why);
     else
-        log_msg(CHATD_LOG_WARN, "chatd-push", "redis %s:%lld: cannot connect (%s); retrying",
-                l->c->redis_host, (long long)l->c->redis_port, why);
+        log_msg(CHATD_LOG_WARN, "chatd-push", "redis %s:%d: cannot connect (%s); retrying",
+                all.host, all.port, why);
 }
 
 static void retry_later(struct rlink *l)
@@ -93,6 +99,8 @@ static void lost(struct rlink *l, const char *why)
     l->waiting = 0;
     if (l->stopping)
         return;
+    if (all.sentinels)
+        sentinel_ask(); /* the master may have moved */
     outage_begins(l, l->dropped ? l->dropped : why);
     l->dropped = NULL;
     retry_later(l);
@@ -104,12 +112,10 @@ static void became_up(struct rlink *l)
     l->backoff_ms = 100;
     if (++all.up == all.links) {
         if (all.outage)
-            log_msg(CHATD_LOG_INFO, "chatd-push", "redis %s:%lld: connected again after %.1f s",
-                    l->c->redis_host, (long long)l->c->redis_port,
-                    (double)(clock_now_ms() - all.outage_since) / 1000.0);
+            log_msg(CHATD_LOG_INFO, "chatd-push", "redis %s:%d: connected again after %.1f s",
+                    all.host, all.port, (double)(clock_now_ms() - all.outage_since) / 1000.0);
         else if (!all.ever_up)
-            log_msg(CHATD_LOG_INFO, "chatd-push", "redis %s:%lld: connected", l->c->redis_host,
-                    (long long)l->c->redis_port);
+            log_msg(CHATD_LOG_INFO, "chatd-push", "redis %s:%d: connected", all.host, all.port);
         all.outage = 0;
         all.ever_up = 1;
     }
@@ -118,7 +124,9 @@ static void became_up(struct rlink *l)
 }
 
 /* Up once Redis answers: a Redis stopped (SIGSTOP) or still loading its
- * data accepts connections and answers nothing, or an error. */
+ * data accepts connections and answers nothing, or an error. With
+ * Sentinels the question is ROLE: a replica, or a master demoted, is not
+ * the one to use. */
 static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct rlink *l = priv;
@@ -128,6 +136,11 @@ static void on_pong(redisAsyncContext *ac, void *reply, void *priv)
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(l->why, sizeof l->why, "%s", r->str);
         l->dropped = l->why;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (all.sentinels && !sentinel_role_is_master(r)) {
+        l->dropped = "not the master (ROLE)";
         redisAsyncDisconnect(ac);
         return;
     }
@@ -141,7 +154,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         lost(l, ac->errstr[0] ? ac->errstr : "cannot connect"); /* hiredis frees ac */
         return;
     }
-    if (redisAsyncCommand(l->ac, on_pong, l, "PING") != REDIS_OK) {
+    if (redisAsyncCommand(l->ac, on_pong, l, all.sentinels ? "ROLE" : "PING") != REDIS_OK) {
         l->dropped = "cannot send PING";
         redisAsyncDisconnect(l->ac);
     }
@@ -155,9 +168,9 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 
 static void connect_now(struct rlink *l)
 {
-    if (l->stopping || l->ac)
-        return;
-    redisAsyncContext *ac = redisAsyncConnect(l->c->redis_host, (int)l->c->redis_port);
+    if (l->stopping || l->ac || !all.host[0])
+        return; /* !all.host[0]: until a Sentinel names the master */
+    redisAsyncContext *ac = redisAsyncConnect(all.host, all.port);
     if (!ac || ac->err) {
         outage_begins(l, ac ? ac->errstr : "out of memory");
         if (ac)
@@ -179,6 +192,18 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     connect_now(arg);
 }
 
+/* Close the connection (not from inside its own callbacks); it is made
+ * again on the backoff. */
+static void drop(struct rlink *l, const char *why)
+{
+    redisAsyncContext *ac = l->ac;
+    l->dropped = why;
+    went_down(l);       /* the answers told NULL below find it down */
+    redisAsyncFree(ac); /* pending answers: NULL; a connected one calls on_disconnect */
+    if (l->ac == ac)
+        lost(l, l->dropped);
+}
+
 /* A connect or an answer overdue: close the connection and make it again. */
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
@@ -186,12 +211,53 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     struct rlink *l = arg;
     if (!l->ac || (l->up && !l->waiting) || clock_now_ms() - l->since_ms <= l->timeout_ms)
         return;
-    redisAsyncContext *ac = l->ac;
-    l->dropped = l->up ? "no answer in time" : "no connection in time";
-    went_down(l);       /* the answers told NULL below find it down */
-    redisAsyncFree(ac); /* pending answers: NULL; a connected one calls on_disconnect */
-    if (l->ac == ac)
-        lost(l, l->dropped);
+    drop(l, l->up ? "no answer in time" : "no connection in time");
+}
+
+/* The master the Sentinels name: every link moves there at once when it is new. */
+static void on_master(const char *host, int port)
+{
+    if (strcmp(host, all.host) == 0 && port == all.port)
+        return; /* a link that is down tries it again on its backoff */
+    if (all.host[0])
+        log_msg(CHATD_LOG_WARN, "chatd-push", "redis: following the master from %s:%d to %s:%d",
+                all.host, all.port, host, port);
+    snprintf(all.host, sizeof all.host, "%s", host);
+    all.port = port;
+    for (size_t i = 0; i < sizeof all.every / sizeof all.every[0]; i++) {
+        struct rlink *l = all.every[i];
+        if (!l)
+            continue;
+        if (l->ac)
+            drop(l, "the master moved");
+        event_del(l->retry);
+        l->backoff_ms = 100;
+        connect_now(l);
+    }
+}
+
+/* Where links connect, set once for the process by its first link. */
+static int where_init(struct event_base *base, const struct pconf *c)
+{
+    if (all.where_set)
+        return 0;
+    all.where_set = 1;
+    if ((all.sentinels = sentinel_enabled(c->core)))
+        return sentinel_init(base, c->core, on_master);
+    snprintf(all.host, sizeof all.host, "%s", c->redis_host);
+    all.port = (int)c->redis_port;
+    return 0;
+}
+
+/* Keep (on) or forget (off) l among the links a new master moves. */
+static int every_set(struct rlink *l, int on)
+{
+    for (size_t i = 0; i < sizeof all.every / sizeof all.every[0]; i++)
+        if (all.every[i] == (on ? NULL : l)) {
+            all.every[i] = on ? l : NULL;
+            return 0;
+        }
+    return -1;
 }
 
 struct rlink *rlink_new(struct event_base *base, const struct pconf *c, const char *name,
@@ -212,7 +278,7 @@ struct rlink *rlink_new(struct event_base *base, const struct pconf *c, const ch
     struct timeval tv = {tick / 1000, (tick % 1000) * 1000};
     if (!(l->retry = evtimer_new(base, on_retry, l)) ||
         !(l->watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, l)) ||
-        event_add(l->watchdog, &tv) < 0) {
+        event_add(l->watchdog, &tv) < 0 || where_init(base, c) < 0 || every_set(l, 1) < 0) {
         rlink_free(l);
         return NULL;
     }
@@ -229,11 +295,16 @@ int rlink_is_up(const struct rlink *l)
 
 static void answered(redisAsyncContext *ac, void *reply, void *priv)
 {
-    (void)ac;
     struct call *call = priv;
     struct rlink *l = call->l;
+    redisReply *r = reply;
     if (!reply)
         went_down(l);
+    else if (all.sentinels && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "READONLY", 8) &&
+             l->up && l->ac == ac) {
+        l->dropped = "READONLY: the master was demoted";
+        redisAsyncDisconnect(ac); /* after this callback; made again on the new master */
+    }
     if (l->waiting)
         l->waiting--;
     l->since_ms = clock_now_ms();
@@ -286,8 +357,15 @@ void rlink_free(struct rlink *l)
         redisAsyncFree(l->ac);
         l->ac = NULL;
     }
+    every_set(l, 0);
     if (l->counted)
         all.links--;
+    if (!all.links && all.where_set) { /* the last link: the Sentinels too */
+        if (all.sentinels)
+            sentinel_free();
+        all.where_set = all.sentinels = 0;
+        all.host[0] = '\0';
+    }
     if (l->retry)
         event_free(l->retry);
     if (l->watchdog)

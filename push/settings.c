@@ -171,11 +171,14 @@ int pconf_read(struct settings *s, const char *file, struct pconf *out, char *er
 {
     struct ctx x = {s, file ? file : "(defaults)", err, errlen};
     memset(out, 0, sizeof *out);
-    if (!s->redis_host || !s->redis_host[0]) {
-        config_errf(err, errlen, "%s: setting 'redis.host': needed: the Redis the chat nodes share",
+    if ((!s->redis_host || !s->redis_host[0]) && !(s->redis_sentinels && s->redis_sentinels[0])) {
+        config_errf(err, errlen,
+                    "%s: setting 'redis.host': needed (or redis.sentinels): the Redis the chat "
+                    "nodes share",
                     x.file);
         return -1;
     }
+    out->core = s;
     out->redis_host = s->redis_host;
     out->redis_port = s->redis_port;
     out->reconnect_max_ms = s->redis_reconnect_max_ms;

@@ -15,7 +15,9 @@
 #include "config.h"
 
 struct pconf {
-    /* redis.*: borrowed from the core's settings */
+    /* redis.*: borrowed from the core's settings (core: all of them, for the
+     * Sentinels of redis.sentinels, when set, rather than redis.host) */
+    const struct settings *core;
     const char *redis_host;
     int64_t redis_port, reconnect_max_ms;
     /* plugins.push.*: strings borrowed from the settings' JSON */

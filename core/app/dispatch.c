@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actor.h"
 #include "client.h"
 #include "clock.h"
 #include "encode.h"
@@ -294,7 +295,9 @@ static void run_handlers(struct handler_list *l, chatd_req *req, const json_t *m
 {
     for (size_t i = 0; l && i < l->n && !req->completed; i++) {
         req->in_handler = 1;
+        int64_t before = actor_set(req->user_id); /* the jobs it submits are the user's */
         int rc = l->v[i].fn(req, msg, l->v[i].state);
+        actor_set(before);
         req->in_handler = 0;
         if (rc == CHATD_DECLINED && !req->completed)
             continue;

@@ -58,7 +58,8 @@ int nodes_init(struct event_base *base, const struct settings *s)
         return 0;
     int64_t every_ms = s->redis_presence_ttl * 1000 / 3;
     struct timeval tv = {every_ms / 1000, (every_ms % 1000) * 1000};
-    if (!(nd.timer = event_new(base, -1, EV_PERSIST, on_timer, NULL)))
+    if (!(nd.timer = event_new(base, -1, EV_PERSIST, on_timer, NULL)) ||
+        redis_on_up(nd.timer) < 0) /* the node's line again on a new master */
         return CHATD_ENOMEM;
     event_add(nd.timer, &tv);
     return 0;

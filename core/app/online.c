@@ -235,7 +235,8 @@ int online_init(struct event_base *base, const struct settings *s)
         return 0;
     int64_t every_ms = s->redis_presence_ttl * 1000 / 3;
     struct timeval tv = {every_ms / 1000, (every_ms % 1000) * 1000};
-    if (!(on.heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, NULL)))
+    if (!(on.heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, NULL)) ||
+        redis_on_up(on.heartbeat) < 0) /* the users again on a new master */
         return CHATD_ENOMEM;
     event_add(on.heartbeat, &tv);
     return 0;

@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
-#include <stdarg.h>
 #include <sys/stat.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -111,6 +110,12 @@ const struct schema config_schema[] = {
           "seconds a MariaDB read or write may take"),
     S_INT("mariadb.writers", mariadb_writers, 4, 1, 64,
           "worker threads that write to MariaDB at once"),
+    {"mariadb.replicas", K_STRLIST, offsetof(struct settings, mariadb_replicas), NULL, 0, 0, 0,
+     "\"host:port\" of read replicas for read-only jobs ([]: every read on the primary)", NULL},
+    S_INT("mariadb.max_replica_lag_ms", mariadb_max_replica_lag_ms, 1000, 10, 3600000,
+          "a replica further behind than this is skipped until it catches up"),
+    S_INT("mariadb.replica_wait_ms", mariadb_replica_wait_ms, 250, 0, 60000,
+          "longest wait for a replica to apply a user's own last write, else the primary reads"),
     S_STR("redis.host", redis_host, "",
           "Redis address shared by the nodes (\"\": a single node, no Redis)"),
     S_INT("redis.port", redis_port, 6379, 1, 65535, "Redis port"),
@@ -119,6 +124,10 @@ const struct schema config_schema[] = {
           "longest wait between Redis reconnection attempts"),
     S_INT("redis.presence_ttl", redis_presence_ttl, 30, 3, 3600,
           "seconds a node's presence entries live without its heartbeat"),
+    {"redis.sentinels", K_STRLIST, offsetof(struct settings, redis_sentinels), NULL, 0, 0, 0,
+     "\"host:port\" of Redis Sentinels that name the master (redis.host then unused)", NULL},
+    S_STR("redis.master_name", redis_master_name, "chatd",
+          "the master's name at the Sentinels (redis.sentinels)"),
     S_STR("tls.cert", tls_cert, "",
           "PEM certificate (and chain); with tls.key, only https and wss (\"\": no TLS)"),
     S_STR("tls.key", tls_key, "", "PEM private key of tls.cert"),
@@ -498,9 +507,15 @@ static int check_together(const config_t *cfg, const struct settings *v, const c
         errf(err, errlen, "%s: setting 'http.web_root': %s is not a directory", at, v->web_root);
         return CHATD_EINVAL;
     }
-    if (check_listen(cfg, v, file, err, errlen) < 0)
-        return CHATD_EINVAL;
-    return check_tls(cfg, v, file, err, errlen);
+    const char *const lists[] = {"mariadb.replicas", "redis.sentinels"};
+    char **const values[] = {v->mariadb_replicas, v->redis_sentinels};
+    for (int i = 0; i < 2; i++) {
+        where_path(cfg, lists[i], file, at, sizeof at);
+        if (config_check_addresses(at, lists[i], values[i], err, errlen) < 0)
+            return CHATD_EINVAL;
+    }
+    int rc = check_listen(cfg, v, file, err, errlen);
+    return rc < 0 ? rc : check_tls(cfg, v, file, err, errlen);
 }
 
 int config_load(const char *file, const char *const *overrides, int n_overrides,

@@ -62,12 +62,17 @@ struct settings {
     int64_t mariadb_connect_timeout;
     int64_t mariadb_io_timeout;
     int64_t mariadb_writers;
+    char **mariadb_replicas; /* "host:port" of read replicas; empty: reads on the primary */
+    int64_t mariadb_max_replica_lag_ms;
+    int64_t mariadb_replica_wait_ms;
     /* redis */
     char *redis_host;
     int64_t redis_port;
     char *redis_prefix;
     int64_t redis_reconnect_max_ms;
     int64_t redis_presence_ttl;
+    char **redis_sentinels; /* "host:port" of Sentinels; set: they name the master */
+    char *redis_master_name;
     /* tls: with cert and key the listener speaks only TLS */
     char *tls_cert;
     char *tls_key;

@@ -2,6 +2,7 @@
  * plugins' declared settings (ABI 1.1). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "addr.h"
@@ -65,6 +66,38 @@ int config_check_choice(const char *at, const char *path, const char *v, const c
     list_choices(choices, list, sizeof list);
     errf(err, errlen, "%s: setting '%s': \"%s\" is not %s", at, path, v, list);
     return CHATD_EINVAL;
+}
+
+int config_host_port(const char *addr, char *host, size_t len, int *port)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!colon || colon == addr || !colon[1])
+        return CHATD_EINVAL;
+    const char *h = addr;
+    size_t n = (size_t)(colon - addr);
+    if (*h == '[' && n >= 2 && h[n - 1] == ']')
+        h++, n -= 2;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (n == 0 || n >= len || *end || p < 1 || p > 65535)
+        return CHATD_EINVAL;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+int config_check_addresses(const char *at, const char *path, char *const *list, char *err,
+                           size_t errlen)
+{
+    char host[256];
+    int port;
+    for (size_t i = 0; list && list[i]; i++)
+        if (config_host_port(list[i], host, sizeof host, &port) < 0) {
+            errf(err, errlen, "%s: setting '%s': \"%s\" is not \"host:port\"", at, path, list[i]);
+            return CHATD_EINVAL;
+        }
+    return 0;
 }
 
 static const char *where_of(const json_t *where, const char *path)

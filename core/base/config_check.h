@@ -19,6 +19,12 @@ int config_check_range(const char *at, const char *path, int64_t v, int64_t lo, 
 /* v one of choices (NULL-terminated; NULL: any), else CHATD_EINVAL likewise. */
 int config_check_choice(const char *at, const char *path, const char *v, const char *const *choices,
                         char *err, size_t errlen);
+/* Split "host:port" (the host may be "[v6]") into host (len bytes) and port.
+ * 0, or CHATD_EINVAL when it is not one. */
+int config_host_port(const char *addr, char *host, size_t len, int *port);
+/* Each entry of list (NULL-terminated) "host:port", else CHATD_EINVAL likewise. */
+int config_check_addresses(const char *at, const char *path, char *const *list, char *err,
+                           size_t errlen);
 
 /* v a listen address ("host:port" with a numeric host, as addr_parse reads
  * it), parsed into *ss; else CHATD_EINVAL likewise. */

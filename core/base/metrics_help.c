@@ -57,7 +57,10 @@ static const struct help helps[] = {
     {"push_webhook", "Time a push webhook POST took (push plugin)."},
     {"redis_commands", "Commands sent to Redis."},
     {"redis_disconnects", "Redis connections lost."},
+    {"redis_failovers", "Times the Redis connections moved to a new master the Sentinels "
+                        "named (redis.sentinels)."},
     {"redis_messages_in", "Pub/sub messages received from Redis."},
+    {"redis_sentinel_asks", "Questions to a Sentinel for the Redis master's address."},
     {"session_end_unconfirmed",
      "Session ends that not every node confirmed within session.end_confirm_ms."},
     {"sessions", "Live login sessions this node knows."},
@@ -66,7 +69,22 @@ static const struct help helps[] = {
     {"store_cpu", "Time from a CPU job's submission to its result."},
     {"store_cpu_wait", "Time a CPU job waited for a worker."},
     {"store_read", "Time from a storage read's submission to its result."},
+    {"store_read_primary", "Time from a read's submission to its result, for reads the "
+                           "primary served (mariadb.replicas set)."},
+    {"store_read_replica", "Time from a read's submission to its result, for reads a replica "
+                           "served (mariadb.replicas set)."},
     {"store_read_wait", "Time a storage read waited for a worker."},
+    {"store_reads_no_replica",
+     "Reads sent to the primary because no replica was within mariadb.max_replica_lag_ms."},
+    {"store_reads_primary", "Reads kept on the primary (CHATD_JOB_PRIMARY)."},
+    {"store_reads_replica", "Reads served by a replica with no wait for a write."},
+    {"store_reads_replica_lost", "Reads retried on the primary after their replica failed."},
+    {"store_reads_replica_waited",
+     "Reads served by a replica after waiting for the user's last write (MASTER_GTID_WAIT)."},
+    {"store_reads_wait_timeout",
+     "Reads sent to the primary because a replica did not reach the user's last write within "
+     "mariadb.replica_wait_ms."},
+    {"store_replicas_fit", "Replicas whose heartbeat is within mariadb.max_replica_lag_ms."},
     {"store_write", "Time from a storage write's submission to its result (commit included)."},
     {"store_write_wait", "Time a storage write waited for a writer."},
     {"tls_handshake_failures", "TLS handshakes that failed or were cut short."},

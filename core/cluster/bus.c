@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"
+#include "sentinel.h"
 
 #define NODE_LEN 16
 
@@ -292,6 +293,7 @@ int bus_init(struct event_base *base, const struct settings *s, const struct bus
     if (redis_on_message("ch:", on_channel) < 0 || redis_on_message("u:", on_user) < 0 ||
         redis_on_message("lag:", on_lag) < 0 ||
         !(bus.heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, NULL)) ||
+        redis_on_up(bus.heartbeat) < 0 || /* the entries again on a new master */
         !(bus.lag_probe = event_new(base, -1, EV_PERSIST, on_lag_probe, NULL)))
         return CHATD_ENOMEM;
     int64_t every_ms = s->redis_presence_ttl * 1000 / 3;
@@ -301,8 +303,12 @@ int bus_init(struct event_base *base, const struct settings *s, const struct bus
     char topic[96];
     lag_topic(topic, sizeof topic);
     redis_subscribe(topic);
-    log_info("node %s: cross-node delivery through redis %s:%lld", bus.node, s->redis_host,
-             (long long)s->redis_port);
+    if (sentinel_enabled(s))
+        log_info("node %s: cross-node delivery through the Redis master '%s' of the Sentinels",
+                 bus.node, s->redis_master_name);
+    else
+        log_info("node %s: cross-node delivery through redis %s:%lld", bus.node, s->redis_host,
+                 (long long)s->redis_port);
     return 0;
 }
 

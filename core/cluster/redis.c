@@ -13,6 +13,7 @@
 #include "hmap.h"
 #include "log.h"
 #include "metrics.h"
+#include "sentinel.h"
 
 struct link {
     const char *name;      /* "commands" or "subscriptions" */
@@ -25,6 +26,11 @@ struct link {
 static struct {
     struct event_base *base;
     const struct settings *s;
+    char host[256]; /* where the links connect: redis.host, or the master the Sentinels name */
+    int port;       /* ("" while no Sentinel has named it yet) */
+    int sentinels;  /* redis.sentinels set: each connection checks it reached the master */
+    struct event *on_up[8];
+    int n_on_up;
     struct link cmd, sub;
     unsigned sub_epoch; /* counts the subscription link's connections */
     hmap *topics;       /* topic -> interest count (as an integer) */
@@ -85,6 +91,43 @@ static void resubscribe(void)
         redisAsyncCommand(rd.sub.ac, on_sub_message, NULL, "SUBSCRIBE %s", topic);
 }
 
+static void link_up(struct link *l)
+{
+    l->up = 1;
+    l->backoff_ms = 100;
+    log_info("redis %s: connected to %s:%d", l->name, rd.host, rd.port);
+    if (l == &rd.sub) {
+        resubscribe();
+        rd.sub_epoch++; /* what was published while it was down never came */
+        return;
+    }
+    /* A master new after a failover may lack this node's last writes. */
+    for (int i = 0; i < rd.n_on_up; i++)
+        event_active(rd.on_up[i], 0, 1); /* not EV_TIMEOUT: a heartbeat's period restarts now */
+}
+
+/* The link's Redis is what the Sentinels last named; in use only if it
+ * says it is a master (a demoted one, or a replica, refuses writes). */
+static void on_role(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct link *l = priv;
+    redisReply *r = reply;
+    if (!r || l->ac != ac)
+        return; /* the connection is going: on_disconnect */
+    if (sentinel_role_is_master(r)) {
+        link_up(l);
+        return;
+    }
+    log_warn("redis %s: %s:%d is not the master (ROLE: %s); asking the Sentinels again", l->name,
+             rd.host, rd.port,
+             r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                     r->element[0]->type == REDIS_REPLY_STRING
+                 ? r->element[0]->str
+             : r->type == REDIS_REPLY_ERROR ? r->str
+                                            : "?");
+    redisAsyncDisconnect(ac);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     struct link *l = link_of(ac);
@@ -92,20 +135,19 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     if (status != REDIS_OK) {
         /* hiredis frees the context after a failed connect */
-        log_warn("redis %s: cannot connect to %s:%lld: %s", l->name, rd.s->redis_host,
-                 (long long)rd.s->redis_port, ac->errstr);
+        log_warn("redis %s: cannot connect to %s:%d: %s", l->name, rd.host, rd.port, ac->errstr);
         l->ac = NULL;
+        if (rd.sentinels)
+            sentinel_ask();
         schedule_retry(l);
         return;
     }
-    l->up = 1;
-    l->backoff_ms = 100;
-    log_info("redis %s: connected to %s:%lld", l->name, rd.s->redis_host,
-             (long long)rd.s->redis_port);
-    if (l == &rd.sub) {
-        resubscribe();
-        rd.sub_epoch++; /* what was published while it was down never came */
+    if (!rd.sentinels) {
+        link_up(l);
+        return;
     }
+    if (redisAsyncCommand(l->ac, on_role, l, "ROLE") != REDIS_OK)
+        redisAsyncDisconnect(l->ac);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -120,14 +162,42 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     log_warn("redis %s: connection lost (%s); reconnecting", l->name,
              status == REDIS_OK ? "closed" : ac->errstr);
     metrics_count("redis_disconnects", 1);
+    if (rd.sentinels)
+        sentinel_ask(); /* the master may have moved */
     schedule_retry(l);
+}
+
+/* The master the Sentinels name (again, or a new one): the links move to
+ * it at once when it is new. */
+static void on_master(const char *host, int port)
+{
+    if (strcmp(host, rd.host) == 0 && port == rd.port)
+        return; /* a link that is down tries it again on its backoff */
+    if (rd.host[0]) {
+        log_warn("redis: following the master from %s:%d to %s:%d", rd.host, rd.port, host, port);
+        METRICS_ADD("redis_failovers", 1);
+    }
+    snprintf(rd.host, sizeof rd.host, "%s", host);
+    rd.port = port;
+    struct link *links[] = {&rd.cmd, &rd.sub};
+    for (int i = 0; i < 2; i++) {
+        struct link *l = links[i];
+        redisAsyncContext *ac = l->ac;
+        l->ac = NULL; /* its callbacks, told NULL by the free, no longer find the link */
+        l->up = 0;
+        if (ac)
+            redisAsyncFree(ac); /* even mid-connect, or with answers owed by a hung master */
+        event_del(l->retry);
+        l->backoff_ms = 100;
+        link_connect(l);
+    }
 }
 
 static void link_connect(struct link *l)
 {
-    if (rd.stopping || l->ac)
-        return;
-    redisAsyncContext *ac = redisAsyncConnect(rd.s->redis_host, (int)rd.s->redis_port);
+    if (rd.stopping || l->ac || !rd.host[0])
+        return; /* !rd.host[0]: until a Sentinel names the master */
+    redisAsyncContext *ac = redisAsyncConnect(rd.host, rd.port);
     if (!ac || ac->err) {
         log_warn("redis %s: %s", l->name, ac ? ac->errstr : "out of memory");
         if (ac)
@@ -149,6 +219,11 @@ int redis_init(struct event_base *base, const struct settings *s)
         return 0;
     if (!(rd.topics = hmap_new(1)))
         return CHATD_ENOMEM;
+    rd.sentinels = sentinel_enabled(s);
+    if (!rd.sentinels) {
+        snprintf(rd.host, sizeof rd.host, "%s", s->redis_host);
+        rd.port = (int)s->redis_port;
+    }
     rd.cmd.name = "commands";
     rd.sub.name = "subscriptions";
     struct link *links[] = {&rd.cmd, &rd.sub};
@@ -158,12 +233,17 @@ int redis_init(struct event_base *base, const struct settings *s)
             return CHATD_ENOMEM;
         link_connect(links[i]);
     }
-    return 0;
+    if (!rd.sentinels)
+        return 0;
+    METRICS_ADD("redis_failovers", 0); /* the series is there from the start */
+    return sentinel_init(base, s, on_master);
 }
 
 void redis_free(void)
 {
     rd.stopping = 1;
+    if (rd.sentinels)
+        sentinel_free();
     struct link *links[] = {&rd.cmd, &rd.sub};
     for (int i = 0; i < 2; i++) {
         if (links[i]->ac)
@@ -179,7 +259,7 @@ void redis_free(void)
 
 int redis_enabled(void)
 {
-    return rd.s && rd.s->redis_host[0] != '\0';
+    return rd.s && (rd.s->redis_host[0] != '\0' || sentinel_enabled(rd.s));
 }
 
 int redis_ready(void)
@@ -206,9 +286,13 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_call *call = priv;
     redisReply *r = reply;
-    (void)ac;
     if (r && r->type == REDIS_REPLY_ERROR) {
         log_warn("redis: %s", r->str);
+        /* A master demoted under the link: the Sentinels know the new one. */
+        if (rd.sentinels && strncmp(r->str, "READONLY", 8) == 0 && ac == rd.cmd.ac && rd.cmd.up) {
+            rd.cmd.up = 0;
+            redisAsyncDisconnect(ac);
+        }
         r = NULL;
     }
     if (call)
@@ -242,6 +326,14 @@ int redis_cmd(struct redis_call *call, const char *fmt, ...)
 int redis_cmdv(struct redis_call *call, int argc, const char **argv, const size_t *argvlen)
 {
     return send_cmd(call, NULL, NULL, argc, argv, argvlen);
+}
+
+int redis_on_up(struct event *ev)
+{
+    if (rd.n_on_up == (int)(sizeof rd.on_up / sizeof rd.on_up[0]))
+        return CHATD_ENOMEM;
+    rd.on_up[rd.n_on_up++] = ev;
+    return 0;
 }
 
 int redis_on_message(const char *prefix,

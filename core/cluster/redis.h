@@ -2,7 +2,10 @@
  * Redis, for nodes that share state: one connection for commands and one
  * for subscriptions, both on the loop through hiredis's libevent adapter,
  * each reconnected with backoff when lost (subscriptions are renewed).
- * Disabled when redis.host is "". Loop thread only.
+ * With redis.sentinels, both go where the Sentinels name the master, only
+ * once ROLE says it is one, and move with a failover: +switch-master, a lost
+ * connection or a READONLY answer sends them there (sentinel.h).
+ * Disabled when redis.host is "" and no Sentinel is set. Loop thread only.
  */
 #ifndef CHATD_REDIS_H
 #define CHATD_REDIS_H
@@ -51,6 +54,13 @@ int redis_cmdv(struct redis_call *call, int argc, const char **argv, const size_
  * CHATD_ENOMEM past the handlers the table holds. */
 int redis_on_message(const char *prefix,
                      void (*handler)(const char *topic, const char *data, size_t len));
+/* Make ev (a heartbeat's timer, borrowed until redis_free) active each time
+ * the command link is (again) up on a master, so that what this node keeps
+ * in Redis is written there at once: a master new after a failover may lack
+ * the last writes. Start-up only. 0, or CHATD_ENOMEM past the events the
+ * table holds. */
+int redis_on_up(struct event *ev);
+
 /* Count one more (or one fewer) interest in a topic; subscribed while > 0. */
 void redis_subscribe(const char *topic);
 void redis_unsubscribe(const char *topic);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "actor.h"
 #include "conn.h"
 #include "errors.h"
 #include "http.h"
@@ -134,7 +135,9 @@ void router_remove_owner(void *owner)
 static void run_route(struct route *r, struct chatd_http *req)
 {
     uint64_t id = req->conn_id;
+    int64_t before = actor_set(req->user_id); /* the jobs it submits are the user's */
     int rc = r->fn(req, r->state);
+    actor_set(before);
     if (rc == CHATD_PENDING || !http_unanswered(id, req))
         return;
     if (rc == CHATD_DECLINED) {

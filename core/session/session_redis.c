@@ -9,7 +9,8 @@
  * it, and each node, once it has forgotten the session, publishes
  * "ack:<node>:<nonce>". The ending node waits for that many acks (at most
  * session.end_confirm_ms) before the end is answered: from then on no node
- * accepts the token.
+ * accepts the token. The ends of the last seconds are sent again each time
+ * Redis comes up (a new master after a failover may lack them).
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -32,6 +33,8 @@ static struct {
     const struct settings *s;
     struct confirm *pending; /* ends waiting for their acks */
     uint64_t next_nonce;
+    struct recent_end *recent; /* the ends of the last RECENT_ENDS_MS, newest first */
+    struct event *redis_up;    /* Redis (again, or a new master) up: send them again */
 } rc_;
 
 /* ---- confirmed ends ---- */
@@ -179,12 +182,64 @@ struct unsent {
 };
 static struct unsent *unsent;
 
+/* The ends sent lately, sent again whenever the command link comes up: a
+ * replica the Sentinels promote may lack the master's last writes, and a
+ * session whose removal was lost would be found alive again. */
+#define RECENT_ENDS_MS 10000
+struct recent_end {
+    char key[SESSION_KEY_LEN + 1]; /* "": every session of the user */
+    int64_t user_id;
+    int64_t at_ms;
+    struct recent_end *next;
+};
+
+static void recent_prune(int64_t now_ms)
+{
+    for (struct recent_end **p = &rc_.recent; *p;) {
+        struct recent_end *e = *p;
+        if (now_ms - e->at_ms <= RECENT_ENDS_MS) {
+            p = &e->next;
+            continue;
+        }
+        *p = e->next;
+        free(e);
+    }
+}
+
+static void recent_note(const char *key, int64_t user_id)
+{
+    int64_t now = clock_now_ms();
+    recent_prune(now);
+    struct recent_end *e = calloc(1, sizeof *e);
+    if (!e)
+        return; /* only the repetition after a failover is lost */
+    snprintf(e->key, sizeof e->key, "%s", key ? key : "");
+    e->user_id = user_id;
+    e->at_ms = now;
+    e->next = rc_.recent;
+    rc_.recent = e;
+}
+
 static int send_end(const char *key, int64_t user_id)
 {
     if (redis_cmd(NULL, "DEL %ssess:%s", redis_prefix(), key) < 0)
         return CHATD_EUNAVAIL;
     redis_cmd(NULL, "SREM %susess:%lld %s", redis_prefix(), (long long)user_id, key);
     return 0;
+}
+
+static void send_end_user(int64_t user_id);
+
+static void on_redis_up(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    recent_prune(clock_now_ms());
+    for (struct recent_end *e = rc_.recent; e; e = e->next) {
+        if (e->key[0])
+            send_end(e->key, e->user_id);
+        else
+            send_end_user(e->user_id);
+    }
 }
 
 static void rs_end(const char *key, int64_t user_id, void (*done)(void *arg), void *arg)
@@ -196,6 +251,7 @@ static void rs_end(const char *key, int64_t user_id, void (*done)(void *arg), vo
         u->next = unsent;
         unsent = u;
     }
+    recent_note(key, user_id);
     publish_confirmed("end", key, done, arg);
 }
 
@@ -225,7 +281,8 @@ static void user_keys(struct redisReply *r, struct redis_call *call)
     free(op);
 }
 
-static void rs_end_user(int64_t user_id, void (*done)(void *arg), void *arg)
+/* DEL every session of the user (their keys are in its usess set). */
+static void send_end_user(int64_t user_id)
 {
     struct user_op *op = malloc(sizeof *op);
     if (op) {
@@ -233,6 +290,12 @@ static void rs_end_user(int64_t user_id, void (*done)(void *arg), void *arg)
         if (redis_cmd(&op->call, "SMEMBERS %susess:%lld", redis_prefix(), (long long)user_id) < 0)
             free(op);
     }
+}
+
+static void rs_end_user(int64_t user_id, void (*done)(void *arg), void *arg)
+{
+    send_end_user(user_id);
+    recent_note(NULL, user_id);
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)user_id);
     publish_confirmed("user", id, done, arg);
@@ -335,6 +398,14 @@ void session_redis_free(void)
         unsent = u->next;
         free(u);
     }
+    while (rc_.recent) {
+        struct recent_end *e = rc_.recent;
+        rc_.recent = e->next;
+        free(e);
+    }
+    if (rc_.redis_up)
+        event_free(rc_.redis_up);
+    rc_.redis_up = NULL;
     while (rc_.pending) { /* shutting down: nobody is left to answer */
         struct confirm *c = rc_.pending;
         rc_.pending = c->next;
@@ -356,6 +427,9 @@ int session_redis_init(struct event_base *base, const struct settings *s,
     char topic[96];
     snprintf(topic, sizeof topic, "%ssess", redis_prefix());
     redis_subscribe(topic);
+    if (!(rc_.redis_up = event_new(base, -1, 0, on_redis_up, NULL)) ||
+        redis_on_up(rc_.redis_up) < 0)
+        return CHATD_ENOMEM;
     return redis_on_message("sess", on_session_event);
 }
 

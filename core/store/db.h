@@ -44,6 +44,17 @@ struct db_driver {
     /* Take (lock = 1) or give back (0) the lock that lets one process at a time
      * migrate the database; waits for it. NULL: transactions serialise migrations. */
     int (*migrate_lock)(chatd_db *db, int lock);
+    /* Read replicas (NULL: the driver has none). Open a connection to the
+     * server at host:port with the settings' account and database. */
+    int (*open_at)(const struct settings *s, const char *host, int port, chatd_db **out, char *err,
+                   size_t errlen);
+    /* The replication position (MariaDB: the GTID) of the connection's last
+     * commit into buf, "" when it made none. */
+    void (*commit_pos)(chatd_db *db, char *buf, size_t len);
+    /* Wait at most timeout_ms for the connection's server to have applied
+     * pos: 0 it has, CHATD_EBUSY not in time, another negative code when the
+     * wait failed (CHATD_EUNAVAIL: the server is gone). */
+    int (*wait_pos)(chatd_db *db, const char *pos, int64_t timeout_ms);
 };
 
 /* Every connection starts with this header so the core can find its driver. */

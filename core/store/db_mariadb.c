@@ -25,6 +25,10 @@ struct my_db {
     hmap *stmts; /* sql text -> struct my_stmt */
     int broken;  /* the server went away: reconnect before the next transaction */
     int64_t last_id, changes;
+    const char *host; /* a replica's (open_at), else NULL: the settings' server */
+    int port;
+    int track_gtid;     /* the server reports each commit's GTID (session tracking) */
+    char last_gtid[64]; /* of the last commit, "" before any */
 };
 
 struct my_col {
@@ -80,9 +84,21 @@ static int my_map(struct my_db *d, unsigned err, const char *msg)
     }
 }
 
+/* Have the server tell each commit's GTID in its answer (no round trip), on
+ * a primary whose writes replicas follow. */
+static void track_gtid(struct my_db *d)
+{
+    const struct settings *s = d->s;
+    d->track_gtid = !d->host && s->mariadb_replicas && s->mariadb_replicas[0] &&
+                    !mysql_query(d->h, "SET SESSION session_track_system_variables = 'last_gtid'");
+}
+
 static int my_connect(struct my_db *d, char *err, size_t errlen)
 {
     const struct settings *s = d->s;
+    const char *host = d->host ? d->host : s->mariadb_socket[0] ? NULL : s->mariadb_host;
+    const char *sock = d->host || !s->mariadb_socket[0] ? NULL : s->mariadb_socket;
+    unsigned port = d->host ? (unsigned)d->port : (unsigned)s->mariadb_port;
     if (!(d->h = mysql_init(NULL))) {
         snprintf(err, errlen, "mariadb: out of memory");
         return CHATD_ENOMEM;
@@ -93,13 +109,10 @@ static int my_connect(struct my_db *d, char *err, size_t errlen)
     mysql_options(d->h, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_options(d->h, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
     mysql_options(d->h, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (!mysql_real_connect(d->h, s->mariadb_socket[0] ? NULL : s->mariadb_host, s->mariadb_user,
-                            s->mariadb_password, s->mariadb_database, (unsigned)s->mariadb_port,
-                            s->mariadb_socket[0] ? s->mariadb_socket : NULL,
-                            CLIENT_MULTI_STATEMENTS | CLIENT_FOUND_ROWS)) {
-        snprintf(err, errlen, "mariadb: cannot connect to %s:%lld as %s: %s",
-                 s->mariadb_socket[0] ? s->mariadb_socket : s->mariadb_host,
-                 (long long)s->mariadb_port, s->mariadb_user, mysql_error(d->h));
+    if (!mysql_real_connect(d->h, host, s->mariadb_user, s->mariadb_password, s->mariadb_database,
+                            port, sock, CLIENT_MULTI_STATEMENTS | CLIENT_FOUND_ROWS)) {
+        snprintf(err, errlen, "mariadb: cannot connect to %s:%u as %s: %s", sock ? sock : host,
+                 port, s->mariadb_user, mysql_error(d->h));
         mysql_close(d->h);
         d->h = NULL;
         return CHATD_EUNAVAIL;
@@ -113,6 +126,7 @@ static int my_connect(struct my_db *d, char *err, size_t errlen)
         d->h = NULL;
         return CHATD_EUNAVAIL;
     }
+    track_gtid(d);
     d->broken = 0;
     return 0;
 }
@@ -144,7 +158,8 @@ static void drop_statements(struct my_db *d)
     d->stmts = hmap_new(1);
 }
 
-static int my_open(const struct settings *s, chatd_db **out, char *err, size_t errlen)
+static int my_open_at(const struct settings *s, const char *host, int port, chatd_db **out,
+                      char *err, size_t errlen)
 {
     struct my_db *d = calloc(1, sizeof *d);
     if (!d || !(d->stmts = hmap_new(1))) {
@@ -153,6 +168,8 @@ static int my_open(const struct settings *s, chatd_db **out, char *err, size_t e
     }
     d->base.drv = &db_mariadb;
     d->s = s;
+    d->host = host;
+    d->port = port;
     int rc = my_connect(d, err, errlen);
     if (rc < 0) {
         hmap_free(d->stmts);
@@ -161,6 +178,11 @@ static int my_open(const struct settings *s, chatd_db **out, char *err, size_t e
     }
     *out = &d->base;
     return 0;
+}
+
+static int my_open(const struct settings *s, chatd_db **out, char *err, size_t errlen)
+{
+    return my_open_at(s, NULL, 0, out, err, errlen);
 }
 
 static void my_close(chatd_db *db)
@@ -232,9 +254,60 @@ static int my_begin(chatd_db *db, int write)
     return rc;
 }
 
+/* The GTID of the commit just answered, as the server tracked it. */
+static void note_gtid(struct my_db *d)
+{
+    const char *data;
+    size_t len;
+    int is_name = 1, want = 0;
+    if (mysql_session_track_get_first(d->h, SESSION_TRACK_SYSTEM_VARIABLES, &data, &len))
+        return;
+    do {
+        if (!is_name && want && len < sizeof d->last_gtid) {
+            memcpy(d->last_gtid, data, len);
+            d->last_gtid[len] = '\0';
+        }
+        want = is_name && len == 9 && memcmp(data, "last_gtid", 9) == 0;
+        is_name = !is_name;
+    } while (!mysql_session_track_get_next(d->h, SESSION_TRACK_SYSTEM_VARIABLES, &data, &len));
+}
+
 static int my_commit(chatd_db *db)
 {
-    return my_exec(db, "COMMIT");
+    int rc = my_exec(db, "COMMIT");
+    if (rc == 0 && MY(db)->track_gtid)
+        note_gtid(MY(db));
+    return rc;
+}
+
+static void my_commit_pos(chatd_db *db, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", MY(db)->last_gtid);
+}
+
+/* MASTER_GTID_WAIT on a replica; pos is one the primary gave ("0-1-42", or
+ * a list of them), checked before it goes into the statement. */
+static int my_wait_pos(chatd_db *db, const char *pos, int64_t timeout_ms)
+{
+    struct my_db *d = MY(db);
+    if (!*pos || strspn(pos, "0123456789-,") != strlen(pos) || strlen(pos) > 200)
+        return CHATD_EINVAL;
+    int rc = my_revive(d);
+    char sql[300];
+    snprintf(sql, sizeof sql, "SELECT MASTER_GTID_WAIT('%s', %lld.%03lld)", pos,
+             (long long)(timeout_ms / 1000), (long long)(timeout_ms % 1000));
+    if (rc < 0)
+        return rc;
+    if (mysql_real_query(d->h, sql, strlen(sql)))
+        return my_map(d, mysql_errno(d->h), mysql_error(d->h));
+    MYSQL_RES *r = mysql_store_result(d->h);
+    MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
+    rc = !row || !row[0] ? CHATD_EINTERNAL : strcmp(row[0], "0") == 0 ? 0 : CHATD_EBUSY;
+    if (r)
+        mysql_free_result(r);
+    else
+        rc = mysql_errno(d->h) ? my_map(d, mysql_errno(d->h), mysql_error(d->h)) : CHATD_EINTERNAL;
+    return rc;
 }
 
 static int my_rollback(chatd_db *db)
@@ -496,4 +569,7 @@ const struct db_driver db_mariadb = {
     .max_writers = 0, /* row locks let several write at once: mariadb.writers */
     .no_savepoints = 1,
     .migrate_lock = my_migrate_lock,
+    .open_at = my_open_at,
+    .commit_pos = my_commit_pos,
+    .wait_pos = my_wait_pos,
 };

@@ -73,7 +73,8 @@ int store_health_check(void (*done)(void *arg, int ok), void *arg)
             if (p)
                 *p = (struct health_probe){h, write ? b : NULL};
             h->pending++;
-            if (!p || store_submit(b, write ? CHATD_JOB_WRITE : CHATD_JOB_READ,
+            /* the primary's read: a replica answering says nothing of it */
+            if (!p || store_submit(b, write ? CHATD_JOB_WRITE : CHATD_JOB_READ | CHATD_JOB_PRIMARY,
                                    write ? health_write : health_run, health_done, p) < 0) {
                 free(p);
                 health_answer(h, NULL, CHATD_ENOMEM);

@@ -5,55 +5,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "actor.h"
 #include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "key_order.h"
 #include "log.h"
 #include "metrics.h"
-
-enum pool_kind { POOL_WRITE, POOL_READ, POOL_CPU };
-
-struct job {
-    chatd_job_run run;
-    chatd_job_done done;
-    void (*post_fn)(void *arg);
-    void *arg;
-    int status;
-    int failed; /* a batch without savepoints: this job failed, the others run again */
-    enum pool_kind kind;
-    uint64_t key;                  /* store_submit_keyed's, 0 for none */
-    struct store_backend *backend; /* NULL for CPU jobs and posts */
-    int64_t submit_us, start_us;   /* monotonic: handed to a pool, taken by a worker */
-    struct job *next;
-};
-
-struct job_list {
-    struct job *head, *tail;
-    size_t len;
-};
-
-struct pool {
-    enum pool_kind kind;
-    struct store_backend *backend; /* NULL for the CPU pool */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct job_list queue;
-    int stopping;
-    int n_threads;
-    pthread_t *threads;
-};
-
-struct store_backend {
-    const struct db_driver *drv;
-    /* One pool per writer, each with its own queue: jobs of one key go to one
-     * writer, so they commit in the order they came. */
-    struct pool *write;
-    int n_writers;
-    struct pool read;
-    int write_failing; /* loop thread: the last write found the store unable to write */
-    struct store_backend *next;
-};
+#include "store_impl.h"
 
 static struct {
     struct event_base *base;
@@ -138,8 +97,12 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
                 j->backend->write_failing = 1;
             st.in_flight--;
             METRICS_ADD("jobs_completed", 1);
+            reads_completed(j);
+            /* What done() submits is on behalf of the same user. */
+            int64_t before = actor_set(j->user);
             if (j->done)
                 j->done(j->arg, j->status);
+            actor_set(before);
         }
         free(j);
         j = next;
@@ -215,7 +178,7 @@ static int batch_once(chatd_db *db, struct job_list *batch)
     return rc;
 }
 
-static void backoff(int attempt)
+void store_backoff(int attempt)
 {
     struct timespec ts = {0, (long)(1000000L << (attempt < 6 ? attempt : 6))};
     nanosleep(&ts, NULL);
@@ -252,35 +215,7 @@ static void run_write_batch(chatd_db *db, struct job_list *batch)
             log_warn("storage: a batch of %zu jobs failed (%d)", batch->len, rc);
             return;
         }
-        backoff(attempt);
-    }
-}
-
-static void run_read(chatd_db *db, struct job *j)
-{
-    const struct db_driver *drv = db->drv;
-    int retries = (int)st.s->storage_retries;
-    for (int attempt = 0;; attempt++) {
-        int rc = drv->begin(db, 0);
-        j->status = rc; /* a backend that cannot begin fails the job, never passes it */
-        if (rc == 0) {
-            j->status = rc = j->run(db, j->arg);
-            int c = drv->commit(db);
-            if (rc >= 0 && c < 0)
-                j->status = rc = c;
-        }
-        if (rc < 0)
-            drv->rollback(db);
-        /* A read is always safe to run again: once after a lost connection
-         * (a server restarted while this one sat idle; begin reconnects). */
-        if (rc == CHATD_EUNAVAIL && attempt == 0)
-            continue;
-        if (!is_transient(rc) || attempt >= retries) {
-            if (is_transient(rc))
-                j->status = CHATD_EUNAVAIL;
-            return;
-        }
-        backoff(attempt);
+        store_backoff(attempt);
     }
 }
 
@@ -336,13 +271,29 @@ static int pool_take(struct pool *p, struct job_list *out)
     return 1;
 }
 
+/* A write batch's commit position, for its users' reads on replicas. */
+static void note_positions(chatd_db *db, struct job_list *batch)
+{
+    char pos[POS_LEN] = "";
+    if (db->drv->commit_pos)
+        db->drv->commit_pos(db, pos, sizeof pos);
+    for (struct job *j = batch->head; pos[0] && j; j = j->next)
+        memcpy(j->pos, pos, sizeof pos);
+}
+
 static void *pool_main(void *arg)
 {
     struct pool *p = arg;
     chatd_db *db = NULL;
+    struct replica_conns replicas = {{0}};
     char err[256] = "";
     struct job_list batch;
     while (pool_take(p, &batch)) {
+        if (p->kind == POOL_READ) { /* opens the primary only when it reads there */
+            reads_run_routed(p, &db, &replicas, batch.head);
+            complete(&batch);
+            continue;
+        }
         if (p->kind != POOL_CPU && !db && p->backend->drv->open(st.s, &db, err, sizeof err) < 0) {
             log_error("storage: %s", err);
             db = NULL;
@@ -354,8 +305,8 @@ static void *pool_main(void *arg)
         if (p->kind == POOL_WRITE) {
             run_write_batch(db, &batch);
             metrics_observe_batch(batch.len);
-        } else if (p->kind == POOL_READ) {
-            run_read(db, batch.head);
+            if (p->backend->replicas)
+                note_positions(db, &batch);
         } else {
             batch.head->status = batch.head->run(NULL, batch.head->arg);
         }
@@ -363,6 +314,8 @@ static void *pool_main(void *arg)
     }
     if (db)
         db->drv->close(db);
+    if (p->backend)
+        replica_conns_close(p->backend->replicas, &replicas);
     return NULL;
 }
 
@@ -385,6 +338,8 @@ static int pool_start(struct pool *p, enum pool_kind kind, struct store_backend 
 
 static void pool_stop(struct pool *p)
 {
+    if (!p->threads)
+        return; /* stopped already (store_shutdown, then backend_free) */
     pthread_mutex_lock(&p->lock);
     p->stopping = 1;
     pthread_cond_broadcast(&p->cond);
@@ -410,12 +365,18 @@ int store_init(struct event_base *base, const struct settings *s, const char *sq
 }
 
 /* Stop a backend's pools (after their queues drain) and free it. */
-static void backend_free(struct store_backend *b)
+/* Join b's workers: nothing of b runs on another thread after this. */
+static void backend_stop(struct store_backend *b)
 {
     for (int i = 0; i < b->n_writers; i++)
         pool_stop(&b->write[i]);
-    if (b->read.threads)
-        pool_stop(&b->read);
+    pool_stop(&b->read);
+}
+
+static void backend_free(struct store_backend *b)
+{
+    backend_stop(b);
+    reads_close(b);
     free(b->write);
     free(b);
 }
@@ -436,6 +397,11 @@ struct store_backend *store_backend_open(const char *name, char *err, size_t err
     if (!b)
         return NULL;
     b->drv = drv;
+    if (reads_open(b, err, errlen) < 0) {
+        reads_close(b);
+        free(b);
+        return NULL;
+    }
     int writers = drv->max_writers ? drv->max_writers : (int)st.s->mariadb_writers;
     int rc = (b->write = calloc((size_t)writers, sizeof *b->write)) ? 0 : CHATD_ENOMEM;
     for (int i = 0; rc == 0 && i < writers; i++, b->n_writers++)
@@ -504,6 +470,9 @@ int store_submit_keyed(struct store_backend *b, int flags, uint64_t key, chatd_j
     j->submit_us = clock_now_us();
     j->backend = flags & CHATD_JOB_CPU ? NULL : b;
     j->kind = flags & CHATD_JOB_CPU ? POOL_CPU : flags & CHATD_JOB_READ ? POOL_READ : POOL_WRITE;
+    j->flags = flags;
+    j->user = actor_user();
+    reads_prepare(j);
     st.in_flight++;
     METRICS_ADD("jobs_submitted", 1);
     if (flags & CHATD_JOB_CPU)
@@ -541,9 +510,14 @@ int store_run_sync(struct store_backend *b, chatd_job_run run, void *arg)
         return rc;
     }
     struct job j = {.run = run, .arg = arg};
-    run_read(db, &j);
+    reads_run(db, &j);
     db->drv->close(db);
     return j.status;
+}
+
+const struct settings *store_settings(void)
+{
+    return st.s;
 }
 
 const char *store_backend_name(const struct store_backend *b)
@@ -584,17 +558,20 @@ void store_backend_write_ok(struct store_backend *b)
 
 void store_shutdown(void)
 {
-    while (st.backends) {
-        struct store_backend *b = st.backends;
-        st.backends = b->next;
-        backend_free(b);
-    }
+    for (struct store_backend *b = st.backends; b; b = b->next)
+        backend_stop(b);
     if (st.cpu.threads)
         pool_stop(&st.cpu);
-    /* Run whatever completed after the loop stopped, so every done() runs once. */
+    /* Run whatever completed after the loop stopped, so every done() runs
+     * once: before the backends go, as completing a job reads its backend. */
     if (st.wake) {
         on_wake(-1, 0, NULL);
         event_free(st.wake);
         st.wake = NULL;
+    }
+    while (st.backends) {
+        struct store_backend *b = st.backends;
+        st.backends = b->next;
+        backend_free(b);
     }
 }

@@ -179,6 +179,13 @@ typedef void (*chatd_job_done)(void *arg, int status);
 #define CHATD_JOB_WRITE 0x0 /* may write: serialised and group-committed */
 #define CHATD_JOB_READ 0x1  /* reads only: may run in parallel with others */
 #define CHATD_JOB_CPU 0x2   /* no database at all (e.g. password hashing); db is NULL */
+/* With CHATD_JOB_READ: a read that must see every commit made so far, by
+ * anyone on any node (a check that races other users' writes, such as a
+ * ban): it runs on the primary, never on a read replica (mariadb.replicas).
+ * Other reads may run on a replica, and see the writes of the user the job
+ * is for (see PLUGINS.md, "Reads and replicas"). Cores without replicas
+ * ignore the flag. */
+#define CHATD_JOB_PRIMARY 0x4
 
 /*
  * A user-removal hook: runs on a worker thread inside the transaction that

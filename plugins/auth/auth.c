@@ -9,6 +9,11 @@
 #include "auth.h"
 #include "plugin_util.h"
 
+/* The reads of a login and of an invite code race other nodes' bans and the
+ * registration just made (by nobody logged in yet): they read the primary,
+ * never a read replica that may be behind. */
+#define FRESH_READ (CHATD_JOB_READ | CHATD_JOB_PRIMARY)
+
 /* The settings of this plugin's config entry (checked by the core). */
 static const chatd_setting auth_settings[] = {
     CHATD_STRING_SETTING("backend", NULL, util_sql_backends, "the SQL store of users and sessions"),
@@ -192,7 +197,7 @@ static void login_session_stored(void *arg, int status)
 {
     struct user_job *j = arg;
     if (status < 0 ||
-        j->a->host->submit(j->a->p, CHATD_JOB_READ, users_run_banned, login_checked_again, j) < 0)
+        j->a->host->submit(j->a->p, FRESH_READ, users_run_banned, login_checked_again, j) < 0)
         fail_unavailable(j, status < 0 ? status : CHATD_EINTERNAL);
 }
 
@@ -241,7 +246,7 @@ static void login_looked_up(void *arg, int status)
 
 static void login_look_up(struct user_job *j)
 {
-    if (j->a->host->submit(j->a->p, CHATD_JOB_READ, users_run_lookup, login_looked_up, j) < 0)
+    if (j->a->host->submit(j->a->p, FRESH_READ, users_run_lookup, login_looked_up, j) < 0)
         fail_unavailable(j, CHATD_EINTERNAL);
 }
 
@@ -407,7 +412,7 @@ static int on_fetch_invite(chatd_req *req, const json_t *msg, void *state)
         return CHATD_EINTERNAL;
     j->req = req;
     j->user_id = a->host->req_user_id(req);
-    if (a->host->submit(a->p, CHATD_JOB_READ, users_run_invite, invite_fetched, j) < 0) {
+    if (a->host->submit(a->p, FRESH_READ, users_run_invite, invite_fetched, j) < 0) {
         user_job_free(j);
         return CHATD_EINTERNAL;
     }

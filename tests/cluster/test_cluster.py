@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 from backends import MariaDB, Redis  # noqa: E402
 from cluster import PRESENCE_GRACE, PRESENCE_TTL, Cluster, missing_programs  # noqa: E402
 from harness import Server, connection_closed_types, ws_connect  # noqa: E402
+from load import ChannelLoad  # noqa: E402
 from domain import (  # noqa: E402
     Client,
     DomainTestCase,
@@ -556,81 +557,12 @@ class CrossNodeTests(ClusterTestCase):
         cr = await self.connect_to(B, r)
         for c in (ca, cb, cr):
             await self.enter(c, cid)
-        problems = []
-        acked = {}          # sequence -> content
-        sent = set()
-        errors = []         # (seconds since start, node, code)
-        unanswered = []
-        received = []       # (time, content) of NOTIFY_MESSAGE on cr
-        stop = asyncio.Event()
-        t_base = time.monotonic()
-        closed = connection_closed_types()
-
-        async def writer(node, c, rate=40, window=64):
-            ws = c.ws
-            pending = {}
-            slots = asyncio.Semaphore(window)
-
-            async def reader():
-                try:
-                    while True:
-                        msg = json.loads(await ws.recv())
-                        rid = msg.get("requestId")
-                        if msg.get("type") == "WRITE_MESSAGE_ACK":
-                            acked[msg["messageSequence"]] = pending.pop(rid)
-                            slots.release()
-                        elif msg.get("type") == "ERROR":
-                            errors.append((time.monotonic() - t_base, node, msg.get("code")))
-                            if rid in pending:
-                                pending.pop(rid)
-                                slots.release()
-                except closed:
-                    pass
-
-            rtask = asyncio.ensure_future(reader())
-            i = 0
-            try:
-                while not stop.is_set():
-                    try:
-                        await asyncio.wait_for(slots.acquire(), 0.5)
-                    except asyncio.TimeoutError:
-                        continue  # acks stalled: look at ``stop`` again
-                    content = "%s %d at %.3f" % (node, i, time.monotonic())
-                    rid = "%s%d" % (node, i)
-                    pending[rid] = content
-                    sent.add(content)
-                    await ws.send(json.dumps({"type": "WRITE_MESSAGE", "requestId": rid,
-                                              "channelId": chan(cid), "content": content}))
-                    i += 1
-                    await asyncio.sleep(1.0 / rate)
-                deadline = time.monotonic() + 15
-                while pending and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                unanswered.extend(pending.values())
-            except closed as e:
-                problems.append("writer on %s: connection closed (%s)" % (node, e))
-            finally:
-                rtask.cancel()
-                try:
-                    await rtask
-                except (asyncio.CancelledError,) + closed:
-                    pass
-
-        async def listener():
-            try:
-                while True:
-                    msg = json.loads(await cr.ws.recv())
-                    if msg.get("type") == "NOTIFY_MESSAGE":
-                        received.append((time.monotonic(), msg["content"]))
-            except closed:
-                pass
-
-        tasks = [asyncio.ensure_future(writer("A", ca)), asyncio.ensure_future(writer("B", cb))]
-        ltask = asyncio.ensure_future(listener())
+        load = ChannelLoad(cid, {"A": ca, "B": cb}, cr).start()
+        problems = load.problems
         loop = asyncio.get_running_loop()
         try:
             await asyncio.sleep(1.0)
-            before = len(acked)
+            before = len(load.acked)
             t_stop = time.monotonic()
             await loop.run_in_executor(None, self.cluster.redis.stop)
             for i in (A, B):
@@ -651,7 +583,7 @@ class CrossNodeTests(ClusterTestCase):
             if status != 503:
                 problems.append("node A took a known token while Redis was down: %d %r"
                                 % (status, body))
-            during = len(acked) - before
+            during = len(load.acked) - before
             t_start = time.monotonic()
             self.cluster.redis.start(self.cluster.redis.port)
             healthy = {}
@@ -663,23 +595,10 @@ class CrossNodeTests(ClusterTestCase):
                                     % NODE_NAMES[i])
             # cross-node delivery again: a message written on A after the restart
             # reaches the socket entered on B
-            cross = None
-            deadline = t_start + 10
-            while time.monotonic() < deadline and cross is None:
-                for t, content in received:
-                    if content.startswith("A ") and float(content.rsplit(" ", 1)[1]) > t_start:
-                        cross = t - t_start
-                        break
-                await asyncio.sleep(0.05)
+            cross = await load.wait_delivery("A", t_start, 10)
             await asyncio.sleep(1.0)
         finally:
-            stop.set()
-            await asyncio.gather(*tasks)
-            ltask.cancel()
-            try:
-                await ltask
-            except (asyncio.CancelledError,) + closed:
-                pass
+            await load.stop()
             if not self.cluster.redis.alive():
                 self.cluster.redis.start(self.cluster.redis.port)
 
@@ -690,34 +609,21 @@ class CrossNodeTests(ClusterTestCase):
                   "/".join("%s %.2f" % (k, v) if v is not None else "%s never" % k
                            for k, v in healthy.items()),
                   "%.2f" % cross if cross is not None else "never",
-                  _count_codes(errors) or "none"))
+                  _count_codes(load.errors) or "none"))
         if cross is None:
             problems.append("no cross-node delivery (A -> entered socket on B) within 10 s "
                             "of Redis restarting")
         elif cross > 5.0:
             problems.append("cross-node delivery resumed only %.1f s after Redis restarted"
                             % cross)
-        bad = [e for e in errors if e[2] != "UNAVAILABLE"]
+        bad = [e for e in load.errors if e[2] != "UNAVAILABLE"]
         if bad:
             problems.append("write errors other than UNAVAILABLE: %r" % bad[:5])
-        late = [e for e in errors if e[0] > (t_start - t_base) + 3.0]
+        late = [e for e in load.errors if e[0] > (t_start - load.t_base) + 3.0]
         if late:
             problems.append("write errors more than 3 s after Redis restarted: %r" % late[:5])
-        if unanswered:
-            problems.append("%d writes never answered" % len(unanswered))
-
         messages = await fetch_all_messages(await self.connect_to(A, wa), cid, page=200)
-        seqs = [m["messageSequence"] for m in messages]
-        if seqs != list(range(1, len(seqs) + 1)):
-            problems.append("sequences not gapless after the Redis restart")
-        stored = {m["messageSequence"]: m["content"] for m in messages}
-        lost = {s: c for s, c in acked.items() if stored.get(s) != c}
-        if lost:
-            problems.append("%d acknowledged messages missing or changed" % len(lost))
-        if set(stored.values()) - sent:
-            problems.append("stored messages nobody wrote")
-        if len(set(stored.values())) != len(stored):
-            problems.append("a message is stored twice")
+        problems += ["after the Redis restart: " + p for p in load.stored_problems(messages)]
 
         # presence is back too (Redis restarted empty; the heartbeat writes the
         # entries again): the users entered on B get deliveries, not pushes

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "config_check.h"
 
 /* The current temporary file: replaced by the next write_conf(), removed by
  * the teardown. */
@@ -670,6 +671,36 @@ static void test_err_override_missing_plugin(void **state)
     load_fail(NULL, ov, 1, err, sizeof err);
 }
 
+/* mariadb.replicas and redis.sentinels: lists of "host:port". */
+static void test_address_lists(void **state)
+{
+    (void)state;
+    struct settings s;
+    const char *ok[] = {"mariadb.replicas=[\"db2:3306\", \"[::1]:3307\"]",
+                        "redis.sentinels=[\"10.0.0.1:26379\"]", "redis.master_name=\"m\""};
+    load_ok(NULL, ok, 3, &s);
+    assert_string_equal(s.mariadb_replicas[1], "[::1]:3307");
+    assert_null(s.mariadb_replicas[2]);
+    assert_string_equal(s.redis_sentinels[0], "10.0.0.1:26379");
+    assert_string_equal(s.redis_master_name, "m");
+    assert_int_equal(s.mariadb_max_replica_lag_ms, 1000);
+    config_free(&s);
+    char host[64];
+    int port = 0;
+    assert_int_equal(config_host_port("[::1]:3307", host, sizeof host, &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 3307);
+    const char *bad[] = {"db2", "db2:", ":3306", "db2:0", "db2:65536", "db2:33x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char ov[64], err[512];
+        snprintf(ov, sizeof ov, "mariadb.replicas=[\"%s\"]", bad[i]);
+        const char *o[] = {ov};
+        load_fail(NULL, o, 1, err, sizeof err);
+        assert_contains(err, "setting 'mariadb.replicas'");
+        assert_contains(err, "is not \"host:port\"");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -703,6 +734,7 @@ int main(void)
         cmocka_unit_test_teardown(test_err_duplicate_plugin, teardown),
         cmocka_unit_test_teardown(test_err_plugin_path_type, teardown),
         cmocka_unit_test_teardown(test_err_override_missing_plugin, teardown),
+        cmocka_unit_test_teardown(test_address_lists, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

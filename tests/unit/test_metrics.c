@@ -119,12 +119,18 @@ static void test_help_table(void **state)
     (void)state;
     /* the table is searched by halves: every name must be found */
     static const char *const names[] = {
-        "accept_errors",   "bus_lag",          "commit_batch_size",
-        "connections",     "entered_channels", "http_errors",
-        "job_queue_depth", "logins",           "online_users",
-        "push_sent",       "redis_commands",   "sessions",
-        "store_write",     "typing_dropped",   "ws_errors",
-        "ws_messages_in",  "ws_messages_out",  "ws_slow_reader_closed",
+        "accept_errors",      "bus_lag",
+        "commit_batch_size",  "connections",
+        "entered_channels",   "http_errors",
+        "job_queue_depth",    "logins",
+        "online_users",       "push_sent",
+        "redis_commands",     "sessions",
+        "store_write",        "typing_dropped",
+        "ws_errors",          "ws_messages_in",
+        "ws_messages_out",    "ws_slow_reader_closed",
+        "redis_failovers",    "redis_sentinel_asks",
+        "store_read_replica", "store_reads_replica_waited",
+        "store_replicas_fit",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!metrics_help(names[i]))
