@@ -217,3 +217,30 @@ size_t members_count(const struct members *m)
 {
     return m->n;
 }
+
+int64_t members_version(const struct members *m)
+{
+    return m ? m->version : 0;
+}
+
+int64_t mcache_all_entered(struct mcache *c, int64_t channel_id, int64_t me, size_t max,
+                           int (*entered)(int64_t user_id, int64_t channel_id))
+{
+    if (!c->n_slots || !entered)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    struct members *m = c->slots[(uint64_t)channel_id % c->n_slots];
+    if (m && (m->channel_id != channel_id || m->n > max))
+        m = NULL;
+    if (m)
+        m->refs++;
+    pthread_mutex_unlock(&c->lock);
+    if (!m)
+        return 0;
+    int64_t version = m->version; /* the list is immutable: read it unlocked */
+    for (size_t i = 0; i < m->n && version; i++)
+        if (m->ids[i] != me && !entered(m->ids[i], channel_id))
+            version = 0;
+    mcache_release(c, m);
+    return version;
+}

@@ -22,6 +22,9 @@ static const chatd_setting messaging_settings[] = {
                       "members held in those lists in all"),
     CHATD_INT_SETTING("member_cache_min_members", 1, 1, 100000000,
                       "lists shorter than this are not kept"),
+    CHATD_INT_SETTING("entered_check_max_members", 256, 0, 100000000,
+                      "a write to a channel this small writes no push intent when every "
+                      "member is entered on this node (0: always one)"),
     CHATD_INT_SETTING("edit_window", 0, 0, 100LL * 365 * 86400,
                       "seconds after createdAt the author may edit (0: always)"),
     CHATD_INT_SETTING("max_reactions_per_message", 20, 1, 10000, "distinct emoji on one message"),
@@ -277,6 +280,10 @@ static int handle(struct mplug *mp, chatd_req *req, const json_t *msg, const str
 void messaging_submit(struct mjob *j)
 {
     const chatd_host *h = j->mp->host;
+    if (j->op == &ops[OP_WRITE])
+        j->entered_version =
+            mcache_all_entered(j->mp->members, j->channel_id, j->me,
+                               (size_t)j->mp->entered_check_max, h->user_in_channel);
     /* One channel's writes commit in the order they came: a client's
      * messages keep the order it sent them in, with several writers too. */
     if (h->submit_keyed(j->mp->p, j->op->flags, (uint64_t)j->channel_id, j->op->run, done, j) < 0) {
@@ -332,6 +339,8 @@ static int read_settings(struct mplug *mp, const json_t *conf, int64_t *rate, in
         util_setting_int(h, p, conf, messaging_settings, "member_cache_members", &cache[1]) < 0 ||
         util_setting_int(h, p, conf, messaging_settings, "member_cache_min_members", &cache[2]) <
             0 ||
+        util_setting_int(h, p, conf, messaging_settings, "entered_check_max_members",
+                         &mp->entered_check_max) < 0 ||
         util_setting_int(h, p, conf, messaging_settings, "edit_window", &edit_window) < 0 ||
         util_setting_int(h, p, conf, messaging_settings, "max_reactions_per_message",
                          &mp->max_reactions) < 0 ||

@@ -19,6 +19,7 @@ struct mplug {
     int64_t max_reactions;       /* distinct emoji per message */
     struct util_buckets *writes; /* per-user write rate */
     struct mcache *members;      /* member lists of busy channels (members.c) */
+    int64_t entered_check_max;   /* member lists checked for all entered, at most */
     struct receipts *receipts;   /* read receipts and typing (receipts.c) */
     chatd_map *lines;            /* channel -> writes waiting for filters (hooks.c) */
 };
@@ -75,7 +76,11 @@ struct mjob {
     int rejected;                 /* and it was a rejection: */
     chatd_error_code reject_code; /* the error to answer */
     char *reject_message;
-    int64_t push_ref;    /* write: its push intent, or 0 */
+    int64_t push_ref; /* write: its push intent, or 0 */
+    /* write: the version of the channel's member list whose other members
+     * were all entered on this node when it was submitted, or 0; a write
+     * whose transaction finds the same version needs no push intent */
+    int64_t entered_version;
     const char *problem; /* run failed: what to tell (static text), or NULL */
 };
 
@@ -136,6 +141,11 @@ int mcache_get(struct mcache *c, const chatd_host *h, chatd_db *db, int64_t chan
                int64_t version, struct members **out);
 void mcache_release(struct mcache *c, struct members *m);
 size_t members_count(const struct members *m);
+int64_t members_version(const struct members *m);
+/* Loop thread: the version of the channel's kept list when it has at most
+ * max members and every one but me is entered(), else 0. */
+int64_t mcache_all_entered(struct mcache *c, int64_t channel_id, int64_t me, size_t max,
+                           int (*entered)(int64_t user_id, int64_t channel_id));
 /* The members other than `me` into ids and names (room for members_count). */
 size_t members_others(const struct members *m, int64_t me, int64_t *ids, const char **names);
 

@@ -38,6 +38,11 @@ static int push_intent(struct mjob *j, chatd_db *db)
         return CHATD_ENOMEM;
     if (!j->n_members)
         return 0;
+    /* Everyone was entered here, and the members are the same: nobody is
+     * away to push to. One who leaves before the delivery is found absent
+     * then, and pushed from memory (no intent to recover it by). */
+    if (j->entered_version && j->entered_version == members_version(j->members))
+        return 0;
     int64_t ref = j->mp->host->push_intent(db, j->channel_id, 0, j->me, "NOTIFY_MESSAGE", j->note);
     if (ref < 0)
         return (int)ref;

@@ -74,6 +74,39 @@ class MessagePushTests(PushCase):
         self.assertEqual(left, (0, 0), "intents or delivered notifications left in the store")
 
     @async_test
+    async def test_a_write_with_every_member_entered_writes_no_intent(self):
+        """Nobody to push to: no intent is stored (its insert and delete are
+        the cost of push on the write path); one member away: one is."""
+        import sqlite3
+        w, e, o = self.user("nw"), self.user("ne"), self.user("no")
+        cid = await self.channel_with(w, e, o)
+        cw, ce, co = await self.connect(w), await self.connect(e), await self.connect(o)
+        await self.enter(ce, cid)
+        await self.enter(co, cid)
+        db = os.path.join(self.server.data_dir, "chatd.db")
+
+        def intents_ever():  # AUTOINCREMENT: counts the rows deleted since
+            with sqlite3.connect(db) as conn:
+                if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'push_intent'"
+                                    ).fetchall():
+                    raise unittest.SkipTest("the outbox is not in the embedded store here")
+                row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'push_intent'"
+                                   ).fetchone()
+            return row[0] if row else 0
+
+        await self.write(cw, cid, "warm")  # the channel's member list is kept from here
+        before = intents_ever()
+        for i in range(10):
+            await self.write(cw, cid, "all here %d" % i)
+        self.assertEqual(intents_ever(), before, "intents written with every member entered")
+        await self.disconnect(co)
+        await asyncio.sleep(0.2)
+        await self.write(cw, cid, "o is away")
+        self.assertEqual(intents_ever(), before + 1)
+        await self.wait_push(o, "NOTIFY_MESSAGE", 1, lambda line: (
+            line["event"].get("content") == "o is away"))
+
+    @async_test
     async def test_offline_member_gets_one_push_per_message_entered_member_and_writer_none(self):
         w, e, o = self.user("w"), self.user("e"), self.user("o")
         cid = await self.channel_with(w, e, o)
