@@ -1,42 +1,25 @@
 #include "key_order.h"
 
-#include <stdlib.h>
-
-#include "chatd/plugin.h"
-
-struct ranked {
-    uint64_t key;
-    size_t at; /* the place it came in: ties keep their order */
-    void *item;
-};
-
-static int ranked_cmp(const void *a, const void *b)
+/* Insertion sort of v[from..to) by key: stable, in place, no allocation (a
+ * writer thread sorts every batch; a batch is a few hundred jobs at most). */
+static void sort_run(struct key_item *v, size_t from, size_t to)
 {
-    const struct ranked *x = a, *y = b;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return x->at < y->at ? -1 : x->at > y->at;
+    for (size_t i = from + 1; i < to; i++) {
+        struct key_item x = v[i];
+        size_t k = i;
+        for (; k > from && v[k - 1].key > x.key; k--)
+            v[k] = v[k - 1];
+        v[k] = x;
+    }
 }
 
-int key_order(struct key_item *v, size_t n)
+void key_order(struct key_item *v, size_t n)
 {
-    if (n < 2)
-        return 0;
-    struct ranked *r = malloc(n * sizeof *r);
-    if (!r)
-        return CHATD_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        r[i] = (struct ranked){v[i].key, i, v[i].item};
     for (size_t i = 0; i < n;) {
         size_t end = i;
-        while (end < n && r[end].key)
+        while (end < n && v[end].key)
             end++;
-        if (end - i > 1)
-            qsort(r + i, end - i, sizeof *r, ranked_cmp);
+        sort_run(v, i, end);
         i = end + 1; /* past the keyless item that ended the run */
     }
-    for (size_t i = 0; i < n; i++)
-        v[i] = (struct key_item){r[i].key, r[i].item};
-    free(r);
-    return 0;
 }

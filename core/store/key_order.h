@@ -18,7 +18,7 @@ struct key_item {
 
 /* Sort v[0..n) by key, keeping the order of items of one key, and leaving
  * every item without a key where it is: only the keyed items between two
- * keyless ones are reordered. 0, or CHATD_ENOMEM (v unchanged). */
-int key_order(struct key_item *v, size_t n);
+ * keyless ones are reordered. In place, without allocating. */
+void key_order(struct key_item *v, size_t n);
 
 #endif

@@ -222,18 +222,19 @@ static void run_write_batch(chatd_db *db, struct job_list *batch)
 /* Run the batch's keyed jobs in key order (key_order.h). */
 static void order_by_key(struct job_list *batch)
 {
-    struct key_item *v = batch->len > 1 ? malloc(batch->len * sizeof *v) : NULL;
-    if (!v)
+    struct key_item local[256]; /* storage.batch_max's default fits: no malloc */
+    struct key_item *v = batch->len <= 256 ? local : malloc(batch->len * sizeof *v);
+    if (batch->len < 2 || !v)
         return; /* unordered: correct, only more likely to conflict */
     size_t n = 0;
     for (struct job *j = batch->head; j; j = j->next)
         v[n++] = (struct key_item){j->key, j};
-    if (key_order(v, n) == 0) {
-        *batch = (struct job_list){0};
-        for (size_t i = 0; i < n; i++)
-            list_push(batch, v[i].item);
-    }
-    free(v);
+    key_order(v, n);
+    *batch = (struct job_list){0};
+    for (size_t i = 0; i < n; i++)
+        list_push(batch, v[i].item);
+    if (v != local)
+        free(v);
 }
 
 /* Take the next jobs: a whole batch for the writer, one job otherwise. */
