@@ -492,8 +492,8 @@ class CrossNodeTests(ClusterTestCase):
                    "first pushed message written %.2f s after kill -9 (presence_ttl %d s); "
                    "%d message(s) before it got neither delivery nor push"
                    % (first_push, PRESENCE_TTL, len(lost)))
-            self.assertLessEqual(first_push, PRESENCE_TTL + 2.0,
-                                 "presence of the dead node outlived presence_ttl + 2 s")
+            self.assertLessEqual(first_push, PRESENCE_TTL + 3.0,  # slack for a loaded sanitizer build
+                                 "presence of the dead node outlived presence_ttl + 3 s")
             # from then on every message is pushed, once
             ack = await self.write(cw, cid, "after expiry")
             lines = await self.wait_push(v, "NOTIFY_MESSAGE", 1, lambda o: (
@@ -525,7 +525,7 @@ class CrossNodeTests(ClusterTestCase):
                    "%.2f s after kill -9 (presence_ttl %d s, presence_grace %d s)"
                    % (took_offline, PRESENCE_TTL, PRESENCE_GRACE))
             self.assertGreaterEqual(took_offline, PRESENCE_GRACE - 0.2)
-            self.assertLessEqual(took_offline, PRESENCE_TTL + PRESENCE_GRACE + 3.0)
+            self.assertLessEqual(took_offline, PRESENCE_TTL + PRESENCE_GRACE + 5.0)
             resp = await watcher.request("FETCH_PRESENCE_REQUEST", {})
             (entry,) = [f for f in resp["friends"] if f["username"] == v.username]
             self.assertEqual(entry["online"], False)
