@@ -242,22 +242,16 @@ DB_STATUS = ("Questions", "Com_stmt_execute", "Com_stmt_reset", "Com_stmt_prepar
              "Innodb_row_lock_time", "Innodb_data_fsyncs", "Innodb_os_log_fsyncs")
 
 
-def proc_cpu_s(pid):
-    """User + system CPU seconds of a process so far."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def db_counters(db, reset=False):
     """mariadbd's CPU and global status counters; with reset, the digests emptied."""
+    from write_throughput import cpu_seconds
     out = db.sql("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)"
                  % ", ".join("'%s'" % v for v in DB_STATUS), capture=True)
     status = {k: int(v) for k, v in (line.split("\t") for line in out.splitlines() if line)}
     if reset:
         db.sql("TRUNCATE performance_schema.events_statements_summary_by_digest; "
                "TRUNCATE performance_schema.prepared_statements_instances")
-    return {"cpu_s": proc_cpu_s(db.proc.pid), "status": status, "t": time.monotonic()}
+    return {"cpu_s": cpu_seconds(db.proc.pid), "status": status, "t": time.monotonic()}
 
 
 def db_report(db, before, after, load_json):
