@@ -183,6 +183,12 @@ static int h_submit(chatd_plugin *p, int flags, chatd_job_run run, chatd_job_don
     return h_submit_keyed(p, flags, 0, run, done, arg);
 }
 
+static int h_job_batch(chatd_plugin *p, chatd_job_run run, chatd_job_run_batch run_batch)
+{
+    (void)p;
+    return store_batch_register(run, run_batch);
+}
+
 static chatd_stmt *h_db_prepare(chatd_db *db, const char *sql)
 {
     return db->drv->prepare(db, sql);
@@ -490,6 +496,8 @@ static const chatd_host host = {
     .filter_count = filters_count,
     .request_as = dispatch_as,
     .event_subscribed = loader_subscribed,
+    .job_batch = h_job_batch,
+    .push_intents = push_intents_write,
     .db_prepare = h_db_prepare,
     .db_bind_int = h_db_bind_int,
     .db_bind_text = h_db_bind_text,

@@ -35,6 +35,12 @@ struct db_driver {
     int (*column_is_null)(chatd_stmt *st, int col);
     void (*reset)(chatd_stmt *st);
     int64_t (*last_insert_id)(chatd_db *db);
+    /* The rows of one multi-row INSERT take consecutive ids, step apart:
+     * the step, or 0 when they may not (NULL: never known). Then the id of
+     * the first of the last INSERT's rows rows (NULL: last_insert_id is
+     * that one, as MariaDB reports it). */
+    int64_t (*insert_step)(chatd_db *db);
+    int64_t (*first_insert_id)(chatd_db *db, size_t rows);
     int64_t (*changes)(chatd_db *db);
     /* Number of threads that may write at once with this driver (0: as configured). */
     int max_writers;

@@ -25,6 +25,7 @@ struct my_db {
     hmap *stmts; /* sql text -> struct my_stmt */
     int broken;  /* the server went away: reconnect before the next transaction */
     int64_t last_id, changes;
+    int64_t id_step;  /* a multi-row INSERT's ids are this far apart; 0: maybe not consecutive */
     const char *host; /* a replica's (open_at), else NULL: the settings' server */
     int port;
     int track_gtid;     /* the server reports each commit's GTID (session tracking) */
@@ -86,6 +87,22 @@ static int my_map(struct my_db *d, unsigned err, const char *msg)
 
 /* Have the server tell each commit's GTID in its answer (no round trip), on
  * a primary whose writes replicas follow. */
+/* InnoDB gives the rows of one multi-row INSERT consecutive ids unless
+ * innodb_autoinc_lock_mode is 2 ("interleaved"); they are then
+ * auto_increment_increment apart (a Galera cluster sets it). */
+static void read_id_step(struct my_db *d)
+{
+    d->id_step = 0;
+    if (mysql_query(d->h, "SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment"))
+        return;
+    MYSQL_RES *r = mysql_store_result(d->h);
+    MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
+    if (row && row[0] && row[1] && atoi(row[0]) <= 1 && atoll(row[1]) > 0)
+        d->id_step = atoll(row[1]);
+    if (r)
+        mysql_free_result(r);
+}
+
 static void track_gtid(struct my_db *d)
 {
     const struct settings *s = d->s;
@@ -127,6 +144,7 @@ static int my_connect(struct my_db *d, char *err, size_t errlen)
         return CHATD_EUNAVAIL;
     }
     track_gtid(d);
+    read_id_step(d);
     d->broken = 0;
     return 0;
 }
@@ -400,8 +418,7 @@ static int bind_copy(chatd_stmt *stmt, int idx, const void *p, size_t len, int t
 
 static int my_bind_int(chatd_stmt *stmt, int idx, int64_t v)
 {
-    int rc = bind_copy(stmt, idx, &v, sizeof v, MYSQL_TYPE_LONGLONG);
-    return rc;
+    return bind_copy(stmt, idx, &v, sizeof v, MYSQL_TYPE_LONGLONG);
 }
 
 static int my_bind_text(chatd_stmt *stmt, int idx, const char *s, size_t len)
@@ -519,6 +536,11 @@ static int64_t my_last_insert_id(chatd_db *db)
     return MY(db)->last_id;
 }
 
+static int64_t my_insert_step(chatd_db *db)
+{
+    return MY(db)->id_step;
+}
+
 static int64_t my_changes(chatd_db *db)
 {
     return MY(db)->changes;
@@ -565,6 +587,7 @@ const struct db_driver db_mariadb = {
     .column_is_null = my_column_is_null,
     .reset = my_reset,
     .last_insert_id = my_last_insert_id,
+    .insert_step = my_insert_step,
     .changes = my_changes,
     .max_writers = 0, /* row locks let several write at once: mariadb.writers */
     .no_savepoints = 1,

@@ -245,6 +245,18 @@ static int64_t sq_last_insert_id(chatd_db *db)
     return sqlite3_last_insert_rowid(((struct sq_db *)db)->h);
 }
 
+/* One writer, and each row of an INSERT takes the largest id + 1. */
+static int64_t sq_insert_step(chatd_db *db)
+{
+    (void)db;
+    return 1;
+}
+
+static int64_t sq_first_insert_id(chatd_db *db, size_t rows)
+{
+    return sq_last_insert_id(db) - (int64_t)rows + 1;
+}
+
 static int64_t sq_changes(chatd_db *db)
 {
     return sqlite3_changes(((struct sq_db *)db)->h);
@@ -269,6 +281,8 @@ const struct db_driver db_sqlite = {
     .column_is_null = sq_column_is_null,
     .reset = sq_reset,
     .last_insert_id = sq_last_insert_id,
+    .insert_step = sq_insert_step,
+    .first_insert_id = sq_first_insert_id,
     .changes = sq_changes,
     .max_writers = 1,
 };

@@ -17,7 +17,7 @@ void key_order(struct key_item *v, size_t n)
 {
     for (size_t i = 0; i < n;) {
         size_t end = i;
-        while (end < n && v[end].key)
+        while (end < n && (v[end].key || v[end].free))
             end++;
         sort_run(v, i, end);
         i = end + 1; /* past the keyless item that ended the run */

@@ -14,11 +14,12 @@
 struct key_item {
     uint64_t key; /* 0: none */
     void *item;
+    int free; /* keyless and free of any order: sorts first, as key 0 */
 };
 
 /* Sort v[0..n) by key, keeping the order of items of one key, and leaving
- * every item without a key where it is: only the keyed items between two
- * keyless ones are reordered. In place, without allocating. */
+ * every item without a key where it is (unless it is free): only the items
+ * between two keyless ones are reordered. In place, without allocating. */
 void key_order(struct key_item *v, size_t n);
 
 #endif

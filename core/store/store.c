@@ -9,7 +9,6 @@
 #include "clock.h"
 #include "config.h"
 #include "db.h"
-#include "key_order.h"
 #include "log.h"
 #include "metrics.h"
 #include "store_impl.h"
@@ -97,6 +96,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
                 j->backend->write_failing = 1;
             st.in_flight--;
             METRICS_ADD("jobs_completed", 1);
+            if (j->grouped == 1)
+                METRICS_ADD("jobs_batched", 1);
+            else if (j->grouped == 2)
+                METRICS_ADD("jobs_batch_failed", 1);
             reads_completed(j);
             /* What done() submits is on behalf of the same user. */
             int64_t before = actor_set(j->user);
@@ -107,134 +110,6 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         free(j);
         j = next;
     }
-}
-
-static int is_transient(int rc)
-{
-    return rc == CHATD_EBUSY;
-}
-
-/* One attempt at a batch in one transaction, which one commit (one fsync)
- * makes durable; 0, or why it failed. Without savepoints: a job that fails
- * takes the transaction back with it, and the batch runs again without it
- * (its status stands), as many round trips fewer per job as a savepoint costs. */
-static int batch_once_plain(chatd_db *db, struct job_list *batch)
-{
-    const struct db_driver *drv = db->drv;
-    for (;;) {
-        int left = 0;
-        for (struct job *j = batch->head; j; j = j->next)
-            left += !j->failed;
-        if (!left)
-            return 0; /* every job failed: nothing to write */
-        int rc = drv->begin(db, 1);
-        struct job *failed = NULL;
-        for (struct job *j = batch->head; rc == 0 && !failed && j; j = j->next) {
-            if (j->failed)
-                continue;
-            j->status = j->run(db, j->arg);
-            if (is_transient(j->status))
-                rc = j->status;
-            else if (j->status < 0)
-                failed = j;
-        }
-        if (rc == 0 && !failed) {
-            if ((rc = drv->commit(db)) < 0)
-                drv->rollback(db);
-            return rc;
-        }
-        drv->rollback(db);
-        if (rc < 0)
-            return rc;
-        failed->failed = 1;
-    }
-}
-
-/* The same with each job in its own savepoint: one job's failure rolls back
- * only its own work. */
-static int batch_once(chatd_db *db, struct job_list *batch)
-{
-    const struct db_driver *drv = db->drv;
-    if (drv->no_savepoints)
-        return batch_once_plain(db, batch);
-    int rc = drv->begin(db, 1);
-    for (struct job *j = batch->head; rc == 0 && j; j = j->next) {
-        if ((rc = drv->exec(db, "SAVEPOINT job")) < 0)
-            break;
-        j->status = j->run(db, j->arg);
-        if (is_transient(j->status)) {
-            rc = j->status;
-            break;
-        }
-        if (j->status < 0)
-            rc = drv->exec(db, "ROLLBACK TO SAVEPOINT job");
-        if (rc == 0)
-            rc = drv->exec(db, "RELEASE SAVEPOINT job");
-    }
-    if (rc == 0)
-        rc = drv->commit(db);
-    if (rc < 0)
-        drv->rollback(db);
-    return rc;
-}
-
-void store_backoff(int attempt)
-{
-    struct timespec ts = {0, (long)(1000000L << (attempt < 6 ? attempt : 6))};
-    nanosleep(&ts, NULL);
-}
-
-/*
- * Run a batch of write jobs, retrying lock conflicts. With several writers
- * (MariaDB) two batches can lock rows in opposite orders and deadlock again
- * and again: after two conflicts the batch is split and each job commits
- * on its own, which one conflict cannot block for long.
- */
-static void run_write_batch(chatd_db *db, struct job_list *batch)
-{
-    int retries = (int)st.s->storage_retries;
-    for (int attempt = 0;; attempt++) {
-        int rc = batch_once(db, batch);
-        if (rc == 0)
-            return;
-        if (is_transient(rc) && batch->len > 1 && attempt >= 1) {
-            for (struct job *j = batch->head; j;) {
-                struct job *next = j->next;
-                struct job_list one = {j, j, 1};
-                j->next = NULL;
-                run_write_batch(db, &one);
-                j->next = next;
-                j = next;
-            }
-            return;
-        }
-        if (!is_transient(rc) || attempt >= retries) {
-            /* Nothing of the batch was written: say so to every job. */
-            for (struct job *j = batch->head; j; j = j->next)
-                j->status = CHATD_EUNAVAIL;
-            log_warn("storage: a batch of %zu jobs failed (%d)", batch->len, rc);
-            return;
-        }
-        store_backoff(attempt);
-    }
-}
-
-/* Run the batch's keyed jobs in key order (key_order.h). */
-static void order_by_key(struct job_list *batch)
-{
-    struct key_item local[256]; /* storage.batch_max's default fits: no malloc */
-    struct key_item *v = batch->len <= 256 ? local : malloc(batch->len * sizeof *v);
-    if (batch->len < 2 || !v)
-        return; /* unordered: correct, only more likely to conflict */
-    size_t n = 0;
-    for (struct job *j = batch->head; j; j = j->next)
-        v[n++] = (struct key_item){j->key, j};
-    key_order(v, n);
-    *batch = (struct job_list){0};
-    for (size_t i = 0; i < n; i++)
-        list_push(batch, v[i].item);
-    if (v != local)
-        free(v);
 }
 
 /* Take the next jobs: a whole batch for the writer, one job otherwise. */
@@ -265,7 +140,7 @@ static int pool_take(struct pool *p, struct job_list *out)
         list_push(out, list_pop(&p->queue));
     pthread_mutex_unlock(&p->lock);
     if (p->kind == POOL_WRITE)
-        order_by_key(out);
+        batch_order(out);
     int64_t now_us = clock_now_us();
     for (struct job *j = out->head; j; j = j->next)
         j->start_us = now_us;
@@ -304,7 +179,7 @@ static void *pool_main(void *arg)
             continue;
         }
         if (p->kind == POOL_WRITE) {
-            run_write_batch(db, &batch);
+            batch_run(db, &batch, (int)st.s->storage_retries);
             metrics_observe_batch(batch.len);
             if (p->backend->replicas)
                 note_positions(db, &batch);
@@ -465,6 +340,8 @@ int store_submit_keyed(struct store_backend *b, int flags, uint64_t key, chatd_j
     if (!j)
         return CHATD_ENOMEM;
     j->run = run;
+    if (!(flags & (CHATD_JOB_CPU | CHATD_JOB_READ)))
+        j->run_batch = batch_runner(run);
     j->done = done;
     j->arg = arg;
     j->key = key;
@@ -559,6 +436,7 @@ void store_backend_write_ok(struct store_backend *b)
 
 void store_shutdown(void)
 {
+    batch_runners_clear(); /* the plugins that named them are going */
     for (struct store_backend *b = st.backends; b; b = b->next)
         backend_stop(b);
     if (st.cpu.threads)

@@ -30,6 +30,10 @@ int store_submit(struct store_backend *b, int flags, chatd_job_run run, chatd_jo
  * the order submitted (on one writer); key 0 is store_submit's. */
 int store_submit_keyed(struct store_backend *b, int flags, uint64_t key, chatd_job_run run,
                        chatd_job_done done, void *arg);
+/* Write jobs of run may be run together by run_batch (chatd_job_run_batch).
+ * Loop thread, before such jobs are submitted. 0, CHATD_EINVAL (run named
+ * with another, or NULL) or CHATD_ENOMEM (too many). */
+int store_batch_register(chatd_job_run run, chatd_job_run_batch run_batch);
 /* Run a read job on the calling thread with a connection of its own: its
  * status, or why the connection failed. Start-up only. */
 int store_run_sync(struct store_backend *b, chatd_job_run run, void *arg);

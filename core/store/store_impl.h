@@ -21,6 +21,8 @@ enum pool_kind { POOL_WRITE, POOL_READ, POOL_CPU };
 
 struct job {
     chatd_job_run run;
+    chatd_job_run_batch run_batch; /* a write run with its neighbours, or NULL */
+    int grouped;                   /* 1: run by run_batch; 2: its run_batch failed */
     chatd_job_done done;
     void (*post_fn)(void *arg);
     void *arg;
@@ -71,8 +73,18 @@ struct store_backend {
 
 /* The settings, for the pools (store.c). */
 const struct settings *store_settings(void);
-/* Sleep before retry attempt (store.c). */
+/* Sleep before retry attempt (batch.c). */
 void store_backoff(int attempt);
+
+/* batch.c: put a writer's batch in the order it runs in (key_order.h). */
+void batch_order(struct job_list *batch);
+/* Run it in one transaction, retrying lock conflicts up to retries times;
+ * every job's status set. */
+void batch_run(chatd_db *db, struct job_list *batch, int retries);
+/* The run_batch store_batch_register named for run, or NULL; forget them
+ * all. Loop thread. */
+chatd_job_run_batch batch_runner(chatd_job_run run);
+void batch_runners_clear(void);
 
 /* reads.c: a read job on the connection given, retried as a read may be. */
 void reads_run(chatd_db *db, struct job *j);

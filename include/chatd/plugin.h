@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define CHATD_ABI_MAJOR 1
-#define CHATD_ABI_MINOR 1
+#define CHATD_ABI_MINOR 2
 
 /* Return codes. 0 is success; errors are negative. */
 #define CHATD_OK 0
@@ -175,6 +175,24 @@ typedef int (*chatd_message_filter)(chatd_filter *f, const chatd_message_view *m
 typedef int (*chatd_job_run)(chatd_db *db, void *arg);
 typedef void (*chatd_job_done)(void *arg, int status);
 
+/*
+ * ABI 1.2: run() for n write jobs at once (args in the batch's order), in
+ * one transaction, so that one statement may do the work of many (see
+ * host->job_batch). It sets status[i] for each job as run() would return it;
+ * a job given a negative status must have written nothing. It returns 0, or
+ * a negative CHATD_E* for all n: CHATD_EBUSY is retried as run()'s is; after
+ * any other the core takes the transaction back and runs each job with
+ * run() alone.
+ */
+typedef int (*chatd_job_run_batch)(chatd_db *db, void *const *args, int *status, size_t n);
+
+/* ABI 1.2: one event of host->push_intents(), as push_intent()'s arguments. */
+typedef struct chatd_intent {
+    int64_t channel_id, user_id, except_user;
+    const char *type;
+    const json_t *body;
+} chatd_intent;
+
 /* host->submit() flags */
 #define CHATD_JOB_WRITE 0x0 /* may write: serialised and group-committed */
 #define CHATD_JOB_READ 0x1  /* reads only: may run in parallel with others */
@@ -186,6 +204,11 @@ typedef void (*chatd_job_done)(void *arg, int status);
  * is for (see PLUGINS.md, "Reads and replicas"). Cores without replicas
  * ignore the flag. */
 #define CHATD_JOB_PRIMARY 0x4
+/* ABI 1.2, with CHATD_JOB_WRITE: a job that keeps no order with any other
+ * (its plugin runs one at a time, say): the core may run it anywhere in its
+ * batch. Other jobs submitted without a key keep their place in the batch,
+ * and the keyed jobs are ordered by key only between two of them. */
+#define CHATD_JOB_UNORDERED 0x8
 
 /*
  * A user-removal hook: runs on a worker thread inside the transaction that
@@ -533,6 +556,18 @@ typedef struct chatd_host {
     /* Whether any plugin subscribed to the event type (an event nobody
      * hears need not be made). */
     int (*event_subscribed)(chatd_event_type type);
+
+    /* ---- ABI 1.2: write jobs run together ---- */
+
+    /* From init(): write jobs submitted with run may be run together: the
+     * consecutive ones of a batch in one call of run_batch. Jobs of one key
+     * keep their order; run() stays the way each runs alone. 0,
+     * CHATD_EINVAL or CHATD_ENOMEM. */
+    int (*job_batch)(chatd_plugin *p, chatd_job_run run, chatd_job_run_batch run_batch);
+    /* push_intent() for n events at once, in as few statements as the store
+     * allows: refs[i] gets in[i]'s reference (0 for every one when no plugin
+     * takes push intents). 0 or a negative CHATD_E* (the job should fail). */
+    int (*push_intents)(chatd_db *db, const chatd_intent *in, size_t n, int64_t *refs);
 } chatd_host;
 
 /*

@@ -25,6 +25,9 @@ static const chatd_setting messaging_settings[] = {
     CHATD_INT_SETTING("entered_check_max_members", 256, 0, 100000000,
                       "a write to a channel this small writes no push intent when every "
                       "member is entered on this node (0: always one)"),
+    CHATD_INT_SETTING("batch_writes", 1, 0, 1,
+                      "1: the writes of one storage batch share their statements (a few for "
+                      "all); 0: five statements per message"),
     CHATD_INT_SETTING("edit_window", 0, 0, 100LL * 365 * 86400,
                       "seconds after createdAt the author may edit (0: always)"),
     CHATD_INT_SETTING("max_reactions_per_message", 20, 1, 10000, "distinct emoji on one message"),
@@ -378,6 +381,11 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
     for (int i = 0; i < N_OPS; i++)
         if (host->on_message(p, ops[i].type, handlers[i]) < 0)
             return CHATD_EINVAL;
+    int64_t batch = 0;
+    if (util_setting_int(host, p, conf, messaging_settings, "batch_writes", &batch) < 0 ||
+        (batch && CHATD_HOST_HAS(host, job_batch) &&
+         host->job_batch(p, mstore_write, mstore_write_batch) < 0))
+        return CHATD_EINVAL;
     return host->on_user_removing(p, mstore_remove_user);
 }
 

@@ -101,6 +101,13 @@ void hooks_stored(struct mjob *j, const char *kind, json_t *extra);
 
 /* Storage jobs (chatd_job_run), in store.c and history.c. */
 int mstore_write(chatd_db *db, void *arg);
+/* batch.c: mstore_write of n jobs at once (chatd_job_run_batch). */
+int mstore_write_batch(chatd_db *db, void *const *args, int *status, size_t n);
+/* After a write's rows: the members for push and the NOTIFY_MESSAGE, as
+ * of the channel's member_version; 1 when a push intent is wanted, 0 not,
+ * or an error. mstore_write_tail then stores that intent. */
+int mstore_write_note(struct mjob *j, chatd_db *db, int64_t member_version);
+int mstore_write_tail(struct mjob *j, chatd_db *db, int64_t member_version);
 int mstore_read_ack(chatd_db *db, void *arg);
 int mstore_edit(chatd_db *db, void *arg);
 int mstore_delete(chatd_db *db, void *arg);

@@ -27,10 +27,10 @@ static int load_members(struct mjob *j, chatd_db *db, int64_t version)
     return 0;
 }
 
-/* The NOTIFY_MESSAGE of the write (for the members and for push), and, when
- * there is someone to push to, its push intent in this transaction: stored
- * before anyone is told of the message. */
-static int push_intent(struct mjob *j, chatd_db *db)
+/* The NOTIFY_MESSAGE of the write (for the members and for push): 1 when
+ * there is someone to push to, whose push intent is then to be stored in
+ * this transaction (before anyone is told of the message), else 0. */
+static int make_note(struct mjob *j)
 {
     json_decref(j->note); /* from an attempt rolled back */
     j->push_ref = 0;
@@ -41,13 +41,7 @@ static int push_intent(struct mjob *j, chatd_db *db)
     /* Everyone was entered here, and the members are the same: nobody is
      * away to push to. One who leaves before the delivery is found absent
      * then, and pushed from memory (no intent to recover it by). */
-    if (j->entered_version && j->entered_version == members_version(j->members))
-        return 0;
-    int64_t ref = j->mp->host->push_intent(db, j->channel_id, 0, j->me, "NOTIFY_MESSAGE", j->note);
-    if (ref < 0)
-        return (int)ref;
-    j->push_ref = ref;
-    return 0;
+    return !(j->entered_version && j->entered_version == members_version(j->members));
 }
 
 /* A retry of a message this user wrote with the same clientMessageId: its
@@ -121,9 +115,25 @@ int mstore_write(chatd_db *db, void *arg)
                        "UPDATE channel_user SET last_read_msg_seq = ?"
                        " WHERE channel_id = ? AND user_id = ? AND last_read_msg_seq < ?",
                        "iiii", j->seq, j->channel_id, j->me, j->seq);
-    if (rc == 0)
-        rc = load_members(j, db, info.member_version);
-    return rc < 0 ? rc : push_intent(j, db);
+    return rc < 0 ? rc : mstore_write_tail(j, db, info.member_version);
+}
+
+int mstore_write_note(struct mjob *j, chatd_db *db, int64_t member_version)
+{
+    int rc = load_members(j, db, member_version);
+    return rc < 0 ? rc : make_note(j);
+}
+
+int mstore_write_tail(struct mjob *j, chatd_db *db, int64_t member_version)
+{
+    int rc = mstore_write_note(j, db, member_version);
+    if (rc <= 0)
+        return rc;
+    int64_t ref = j->mp->host->push_intent(db, j->channel_id, 0, j->me, "NOTIFY_MESSAGE", j->note);
+    if (ref < 0)
+        return (int)ref;
+    j->push_ref = ref;
+    return 0;
 }
 
 /* The message the request names, as it is now. */

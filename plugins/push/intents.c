@@ -152,31 +152,46 @@ struct store_job {
 
 #define DELETE_CHUNK 32
 
+static int cmp_ref(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Delete the settled intents, DELETE_CHUNK to a statement (a short chunk
  * repeats its last id): most messages push to nobody, and their intents
- * should cost one statement for many. */
+ * should cost one statement for many. In id order: the nodes that settle
+ * one intent each delete it, and two that took their rows in different
+ * orders would deadlock. */
 static int delete_intents(const chatd_host *h, chatd_db *db, const struct gathered *list)
 {
     static const char *sql = "DELETE FROM push_intent WHERE id IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
                              " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    int64_t ids[DELETE_CHUNK];
-    int n = 0, rc = 0;
-    for (const struct gathered *g = list; rc == 0 && (g || n); g = g ? g->next : NULL) {
-        if (g && g->ref)
+    size_t n = 0;
+    for (const struct gathered *g = list; g; g = g->next)
+        n += g->ref != 0;
+    if (!n)
+        return 0;
+    int64_t *ids = malloc(n * sizeof *ids);
+    if (!ids)
+        return CHATD_ENOMEM;
+    n = 0;
+    for (const struct gathered *g = list; g; g = g->next)
+        if (g->ref)
             ids[n++] = g->ref;
-        if (n == DELETE_CHUNK || (!g && n)) {
-            chatd_stmt *st = h->db_prepare(db, sql);
-            for (int i = 0; st && i < DELETE_CHUNK; i++)
-                h->db_bind_int(st, i + 1, ids[i < n ? i : n - 1]);
-            rc = st ? h->db_step(st) : CHATD_EINTERNAL;
-            if (st)
-                h->db_reset(st);
-            rc = rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
-            n = 0;
-        }
-        if (!g)
-            break;
+    qsort(ids, n, sizeof *ids, cmp_ref);
+    int rc = 0;
+    for (size_t from = 0; rc == 0 && from < n; from += DELETE_CHUNK) {
+        size_t k = n - from < DELETE_CHUNK ? n - from : DELETE_CHUNK;
+        chatd_stmt *st = h->db_prepare(db, sql);
+        for (size_t i = 0; st && i < DELETE_CHUNK; i++)
+            h->db_bind_int(st, (int)i + 1, ids[from + (i < k ? i : k - 1)]);
+        rc = st ? h->db_step(st) : CHATD_EINTERNAL;
+        if (st)
+            h->db_reset(st);
+        rc = rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
     }
+    free(ids);
     return rc;
 }
 
@@ -268,7 +283,8 @@ static void store_now(void *arg)
     j->in = in;
     j->list = list;
     in->storing = 1;
-    if (in->pp->host->submit(in->pp->p, CHATD_JOB_WRITE, store_run, store_done, j) < 0)
+    if (in->pp->host->submit(in->pp->p, CHATD_JOB_WRITE | CHATD_JOB_UNORDERED, store_run,
+                             store_done, j) < 0)
         store_done(j, CHATD_EINTERNAL);
 }
 

@@ -258,7 +258,8 @@ static void flush(void *arg)
     *j = (struct ops_job){q, q->pending};
     q->pending = (struct ops){0};
     q->writing = 1;
-    if (q->pp->host->submit(q->pp->p, CHATD_JOB_WRITE, ops_run, ops_done, j) < 0)
+    if (q->pp->host->submit(q->pp->p, CHATD_JOB_WRITE | CHATD_JOB_UNORDERED, ops_run, ops_done, j) <
+        0)
         ops_done(j, CHATD_EINTERNAL);
 }
 

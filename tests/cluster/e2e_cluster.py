@@ -23,7 +23,7 @@ from cluster import backends_env, missing_programs, BACKENDS_ENV  # noqa: E402
 
 E2E = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e")
 SUITES = ["http", "ws", "connections", "channels", "messages", "conversations", "push",
-          "push_webhook", "races", "durability", "admin"]
+          "push_webhook", "races", "batch_writes", "durability", "admin"]
 SUITE_TIMEOUT = 300
 
 # Tests whose subject is the process answering on the port rather than the

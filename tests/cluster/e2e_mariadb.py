@@ -14,7 +14,7 @@ from backends import MariaDB  # noqa: E402
 
 E2E = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e")
 SUITES = ["http", "ws", "connections", "channels", "messages", "conversations", "push",
-          "push_webhook", "races", "durability", "admin"]
+          "push_webhook", "races", "batch_writes", "durability", "admin"]
 
 
 def main():

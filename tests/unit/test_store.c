@@ -965,6 +965,158 @@ static void test_failing_job_without_savepoints(void **state)
     assert_int_equal(lone.status, CHATD_EFORBIDDEN);
 }
 
+/* ---- write jobs run together (store_batch_register) ---- */
+
+/* The run_batch of tjob_run: writes what each job would; a job whose result
+ * is negative writes nothing. One job with busy_left makes the whole call
+ * transient; one with result CHATD_EINTERNAL makes it fail for all. */
+static int tjob_batch(chatd_db *db, void *const *args, int *status, size_t n)
+{
+    char what[128] = "batch ";
+    for (size_t i = 0; i < n; i++) {
+        struct tjob *j = args[i];
+        size_t len = strlen(what);
+        snprintf(what + len, sizeof what - len, "%s%s", i ? "+" : "", j->name);
+    }
+    note(what);
+    for (size_t i = 0; i < n; i++) {
+        struct tjob *j = args[i];
+        if (j->busy_left > 0) {
+            j->busy_left--;
+            return CHATD_EBUSY;
+        }
+        if (j->result == CHATD_EINTERNAL)
+            return CHATD_EINTERNAL;
+    }
+    struct fake_db *d = (struct fake_db *)db;
+    for (size_t i = 0; i < n; i++) {
+        struct tjob *j = args[i];
+        status[i] = j->result;
+        size_t len = strlen(d->pending);
+        if (j->result == 0)
+            snprintf(d->pending + len, sizeof d->pending - len, "%s%s", len ? "," : "", j->name);
+    }
+    return 0;
+}
+
+static int tjob_run_batch_other(chatd_db *db, void *const *args, int *status, size_t n)
+{
+    return tjob_batch(db, args, status, n);
+}
+
+/* Another run, so that its jobs are not of tjob_run's batches. */
+static int tjob_run_alone(chatd_db *db, void *arg)
+{
+    return tjob_run(db, arg);
+}
+
+static void start_batching(const char *driver, int batch_max)
+{
+    t.driver = driver;
+    t.s.mariadb_writers = 1;
+    t.s.storage_batch_max = batch_max;
+    t.s.storage_batch_wait_us = GATHER_US;
+    START();
+    assert_int_equal(store_batch_register(tjob_run, tjob_batch), 0);
+    assert_int_equal(store_batch_register(tjob_run, tjob_batch), 0); /* the same again */
+    assert_int_equal(store_batch_register(tjob_run, tjob_run_batch_other), CHATD_EINVAL);
+    assert_int_equal(store_batch_register(NULL, tjob_batch), CHATD_EINVAL);
+}
+
+/* A batch's consecutive jobs of one run go to its run_batch in one call, in
+ * their order; a job the call fails keeps its status and the others commit
+ * without a rollback; a job of another run in between parts two calls; a
+ * lone job runs by run(). */
+static void test_run_batch(void **state)
+{
+    (void)state;
+    start_batching("fakemany", 6);
+    struct tjob j[6] = {{.name = "a"}, {.name = "b", .result = CHATD_EFORBIDDEN},
+                        {.name = "c"}, {.name = "m"},
+                        {.name = "d"}, {.name = "e"}};
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(store_submit(t.b, CHATD_JOB_WRITE, i == 3 ? tjob_run_alone : tjob_run,
+                                      tjob_done, &j[i]),
+                         0);
+    wait_dones(6);
+    assert_log("BEGIN,batch a+b+c,run m,batch d+e,COMMIT");
+    assert_committed("a,c,m,d,e");
+    assert_int_equal(j[1].status, CHATD_EFORBIDDEN);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(j[i].dones, 1);
+        assert_int_equal(j[i].runs, i == 3);
+        if (i != 1)
+            assert_int_equal(j[i].status, 0);
+    }
+    struct tjob lone = {.name = "x"};
+    submit(CHATD_JOB_WRITE, &lone);
+    wait_dones(1);
+    assert_log("BEGIN,run x,COMMIT");
+}
+
+/* A run_batch that fails for all takes the transaction back, and each job
+ * runs alone by run(); one that is transient is retried as it is. */
+static void test_run_batch_fails(void **state)
+{
+    (void)state;
+    start_batching("fakemany", 3);
+    struct tjob j[3] = {{.name = "a"}, {.name = "b", .result = CHATD_EINTERNAL}, {.name = "c"}};
+    for (int i = 0; i < 3; i++)
+        submit(CHATD_JOB_WRITE, &j[i]);
+    wait_dones(3);
+    assert_log("BEGIN,batch a+b+c,ROLLBACK,BEGIN,run a,run b,ROLLBACK,BEGIN,run a,run c,COMMIT");
+    assert_committed("a,c");
+    assert_int_equal(j[1].status, CHATD_EINTERNAL);
+    struct tjob k[2] = {{.name = "p", .busy_left = 1}, {.name = "q"}};
+    submit(CHATD_JOB_WRITE, &k[0]);
+    submit(CHATD_JOB_WRITE, &k[1]);
+    wait_dones(2);
+    assert_log("BEGIN,batch p+q,ROLLBACK,BEGIN,batch p+q,COMMIT");
+    assert_committed("p,q");
+}
+
+/* With savepoints the call has one of its own: a failure for all rolls back
+ * to it, and the jobs run again alone in that transaction. */
+static void test_run_batch_savepoints(void **state)
+{
+    (void)state;
+    start_batching("fake", 3);
+    struct tjob j[3] = {{.name = "a"}, {.name = "b", .result = CHATD_EINTERNAL}, {.name = "c"}};
+    for (int i = 0; i < 3; i++)
+        submit(CHATD_JOB_WRITE, &j[i]);
+    wait_dones(3);
+    assert_log("BEGIN,SAVEPOINT job,batch a+b+c,ROLLBACK TO SAVEPOINT job,RELEASE SAVEPOINT job,"
+               "SAVEPOINT job,run a,RELEASE SAVEPOINT job,SAVEPOINT job,run b,ROLLBACK TO "
+               "SAVEPOINT job,RELEASE SAVEPOINT job,SAVEPOINT job,run c,RELEASE SAVEPOINT job,"
+               "COMMIT");
+    assert_committed("a,c");
+}
+
+/* A keyless job submitted CHATD_JOB_UNORDERED does not part the keyed jobs
+ * around it: it runs first, and they all in key order. */
+static void test_unordered_in_key_order(void **state)
+{
+    (void)state;
+    t.driver = "fakemany";
+    t.s.mariadb_writers = 1;
+    t.s.storage_batch_max = 5;
+    t.s.storage_batch_wait_us = 2000000;
+    START();
+    kt.n = 0;
+    static const uint64_t keys[5] = {9, 4, 0, 3, 9};
+    static struct kjob j[5];
+    for (int i = 0; i < 5; i++) {
+        j[i] = (struct kjob){.index = i};
+        int flags = CHATD_JOB_WRITE | (keys[i] ? 0 : CHATD_JOB_UNORDERED);
+        assert_int_equal(store_submit_keyed(t.b, flags, keys[i], kjob_run, kjob_done, &j[i]), 0);
+    }
+    wait_dones(5);
+    static const int want[5] = {2, 3, 1, 0, 4};
+    assert_int_equal(kt.n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(kt.order[i], want[i]);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -988,6 +1140,10 @@ int main(void)
         T(test_keys_in_parallel),
         T(test_batch_in_key_order),
         T(test_failing_job_without_savepoints),
+        T(test_run_batch),
+        T(test_run_batch_fails),
+        T(test_run_batch_savepoints),
+        T(test_unordered_in_key_order),
     };
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     metrics_free(); /* once: the counters' cells are cached for the process's life */
