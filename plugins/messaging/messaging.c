@@ -26,8 +26,8 @@ static const chatd_setting messaging_settings[] = {
                       "a write to a channel this small writes no push intent when every "
                       "member is entered on this node (0: always one)"),
     CHATD_INT_SETTING("batch_writes", 1, 0, 1,
-                      "1: the writes of one storage batch share their statements (a few for "
-                      "all); 0: five statements per message"),
+                      "1: the writes and read acks of one storage batch share their statements "
+                      "(a few for all); 0: each has its own (five per message)"),
     CHATD_INT_SETTING("edit_window", 0, 0, 100LL * 365 * 86400,
                       "seconds after createdAt the author may edit (0: always)"),
     CHATD_INT_SETTING("max_reactions_per_message", 20, 1, 10000, "distinct emoji on one message"),
@@ -384,7 +384,8 @@ static int messaging_init(chatd_plugin *p, const chatd_host *host, const json_t 
     int64_t batch = 0;
     if (util_setting_int(host, p, conf, messaging_settings, "batch_writes", &batch) < 0 ||
         (batch && CHATD_HOST_HAS(host, job_batch) &&
-         host->job_batch(p, mstore_write, mstore_write_batch) < 0))
+         (host->job_batch(p, mstore_write, mstore_write_batch) < 0 ||
+          host->job_batch(p, mstore_read_ack, mstore_read_ack_batch) < 0)))
         return CHATD_EINVAL;
     return host->on_user_removing(p, mstore_remove_user);
 }

@@ -109,6 +109,8 @@ int mstore_write_batch(chatd_db *db, void *const *args, int *status, size_t n);
 int mstore_write_note(struct mjob *j, chatd_db *db, int64_t member_version);
 int mstore_write_tail(struct mjob *j, chatd_db *db, int64_t member_version);
 int mstore_read_ack(chatd_db *db, void *arg);
+/* batch_read.c: mstore_read_ack of n jobs at once (chatd_job_run_batch). */
+int mstore_read_ack_batch(chatd_db *db, void *const *args, int *status, size_t n);
 int mstore_edit(chatd_db *db, void *arg);
 int mstore_delete(chatd_db *db, void *arg);
 int mstore_react(chatd_db *db, void *arg);

@@ -153,7 +153,7 @@ class BatchedWriteTests(DomainTestCase):
                                       {"channelId": chan(10 ** 9), "content": "lost"},
                                       {"channelId": chan(cid), "content": "w6"}])
         self.assertEqual([x.get("messageSequence") for x in a], [6, None, 7], a)
-        self.assertIn(a[1]["code"], ("NOT_FOUND", "FORBIDDEN"), a[1])
+        self.assertErr(a[1], "NOT_FOUND", WRITE)
         self.assertEqual([x["messageSequence"] for x in await self.fetch_all(cm, cid)],
                          list(range(1, 8)))
         self.assertEqual([x["content"] for x in await self.fetch_all(cm, other)],
@@ -194,6 +194,35 @@ class BatchedWriteTests(DomainTestCase):
         while db_count(self.server, sql) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         self.assertEqual(db_count(self.server, sql), 0)
+
+
+    @async_test
+    async def test_read_acks_in_one_batch(self):
+        cid, w, cw, (m,), (cm,) = await self.room()
+        other = await self.channel_with(w, self.user("bq"))  # m is no member
+        await self.pipelined(cw, [{"channelId": chan(cid), "content": "r%d" % i}
+                                  for i in range(5)])
+        await cw.collect("NOTIFY_READ", 0.2)
+        before = self.metrics()
+        acks = [(cid, 2), (cid, 1), (other, 1), (cid, 4), (10 ** 9, 1), (cid, 3)]
+        for i, (c, seq) in enumerate(acks):
+            await cm.send({"type": "READ_ACK", "channelId": chan(c), "messageSequence": seq,
+                           "requestId": "ra%d" % i})
+        self.assertErr(await cm.reply("ra2", "READ_ACK"), "FORBIDDEN", "READ_ACK", "ra2")
+        self.assertErr(await cm.reply("ra4", "READ_ACK"), "NOT_FOUND", "READ_ACK", "ra4")
+        # the marker took the largest, and going back changed nothing
+        await self.wait_entry(cm, cid, lastMessageSequence=5, unreadCount=1)
+        got = [n["messageSequence"] for n in await cw.collect("NOTIFY_READ", 1.0)]
+        self.assertTrue(got and got[-1] == 4 and got == sorted(got), got)
+        after = self.metrics()
+        if after is not None and self.BATCHED:
+            self.assertGreaterEqual(after.get("chatd_jobs_batched_total", 0)
+                                    - before.get("chatd_jobs_batched_total", 0), 2)
+        # past the last message: the last
+        await cm.send({"type": "READ_ACK", "channelId": chan(cid), "messageSequence": 99})
+        await self.wait_entry(cm, cid, lastMessageSequence=5, unreadCount=0)
+        self.assertEqual([n["messageSequence"] for n in await cw.collect("NOTIFY_READ", 1.0)],
+                         [5])
 
 
 class UnbatchedWriteTests(BatchedWriteTests):
