@@ -192,25 +192,37 @@ struct absent_op {
     int64_t *ids;
     char (*names)[64];
     size_t n;
-    json_t *event;
+    char type[64];
+    json_t *body; /* the event is made of them only for someone absent */
 };
 
 static void absent_op_free(struct absent_op *op)
 {
-    json_decref(op->event);
+    json_decref(op->body);
     free(op->ids);
     free(op->names);
     free(op);
 }
 
-/* Members entered nowhere get the push (set NULL: Redis could not say, push all). */
+/* Members entered nowhere get the push (set NULL: Redis could not say, push
+ * all). When the event cannot be made, the intent is not settled: the push
+ * plugin recovers it later. */
 static void absent_known(struct bus_who *w, const char *set)
 {
     struct absent_op *op = (struct absent_op *)w;
-    for (size_t i = 0; i < op->n; i++)
-        if (!set || !set[i])
-            push_event(op->ref, op->ids[i], op->names[i], op->channel_id, op->event);
-    push_settled(op->ref, op->channel_id);
+    json_t *event = NULL;
+    int failed = 0;
+    for (size_t i = 0; i < op->n && !failed; i++) {
+        if (set && set[i])
+            continue;
+        if (!event && !(event = encode_object(op->type, json_incref(op->body), NULL)))
+            failed = 1;
+        else
+            push_event(op->ref, op->ids[i], op->names[i], op->channel_id, event);
+    }
+    if (!failed)
+        push_settled(op->ref, op->channel_id);
+    json_decref(event);
     absent_op_free(op);
 }
 
@@ -224,7 +236,9 @@ void deliver_push_absent_ref(int64_t ref, int64_t channel_id, const int64_t *use
                              const char *const *usernames, size_t n, const char *type, json_t *body)
 {
     struct absent_op *op = calloc(1, sizeof *op);
-    if (!op || !(op->event = encode_object(type, body, NULL)) ||
+    if (op)
+        op->body = body;
+    if (!op || !type || strlen(type) >= sizeof op->type ||
         !(op->ids = malloc(n * sizeof *op->ids + 1)) ||
         !(op->names = malloc(n * sizeof *op->names + 1))) {
         if (op)
@@ -233,6 +247,7 @@ void deliver_push_absent_ref(int64_t ref, int64_t channel_id, const int64_t *use
             json_decref(body);
         return;
     }
+    memcpy(op->type, type, strlen(type) + 1);
     op->ref = ref;
     op->channel_id = channel_id;
     for (size_t i = 0; i < n; i++) {

@@ -6,6 +6,7 @@
  */
 #include "push_intent.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,20 +16,39 @@
 
 #define INTENT_ROWS 32 /* rows of one INSERT, at most */
 
-/* The event's stored text (type included), or NULL with *rc set. */
+/* A type that needs no escaping in JSON. */
+static int plain_type(const char *type)
+{
+    for (const char *c = type; *c; c++)
+        if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+              *c == '_'))
+            return 0;
+    return *type != '\0';
+}
+
+/* The event's stored text: the body with "type" last, or NULL with *rc
+ * set. The body's text with the type added to it where it can be (no copy
+ * of the body: a worker only reads it), else a copy with the member set. */
 static char *event_text(const chatd_intent *in, int *rc)
 {
     *rc = CHATD_EINVAL;
     if (!in->type || !json_is_object(in->body) || (in->channel_id <= 0 && in->user_id <= 0))
         return NULL;
     *rc = CHATD_ENOMEM;
-    json_t *event = json_deep_copy(in->body); /* a worker's own copy: body is the caller's */
-    if (!event || json_object_set_new(event, "type", json_string(in->type)) < 0) {
+    char *text = NULL;
+    if (plain_type(in->type) && !json_object_get(in->body, "type")) {
+        char *body = json_dumps(in->body, JSON_COMPACT);
+        size_t len = body ? strlen(body) : 0, tlen = strlen(in->type);
+        if (len >= 2 && (text = malloc(len + tlen + 12)))
+            snprintf(text, len + tlen + 12, "%.*s%s\"type\":\"%s\"}", (int)(len - 1), body,
+                     len > 2 ? "," : "", in->type);
+        free(body);
+    } else {
+        json_t *event = json_deep_copy(in->body); /* a worker's own copy to change */
+        if (event && json_object_set_new(event, "type", json_string(in->type)) == 0)
+            text = json_dumps(event, JSON_COMPACT);
         json_decref(event);
-        return NULL;
     }
-    char *text = json_dumps(event, JSON_COMPACT);
-    json_decref(event);
     if (text)
         *rc = 0;
     return text;
