@@ -149,6 +149,12 @@ int util_need_sql(const chatd_host *h, chatd_plugin *p)
     return CHATD_EINVAL;
 }
 
+int util_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 int util_channel_id(const json_t *v, int64_t *out)
 {
     if (json_is_object(v))

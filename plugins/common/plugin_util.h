@@ -44,6 +44,9 @@ extern const char *const util_sql_backends[];
  * intents) and the plugin has a SQL storage backend (logs why). */
 int util_need_sql(const chatd_host *h, chatd_plugin *p);
 
+/* qsort/bsearch order of int64_t (also of structures that start with one). */
+int util_cmp_i64(const void *a, const void *b);
+
 /* A channel id on input: a positive integer or {"id": positive integer}. 0 or CHATD_EINVAL. */
 int util_channel_id(const json_t *v, int64_t *out);
 /* {"id": id} as a new reference. */

@@ -220,11 +220,12 @@ static int store_intents(struct wbatch *w, size_t *items)
     }
     if (rc == 0 && CHATD_HOST_HAS(h, push_intents))
         rc = h->push_intents(w->x.db, in, k, refs);
-    for (size_t x = 0; rc == 0 && x < k && !CHATD_HOST_HAS(h, push_intents); x++) {
-        refs[x] =
-            h->push_intent(w->x.db, in[x].channel_id, 0, in[x].except_user, in[x].type, in[x].body);
-        rc = refs[x] < 0 ? (int)refs[x] : 0;
-    }
+    else
+        for (size_t x = 0; rc == 0 && x < k; x++) { /* an ABI 1.1 host: one by one */
+            refs[x] = h->push_intent(w->x.db, in[x].channel_id, 0, in[x].except_user, in[x].type,
+                                     in[x].body);
+            rc = refs[x] < 0 ? (int)refs[x] : 0;
+        }
     for (size_t x = 0; rc == 0 && x < k; x++)
         w->j[items[x]]->push_ref = refs[x];
     free(in);

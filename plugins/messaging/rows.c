@@ -40,12 +40,6 @@ static size_t padded(size_t k)
     return p;
 }
 
-int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int build(struct sql *q, const struct shape *s, size_t k, const char *extra)
 {
     q->len = 0;
@@ -104,8 +98,8 @@ int sql_bind_ints(const chatd_host *h, chatd_stmt *st, int idx, int n, const int
 static int cmp_pair(const void *a, const void *b)
 {
     const struct mpair *x = a, *y = b;
-    int c = cmp_i64(&x->channel_id, &y->channel_id);
-    return c ? c : cmp_i64(&x->user_id, &y->user_id);
+    int c = util_cmp_i64(&x->channel_id, &y->channel_id);
+    return c ? c : util_cmp_i64(&x->user_id, &y->user_id);
 }
 
 int batch_collect(struct sqlctx *x, struct mjob *const *j, size_t n)
@@ -117,7 +111,7 @@ int batch_collect(struct sqlctx *x, struct mjob *const *j, size_t n)
         x->ch[i].id = j[i]->channel_id;
         x->pr[i] = (struct mpair){.channel_id = j[i]->channel_id, .user_id = j[i]->me};
     }
-    qsort(x->ch, n, sizeof *x->ch, cmp_i64);
+    qsort(x->ch, n, sizeof *x->ch, util_cmp_i64);
     qsort(x->pr, n, sizeof *x->pr, cmp_pair);
     for (size_t i = 0; i < n; i++) {
         if (!x->nch || x->ch[x->nch - 1].id != x->ch[i].id)
@@ -137,7 +131,7 @@ void batch_free(struct sqlctx *x)
 struct mchan *batch_chan(struct sqlctx *x, int64_t id)
 {
     struct mchan key = {.id = id};
-    return bsearch(&key, x->ch, x->nch, sizeof *x->ch, cmp_i64);
+    return bsearch(&key, x->ch, x->nch, sizeof *x->ch, util_cmp_i64);
 }
 
 struct mpair *batch_pair(struct sqlctx *x, int64_t channel_id, int64_t user_id)
@@ -191,13 +185,21 @@ static const struct shape store_channels = {
     NULL,
 };
 
-/* A pair: (channel, user), and before that its new marker in section 0 of
- * the markers' UPDATE. */
+/* A pair: (channel, user). */
 static int bind_pair(struct sqlctx *x, chatd_stmt *st, size_t i, int section, int idx)
+{
+    (void)section;
+    int64_t v[2] = {x->pr[i].channel_id, x->pr[i].user_id};
+    return sql_bind_ints(x->h, st, idx, 2, v);
+}
+
+/* The markers' UPDATE: (channel, user, new marker) in its CASE, then the
+ * pair in its WHERE. */
+static int bind_marker(struct sqlctx *x, chatd_stmt *st, size_t i, int section, int idx)
 {
     const struct mpair *p = &x->pr[i];
     int64_t v[3] = {p->channel_id, p->user_id, p->marker};
-    return sql_bind_ints(x->h, st, idx, section == 0 && p->marker > p->stored ? 3 : 2, v);
+    return sql_bind_ints(x->h, st, idx, section == 0 ? 3 : 2, v);
 }
 
 static void row_pair(struct sqlctx *x, chatd_stmt *st, const size_t *items, size_t k)
@@ -226,14 +228,14 @@ static const struct shape store_markers[2] = {
       {" ELSE 0 END) WHERE ", "(channel_id = ? AND user_id = ?)", " OR "}},
      "",
      1,
-     bind_pair,
+     bind_marker,
      NULL},
     {{{"UPDATE channel_user SET last_read_msg_seq = MAX(last_read_msg_seq, CASE ",
        "WHEN channel_id = ? AND user_id = ? THEN ?", " "},
       {" ELSE 0 END) WHERE ", "(channel_id = ? AND user_id = ?)", " OR "}},
      "",
      1,
-     bind_pair,
+     bind_marker,
      NULL},
 };
 

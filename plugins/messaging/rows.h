@@ -60,9 +60,6 @@ int sql_run(struct sqlctx *x, const struct shape *s, const size_t *items, size_t
             const char *extra);
 /* Bind v[0..n) from idx on: n, or CHATD_EINTERNAL. */
 int sql_bind_ints(const chatd_host *h, chatd_stmt *st, int idx, int n, const int64_t *v);
-/* qsort order of int64_t (also of structures that start with one). */
-int cmp_i64(const void *a, const void *b);
-
 /* The distinct channels and (channel, user) pairs of jobs j[0..n): x's ch
  * and pr (freed by batch_free). 0 or CHATD_ENOMEM. */
 int batch_collect(struct sqlctx *x, struct mjob *const *j, size_t n);

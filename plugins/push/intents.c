@@ -152,12 +152,6 @@ struct store_job {
 
 #define DELETE_CHUNK 32
 
-static int cmp_ref(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Delete the settled intents, DELETE_CHUNK to a statement (a short chunk
  * repeats its last id): most messages push to nobody, and their intents
  * should cost one statement for many. In id order: the nodes that settle
@@ -179,7 +173,7 @@ static int delete_intents(const chatd_host *h, chatd_db *db, const struct gather
     for (const struct gathered *g = list; g; g = g->next)
         if (g->ref)
             ids[n++] = g->ref;
-    qsort(ids, n, sizeof *ids, cmp_ref);
+    qsort(ids, n, sizeof *ids, util_cmp_i64);
     int rc = 0;
     for (size_t from = 0; rc == 0 && from < n; from += DELETE_CHUNK) {
         size_t k = n - from < DELETE_CHUNK ? n - from : DELETE_CHUNK;
