@@ -1184,8 +1184,9 @@ class DurabilityTests(DomainTestCase):
         return [ADDR_LIMIT_SET] + webhook_sets("http://%s:%d%s" % (HOST, port, HOOK_PATH),
                                                **push)
 
-    def start(self, port, **more):
-        self.server = Server(self.sets(port, **more), data_dir=self.data_dir).start()
+    def start(self, port, extra_sets=(), **more):
+        self.server = Server(self.sets(port, **more) + list(extra_sets),
+                             data_dir=self.data_dir).start()
         return self.server
 
     async def setup_channel(self):
@@ -1350,8 +1351,12 @@ class DurabilityTests(DomainTestCase):
         # messages but not yet turned into outbox rows are recovered after the
         # restart, for every message stored (acknowledged or not). Whether a
         # kill finds intents left is a race: up to 3 rounds until one does.
+        # Commits gather for up to 20 ms, so the job that settles a batch's
+        # intents commits a while after that batch's acks: a kill at an ack
+        # lands in between (a batch's writes and their settling are quick).
+        gather = ["storage.batch_wait_us=20000"]
         self.receiver = Receiver().start()
-        self.start(self.receiver.port)
+        self.start(self.receiver.port, gather)
         w, offline, cid = await self.setup_channel()
         acked, intents_seen = {}, 0
         for round_ in range(1, 4):
@@ -1365,7 +1370,7 @@ class DurabilityTests(DomainTestCase):
                    "%d intents not yet in the outbox, %d rows in it, %d delivered"
                    % (intents, rows, len(self.receiver.delivered_ids())))
             intents_seen += intents
-            self.start(self.receiver.port)
+            self.start(self.receiver.port, gather)
             if intents_seen:
                 break
         self.assertGreater(intents_seen, 0, "no kill came before the outbox was written")
