@@ -2,8 +2,9 @@
  * The MariaDB driver (mariadb-connector-c), for nodes that share one
  * database. Prepared statements bind parameters and read every column as
  * text into per-column buffers that grow on truncation. A connection that
- * loses the server is marked broken and reconnected at its next
- * transaction; until then its calls fail with CHATD_EUNAVAIL.
+ * loses the server, or whose result ended in an error (a deadlock), is
+ * marked broken and reconnected at its next transaction; until then its
+ * calls fail with CHATD_EUNAVAIL.
  */
 #include <errno.h>
 #include <mysql.h>
@@ -166,16 +167,6 @@ static void stmt_free(struct my_stmt *st)
     free(st);
 }
 
-static void drop_statements(struct my_db *d)
-{
-    size_t pos = 0;
-    void *v;
-    while (hmap_iter(d->stmts, &pos, NULL, NULL, &v))
-        stmt_free(v);
-    hmap_free(d->stmts);
-    d->stmts = hmap_new(1);
-}
-
 static int my_open_at(const struct settings *s, const char *host, int port, chatd_db **out,
                       char *err, size_t errlen)
 {
@@ -203,18 +194,28 @@ static int my_open(const struct settings *s, chatd_db **out, char *err, size_t e
     return my_open_at(s, NULL, 0, out, err, errlen);
 }
 
+/* Close the connection, then its statements: closed first, the connection
+ * leaves them nothing to say to the server, so that closing one the library
+ * holds in the middle of a result (see my_step) cannot wait for rows. */
+static void disconnect(struct my_db *d)
+{
+    if (d->h)
+        mysql_close(d->h);
+    d->h = NULL;
+    size_t pos = 0;
+    void *v;
+    while (d->stmts && hmap_iter(d->stmts, &pos, NULL, NULL, &v))
+        stmt_free(v);
+    hmap_free(d->stmts);
+    d->stmts = NULL;
+}
+
 static void my_close(chatd_db *db)
 {
     struct my_db *d = MY(db);
     if (!d)
         return;
-    size_t pos = 0;
-    void *v;
-    while (hmap_iter(d->stmts, &pos, NULL, NULL, &v))
-        stmt_free(v);
-    hmap_free(d->stmts);
-    if (d->h)
-        mysql_close(d->h);
+    disconnect(d);
     free(d);
 }
 
@@ -224,10 +225,11 @@ static int my_revive(struct my_db *d)
     if (!d->broken && d->h)
         return 0;
     char err[256];
-    drop_statements(d);
-    if (d->h)
-        mysql_close(d->h);
-    d->h = NULL;
+    disconnect(d);
+    if (!(d->stmts = hmap_new(1))) {
+        d->broken = 1;
+        return CHATD_ENOMEM;
+    }
     if (my_connect(d, err, sizeof err) < 0) {
         log_warn("%s", err);
         d->broken = 1;
@@ -477,8 +479,16 @@ static int my_step(chatd_stmt *stmt)
         d->last_id = (int64_t)mysql_stmt_insert_id(st->st);
         if (st->n_cols == 0)
             return CHATD_DONE;
-        if (mysql_stmt_bind_result(st->st, st->cols) || mysql_stmt_store_result(st->st))
-            return my_map(d, mysql_stmt_errno(st->st), mysql_stmt_error(st->st));
+        if (mysql_stmt_bind_result(st->st, st->cols) || mysql_stmt_store_result(st->st)) {
+            /* The rows ended in an error (a deadlock found by a locking read
+             * after some rows went out): the library still takes the
+             * statement for one in the middle of its result, and would wait
+             * for rows that never come when the statement runs again, is
+             * reset or closed. Only a new connection is safe. */
+            int rc = my_map(d, mysql_stmt_errno(st->st), mysql_stmt_error(st->st));
+            d->broken = 1;
+            return rc;
+        }
     }
     if (st->n_cols == 0)
         return CHATD_DONE;
