@@ -395,6 +395,11 @@ static int h_user_online(int64_t user_id)
     return presence_user_online(user_id);
 }
 
+static int h_user_entered(int64_t user_id, int64_t channel_id)
+{
+    return presence_user_in_channel(user_id, channel_id) || bus_entered_lately(channel_id, user_id);
+}
+
 /* ---- maps: the core's hmap under the ABI's names ---- */
 
 static chatd_map *h_map_new(int string_keys)
@@ -540,6 +545,7 @@ static const chatd_host host = {
     .send_channel_and_user = deliver_channel_and_user,
     .watch_presence = h_watch_presence,
     .presence_of = online_query,
+    .user_entered = h_user_entered,
 };
 
 const chatd_host *host_table(const char *dir, struct event_base *base)

@@ -16,19 +16,6 @@
 #include "config_schema.h"
 #include "config_text.h"
 
-#define S_INT(p, field, def, lo, hi, doc)                                                          \
-    {                                                                                              \
-        p, K_INT, offsetof(struct settings, field), NULL, def, lo, hi, doc, NULL                   \
-    }
-#define S_STR(p, field, def, doc)                                                                  \
-    {                                                                                              \
-        p, K_STR, offsetof(struct settings, field), def, 0, 0, 0, doc, NULL                        \
-    }
-#define S_ENUM(p, field, def, choices, doc)                                                        \
-    {                                                                                              \
-        p, K_STR, offsetof(struct settings, field), def, 0, 0, 0, doc, choices                     \
-    }
-
 static const char *const synchronous_modes[] = {"full", "normal", NULL};
 static const char *const session_backends[] = {"sqlite", "mariadb", "redis", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -124,6 +111,10 @@ const struct schema config_schema[] = {
           "longest wait between Redis reconnection attempts"),
     S_INT("redis.presence_ttl", redis_presence_ttl, 30, 3, 3600,
           "seconds a node's presence entries live without its heartbeat"),
+    S_INT("redis.entered_cache_ms", redis_entered_cache_ms, 2000, 0, 60000,
+          "ms that members found entered on another node count as entered, for push intents"),
+    S_INT("redis.entered_cache_slots", redis_entered_cache_slots, 16384, 0, 16777216,
+          "entries of that memory (24 bytes each; 0: none)"),
     {"redis.sentinels", K_STRLIST, offsetof(struct settings, redis_sentinels), NULL, 0, 0, 0,
      "\"host:port\" of Redis Sentinels that name the master (redis.host then unused)", NULL},
     S_STR("redis.master_name", redis_master_name, "chatd",

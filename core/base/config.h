@@ -71,6 +71,8 @@ struct settings {
     char *redis_prefix;
     int64_t redis_reconnect_max_ms;
     int64_t redis_presence_ttl;
+    int64_t redis_entered_cache_ms;
+    int64_t redis_entered_cache_slots;
     char **redis_sentinels; /* "host:port" of Sentinels; set: they name the master */
     char *redis_master_name;
     /* tls: with cert and key the listener speaks only TLS */

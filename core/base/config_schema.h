@@ -17,6 +17,20 @@ struct schema {
     const char *const *choices; /* K_STR: the values allowed (NULL-terminated), or NULL: any */
 };
 
+/* Entries of the table (config.c), by the field of struct settings they fill. */
+#define S_INT(p, field, def, lo, hi, doc)                                                          \
+    {                                                                                              \
+        p, K_INT, offsetof(struct settings, field), NULL, def, lo, hi, doc, NULL                   \
+    }
+#define S_STR(p, field, def, doc)                                                                  \
+    {                                                                                              \
+        p, K_STR, offsetof(struct settings, field), def, 0, 0, 0, doc, NULL                        \
+    }
+#define S_ENUM(p, field, def, choices, doc)                                                        \
+    {                                                                                              \
+        p, K_STR, offsetof(struct settings, field), def, 0, 0, 0, doc, choices                     \
+    }
+
 extern const struct schema config_schema[];
 extern const size_t config_schema_len;
 

@@ -48,6 +48,9 @@ static const struct help helps[] = {
     {"logins", "Successful logins (auth plugin)."},
     {"messages_deleted", "Channel messages deleted (messaging plugin)."},
     {"messages_edited", "Channel messages edited (messaging plugin)."},
+    {"messages_push_intents",
+     "Channel messages stored with a push intent: a member was not known to be entered "
+     "(messaging plugin)."},
     {"messages_written", "Channel messages written (messaging plugin)."},
     {"online_users", "Users with at least one WebSocket on this node."},
     {"presence_changes", "Online and offline changes told to friends (connection plugin)."},

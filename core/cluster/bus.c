@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"
+#include "seen.h"
 #include "sentinel.h"
 
 #define NODE_LEN 16
@@ -264,14 +265,23 @@ static void who_replied(struct redisReply *r, struct redis_call *call)
                     set[k] = 1;
         }
     }
+    int64_t now = clock_now_ms();
+    for (size_t k = 0; k < w->n; k++)
+        seen_note(w->channel_id, w->ids[k], set && set[k], now);
     w->done(w, set);
     free(set);
+}
+
+int bus_entered_lately(int64_t channel_id, int64_t user_id)
+{
+    return enabled() && seen_entered(channel_id, user_id, clock_now_ms());
 }
 
 void bus_who_entered(int64_t channel_id, struct bus_who *w)
 {
     char key[96];
     topic_of(key, sizeof key, "in", channel_id);
+    w->channel_id = channel_id;
     w->call.fn = who_replied;
     if (!enabled() || redis_cmd(&w->call, "HGETALL %s", key) < 0)
         who_replied(NULL, &w->call);
@@ -290,7 +300,8 @@ int bus_init(struct event_base *base, const struct settings *s, const struct bus
     }
     for (int i = 0; i < NODE_LEN / 2; i++)
         sprintf(bus.node + 2 * i, "%02x", r[i]);
-    if (redis_on_message("ch:", on_channel) < 0 || redis_on_message("u:", on_user) < 0 ||
+    if (seen_init((size_t)s->redis_entered_cache_slots, s->redis_entered_cache_ms) < 0 ||
+        redis_on_message("ch:", on_channel) < 0 || redis_on_message("u:", on_user) < 0 ||
         redis_on_message("lag:", on_lag) < 0 ||
         !(bus.heartbeat = event_new(base, -1, EV_PERSIST, on_heartbeat, NULL)) ||
         redis_on_up(bus.heartbeat) < 0 || /* the entries again on a new master */
@@ -325,4 +336,5 @@ void bus_free(void)
     if (bus.lag_probe)
         event_free(bus.lag_probe);
     bus.lag_probe = NULL;
+    seen_free();
 }

@@ -67,8 +67,13 @@ struct bus_who {
     const int64_t *ids;
     size_t n;
     void (*done)(struct bus_who *w, const char *set);
+    int64_t channel_id; /* bus_who_entered's */
 };
-/* Ask (done runs later, or at once when it cannot be asked). */
+/* Ask (done runs later, or at once when it cannot be asked). What Redis
+ * answers is remembered for redis.entered_cache_ms (seen.h). */
 void bus_who_entered(int64_t channel_id, struct bus_who *w);
+/* Whether the last answer, within redis.entered_cache_ms, found the user
+ * entered in the channel on some node. */
+int bus_entered_lately(int64_t channel_id, int64_t user_id);
 
 #endif

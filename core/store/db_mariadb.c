@@ -194,9 +194,8 @@ static int my_open(const struct settings *s, chatd_db **out, char *err, size_t e
     return my_open_at(s, NULL, 0, out, err, errlen);
 }
 
-/* Close the connection, then its statements: closed first, the connection
- * leaves them nothing to say to the server, so that closing one the library
- * holds in the middle of a result (see my_step) cannot wait for rows. */
+/* The connection, then its statements: those then say nothing to the
+ * server, and one left in the middle of a result (my_step) waits for none. */
 static void disconnect(struct my_db *d)
 {
     if (d->h)
@@ -207,7 +206,6 @@ static void disconnect(struct my_db *d)
     while (d->stmts && hmap_iter(d->stmts, &pos, NULL, NULL, &v))
         stmt_free(v);
     hmap_free(d->stmts);
-    d->stmts = NULL;
 }
 
 static void my_close(chatd_db *db)
@@ -224,13 +222,9 @@ static int my_revive(struct my_db *d)
 {
     if (!d->broken && d->h)
         return 0;
-    char err[256];
+    char err[256] = "mariadb: out of memory";
     disconnect(d);
-    if (!(d->stmts = hmap_new(1))) {
-        d->broken = 1;
-        return CHATD_ENOMEM;
-    }
-    if (my_connect(d, err, sizeof err) < 0) {
+    if (!(d->stmts = hmap_new(1)) || my_connect(d, err, sizeof err) < 0) {
         log_warn("%s", err);
         d->broken = 1;
         return CHATD_EUNAVAIL;
@@ -480,11 +474,9 @@ static int my_step(chatd_stmt *stmt)
         if (st->n_cols == 0)
             return CHATD_DONE;
         if (mysql_stmt_bind_result(st->st, st->cols) || mysql_stmt_store_result(st->st)) {
-            /* The rows ended in an error (a deadlock found by a locking read
-             * after some rows went out): the library still takes the
-             * statement for one in the middle of its result, and would wait
-             * for rows that never come when the statement runs again, is
-             * reset or closed. Only a new connection is safe. */
+            /* The rows ended in an error (a locking read's deadlock): the
+             * library would wait for more of them if the statement ran
+             * again, or was reset or closed. Only a new connection is safe. */
             int rc = my_map(d, mysql_stmt_errno(st->st), mysql_stmt_error(st->st));
             d->broken = 1;
             return rc;

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define CHATD_ABI_MAJOR 1
-#define CHATD_ABI_MINOR 2
+#define CHATD_ABI_MINOR 3
 
 /* Return codes. 0 is success; errors are negative. */
 #define CHATD_OK 0
@@ -568,6 +568,14 @@ typedef struct chatd_host {
      * allows: refs[i] gets in[i]'s reference (0 for every one when no plugin
      * takes push intents). 0 or a negative CHATD_E* (the job should fail). */
     int (*push_intents)(chatd_db *db, const chatd_intent *in, size_t n, int64_t *refs);
+
+    /* ---- ABI 1.3 ---- */
+
+    /* user_in_channel(), or entered on another node as Redis found it
+     * lately (redis.entered_cache_ms): for the decision whether a write
+     * needs a push intent, not for a decision that must be exact (the check
+     * after the commit, push_absent(), finds who has left since). */
+    int (*user_entered)(int64_t user_id, int64_t channel_id);
 } chatd_host;
 
 /*

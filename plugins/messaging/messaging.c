@@ -99,6 +99,8 @@ static void answer_write(struct mjob *j)
                            j->n_members, "NOTIFY_MESSAGE", json_incref(note));
     h->send_channel(j->channel_id, j->conn, "NOTIFY_MESSAGE", note);
     h->count(j->mp->p, "messages_written", 1);
+    if (j->push_ref)
+        h->count(j->mp->p, "messages_push_intents", 1);
     hooks_stored(j, "message",
                  json_pack("{s:s, s:o}", "content", j->content, "replyTo",
                            j->reply_to ? json_integer(j->reply_to) : json_null()));
@@ -284,9 +286,9 @@ void messaging_submit(struct mjob *j)
 {
     const chatd_host *h = j->mp->host;
     if (j->op == &ops[OP_WRITE])
-        j->entered_version =
-            mcache_all_entered(j->mp->members, j->channel_id, j->me,
-                               (size_t)j->mp->entered_check_max, h->user_in_channel);
+        j->entered_version = mcache_all_entered(
+            j->mp->members, j->channel_id, j->me, (size_t)j->mp->entered_check_max,
+            CHATD_HOST_HAS(h, user_entered) ? h->user_entered : h->user_in_channel);
     /* One channel's writes commit in the order they came: a client's
      * messages keep the order it sent them in, with several writers too. */
     if (h->submit_keyed(j->mp->p, j->op->flags, (uint64_t)j->channel_id, j->op->run, done, j) < 0) {

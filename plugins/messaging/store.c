@@ -38,9 +38,10 @@ static int make_note(struct mjob *j)
         return CHATD_ENOMEM;
     if (!j->n_members)
         return 0;
-    /* Everyone was entered here, and the members are the same: nobody is
-     * away to push to. One who leaves before the delivery is found absent
-     * then, and pushed from memory (no intent to recover it by). */
+    /* Everyone was entered (here, or on another node as Redis said lately:
+     * host->user_entered), and the members are the same: nobody is away to
+     * push to. One who has left since is found absent after the commit, and
+     * pushed from memory (no intent to recover it by). */
     return !(j->entered_version && j->entered_version == members_version(j->members));
 }
 

@@ -423,6 +423,16 @@ class Cluster:
                          for n in self.nodes)
 
 
+def node_metric(node, name):
+    """A node's (an endpoint's) value of chatd_<name>, or None when it has no such series."""
+    _, _, body = node.request("GET", "/metrics")
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    for line in text.splitlines():
+        if line.startswith("chatd_%s " % name):
+            return float(line.split()[1])
+    return None
+
+
 def tail(text, lines=40):
     return "\n".join(text.splitlines()[-lines:])
 

@@ -30,7 +30,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
 from backends import MariaDB, Redis  # noqa: E402
-from cluster import PRESENCE_GRACE, PRESENCE_TTL, Cluster, missing_programs  # noqa: E402
+from cluster import PRESENCE_GRACE, PRESENCE_TTL, Cluster, missing_programs, node_metric  # noqa: E402
 from harness import Server, connection_closed_types, ws_connect  # noqa: E402
 from load import ChannelLoad  # noqa: E402
 from domain import (  # noqa: E402
@@ -849,6 +849,46 @@ class CrossNodeTests(ClusterTestCase):
         await self.write(cc, cid, "after quit")
         await d1.expect_none("NOTIFY_MESSAGE", 0.5)
         await d2.expect_none("NOTIFY_MESSAGE", 0.5)  # the socket on the other node too
+
+    # k. Push intents: a member that Redis found entered on the other node costs
+    # the next writes none (redis.entered_cache_ms), and still gets the push, from
+    # memory, once they have left.
+    @async_test
+    async def test_k_no_push_intent_for_a_member_entered_on_the_other_node(self):
+        wa, rb = self.user("ka"), self.user("kb")
+        cid = await self.channel_with(wa, rb)
+        w = await self.connect_to(A, wa)
+        r = await self.connect_to(B, rb)
+        await self.enter(w, cid)
+        await self.enter(r, cid)
+
+        def intents():
+            return self.metric(A, "messages_push_intents_total") or 0
+
+        start = intents()
+        await self.write(w, cid, "k0")  # nobody known entered yet: an intent
+        self.assertEqual((await r.expect("NOTIFY_MESSAGE"))["content"], "k0")
+        self.assertEqual(intents(), start + 1)
+        for k in range(1, 6):
+            await self.write(w, cid, "k%d" % k)
+            self.assertEqual((await r.expect("NOTIFY_MESSAGE"))["content"], "k%d" % k)
+        self.assertEqual(intents(), start + 1, "intents for a member entered on B")
+        self.assertEqual(self.push_count(rb, cid), 0)
+
+        self.assertOk(await r.request("LEAVE_REQUEST", {}), "LEAVE_RESPONSE")
+        ack = await self.write(w, cid, "after leave")  # still counted entered: no intent
+        seq = ack["messageSequence"]
+        self.assertEqual(intents(), start + 1)
+        # the check after the commit finds rb away: the push, from memory
+        pushed = await self.wait_push(rb, "NOTIFY_MESSAGE", 1,
+                                      lambda o: o["event"].get("messageSequence") == seq)
+        self.assertEqual(len(pushed), 1, "no push for the write after rb left")
+        await self.write(w, cid, "later")  # rb no longer counted entered: an intent
+        self.assertEqual(intents(), start + 2)
+
+    def metric(self, i, name):
+        """Node i's value of chatd_<name>, or None when it has no such series."""
+        return node_metric(self.nodes[i], name)
 
     # Failed logins are counted in Redis, so they add up over the nodes.
     def test_i_login_failures_count_across_nodes(self):

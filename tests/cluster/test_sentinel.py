@@ -44,7 +44,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 
 from backends import Redis, Sentinel  # noqa: E402
-from cluster import Cluster, missing_programs  # noqa: E402
+from cluster import Cluster, missing_programs, node_metric  # noqa: E402
 from domain import async_test, fetch_all_messages  # noqa: E402
 from load import ChannelLoad  # noqa: E402
 from test_push_worker import (  # noqa: E402
@@ -170,12 +170,7 @@ class SentinelTests(ClusterTestCase):
 
     def metric(self, i, name):
         """Node i's value of chatd_<name>, or None when it has no such series."""
-        _, _, body = self.nodes[i].request("GET", "/metrics")
-        text = body.decode() if isinstance(body, bytes) else str(body)
-        for line in text.splitlines():
-            if line.startswith("chatd_%s " % name):
-                return float(line.split()[1])
-        return None
+        return node_metric(self.nodes[i], name)
 
     # a. ------------------------------------------------------------------------------
 
