@@ -24,7 +24,7 @@ static const chatd_setting messaging_settings[] = {
                       "lists shorter than this are not kept"),
     CHATD_INT_SETTING("entered_check_max_members", 256, 0, 100000000,
                       "a write to a channel this small writes no push intent when every "
-                      "member is entered on this node (0: always one)"),
+                      "member is entered (here, or lately on another node) (0: always one)"),
     CHATD_INT_SETTING("batch_writes", 1, 0, 1,
                       "1: the writes and read acks of one storage batch share their statements "
                       "(a few for all); 0: each has its own (five per message)"),
