@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 
@@ -28,13 +29,6 @@ static struct settings s;
         fputc('\n', stderr);                                                                       \
         exit(1);                                                                                   \
     } while (0)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static chatd_db *open_db(void)
 {
@@ -82,14 +76,14 @@ static void *run_side(void *arg)
 static void run_again(struct side *sd, int expect_rows)
 {
     drv->rollback(sd->db);
-    double t0 = now_s();
+    int64_t t0 = clock_now_us();
     int rows = 0;
     int rc = drv->begin(sd->db, 1);
     if (rc == 0)
         rc = lock_rows(sd->db, sd->sql, &rows);
     if (rc == 0)
         rc = drv->commit(sd->db);
-    double took = now_s() - t0;
+    double took = (double)(clock_now_us() - t0) / 1e6;
     if (rc != 0)
         FAIL("the statement again after the deadlock: error %d after %.2f s", rc, took);
     if (took > (double)s.mariadb_io_timeout / 2)
