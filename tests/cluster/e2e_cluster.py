@@ -58,17 +58,33 @@ BALANCER_INHERENT = {
 _FAILED_RE = re.compile(r"^(FAIL|ERROR): (\S+) \(([^)]*)\)", re.MULTILINE)
 
 
+def _test_name(name, where):
+    """Class.test_name from a summary line's two names."""
+    where = where.replace("__main__.", "")
+    return where if where.endswith("." + name) else where + "." + name
+
+
 def failed_tests(output):
     """[(FAIL or ERROR, Class.test_name)] from unittest's output."""
-    out = []
-    for kind, name, where in _FAILED_RE.findall(output):
-        where = where.replace("__main__.", "")
-        out.append((kind, where if where.endswith("." + name) else where + "." + name))
-    return out
+    return [(kind, _test_name(name, where)) for kind, name, where in _FAILED_RE.findall(output)]
+
+
+def failure_reasons(output):
+    """{Class.test_name: the last line of its traceback} from unittest's output, so
+    that the summary at the end says why, not only what."""
+    reasons = {}
+    for block in output.split("=" * 70)[1:]:
+        head = _FAILED_RE.match(block.lstrip("\n"))
+        parts = block.split("-" * 70)  # head, traceback[, the run's summary]
+        lines = [ln for ln in (parts[1] if len(parts) > 1 else "").splitlines() if ln.strip()]
+        if head and lines:
+            reasons[_test_name(head.group(2), head.group(3))] = lines[-1].strip()[:300]
+    return reasons
 
 
 def run_suite(name, env):
-    """Run one suite; echo its output; return (exit status, failed test names, seconds)."""
+    """Run one suite; echo its output; return (exit status, failed test names,
+    their reasons, seconds)."""
     t0 = time.monotonic()
     try:
         proc = subprocess.run(["/usr/bin/python3", os.path.join(E2E, "test_%s.py" % name)],
@@ -81,7 +97,7 @@ def run_suite(name, env):
         rc = -1
     sys.stdout.write(output)
     sys.stdout.flush()
-    return rc, failed_tests(output), time.monotonic() - t0
+    return rc, failed_tests(output), failure_reasons(output), time.monotonic() - t0
 
 
 def main():
@@ -101,8 +117,7 @@ def main():
         env.pop("CHATD_E2E_SETS", None)
         for name in suites:
             print("== %s on %s nodes behind nginx" % (name, nodes), flush=True)
-            rc, failed, took = run_suite(name, env)
-            results.append((name, rc, failed, took))
+            results.append((name,) + run_suite(name, env))
     finally:
         if redis is not None:
             redis.cleanup()
@@ -110,7 +125,7 @@ def main():
 
     print("\n== cluster e2e summary (%s nodes behind nginx)" % nodes)
     bad = []
-    for name, rc, failed, took in results:
+    for name, rc, failed, reasons, took in results:
         inherent = BALANCER_INHERENT.get(name, {})
         real = [(k, t) for k, t in failed if t not in inherent]
         excused = [(k, t) for k, t in failed if t in inherent]
@@ -118,7 +133,7 @@ def main():
         ok = rc == 0 or (failed and not real)
         print("%-12s %-6s %5.1f s" % (name, "ok" if ok else "FAILED", took))
         for kind, t in real:
-            print("    %s %s" % (kind, t))
+            print("    %s %s\n        %s" % (kind, t, reasons.get(t, "")))
         for kind, t in excused:
             print("    %s %s (balancer-inherent, not counted: %s)" % (kind, t, inherent[t]))
         if not ok:

@@ -55,6 +55,13 @@ def chan(cid):
     return {"id": cid}
 
 
+def not_presence(msg):
+    """A ``pred`` for "nothing else arrives" between friends: a friend's
+    NOTIFY_PRESENCE may come at any time (a setup socket's close lets its user
+    go offline once the grace runs out, and a slow machine reaches that)."""
+    return msg.get("type") != "NOTIFY_PRESENCE"
+
+
 class Client:
     """One WebSocket of one user, with an inbox for messages not yet asked for."""
 

@@ -19,6 +19,7 @@ from domain import (  # noqa: E402
     DomainTestCase,
     async_test,
     chan,
+    not_presence,
 )
 
 WRITE = "WRITE_MESSAGE"
@@ -372,7 +373,7 @@ class ReadAckTests(MessageCase):
         cid, cw, cm = await self.room_with_messages(3)
         await self.read_ack(cm, cid, 1)
         await self.read_ack(cm, cid, 2, rid="ra")
-        await cm.expect_none(None, 0.6)
+        await cm.expect_none(None, 0.6, not_presence)
         await self.wait_entry(cm, cid, unreadCount=1)
 
     @async_test
