@@ -97,6 +97,8 @@ const struct schema config_schema[] = {
           "seconds a MariaDB read or write may take"),
     S_INT("mariadb.writers", mariadb_writers, 4, 1, 64,
           "worker threads that write to MariaDB at once"),
+    S_INT("mariadb.chain_ms", mariadb_chain_ms, 1000, 0, 60000,
+          "ms a writer's commit keeps the next transaction open for it (0: none)"),
     {"mariadb.replicas", K_STRLIST, offsetof(struct settings, mariadb_replicas), NULL, 0, 0, 0,
      "\"host:port\" of read replicas for read-only jobs ([]: every read on the primary)", NULL},
     S_INT("mariadb.max_replica_lag_ms", mariadb_max_replica_lag_ms, 1000, 10, 3600000,

@@ -62,7 +62,8 @@ struct settings {
     int64_t mariadb_connect_timeout;
     int64_t mariadb_io_timeout;
     int64_t mariadb_writers;
-    char **mariadb_replicas; /* "host:port" of read replicas; empty: reads on the primary */
+    int64_t mariadb_chain_ms; /* COMMIT AND CHAIN: the next batch within this skips START */
+    char **mariadb_replicas;  /* "host:port" of read replicas; empty: reads on the primary */
     int64_t mariadb_max_replica_lag_ms;
     int64_t mariadb_replica_wait_ms;
     /* redis */

@@ -15,23 +15,8 @@
 #include <string.h>
 
 #include "config.h"
-#include "db.h"
-#include "hmap.h"
+#include "db_mariadb.h"
 #include "log.h"
-
-struct my_db {
-    struct chatd_db base;
-    MYSQL *h;
-    const struct settings *s;
-    hmap *stmts; /* sql text -> struct my_stmt */
-    int broken;  /* the server went away: reconnect before the next transaction */
-    int64_t last_id, changes;
-    int64_t id_step;  /* a multi-row INSERT's ids are this far apart; 0: maybe not consecutive */
-    const char *host; /* a replica's (open_at), else NULL: the settings' server */
-    int port;
-    int track_gtid;     /* the server reports each commit's GTID (session tracking) */
-    char last_gtid[64]; /* of the last commit, "" before any */
-};
 
 struct my_col {
     char *buf;
@@ -50,10 +35,9 @@ struct my_stmt {
     int executed; /* executed since the last reset */
 };
 
-#define MY(db) ((struct my_db *)(db))
 #define MYS(st) ((struct my_stmt *)(st))
 
-static int my_map(struct my_db *d, unsigned err, const char *msg)
+int my_map(struct my_db *d, unsigned err, const char *msg)
 {
     switch (err) {
     case 0:
@@ -146,7 +130,7 @@ static int my_connect(struct my_db *d, char *err, size_t errlen)
     }
     track_gtid(d);
     read_id_step(d);
-    d->broken = 0;
+    d->broken = d->chained = 0;
     return 0;
 }
 
@@ -217,8 +201,7 @@ static void my_close(chatd_db *db)
     free(d);
 }
 
-/* Reconnect a connection that lost its server; statements die with it. */
-static int my_revive(struct my_db *d)
+int my_revive(struct my_db *d)
 {
     if (!d->broken && d->h)
         return 0;
@@ -233,9 +216,8 @@ static int my_revive(struct my_db *d)
     return 0;
 }
 
-static int my_exec(chatd_db *db, const char *sql)
+int my_query(struct my_db *d, const char *sql)
 {
-    struct my_db *d = MY(db);
     if (!d->h || d->broken)
         return CHATD_EUNAVAIL;
     if (mysql_real_query(d->h, sql, strlen(sql)))
@@ -255,80 +237,13 @@ static int my_exec(chatd_db *db, const char *sql)
     return 0;
 }
 
-/* A connection that sat idle while the server restarted finds out here,
- * before anything of the transaction ran: connect again and start once more,
- * so the job does not fail for a loss nobody saw. */
-static int my_begin(chatd_db *db, int write)
-{
-    (void)write;
-    int rc = my_revive(MY(db));
-    if (rc == 0 && (rc = my_exec(db, "START TRANSACTION")) == CHATD_EUNAVAIL && MY(db)->broken &&
-        (rc = my_revive(MY(db))) == 0)
-        rc = my_exec(db, "START TRANSACTION");
-    return rc;
-}
-
-/* The GTID of the commit just answered, as the server tracked it. */
-static void note_gtid(struct my_db *d)
-{
-    const char *data;
-    size_t len;
-    int is_name = 1, want = 0;
-    if (mysql_session_track_get_first(d->h, SESSION_TRACK_SYSTEM_VARIABLES, &data, &len))
-        return;
-    do {
-        if (!is_name && want && len < sizeof d->last_gtid) {
-            memcpy(d->last_gtid, data, len);
-            d->last_gtid[len] = '\0';
-        }
-        want = is_name && len == 9 && memcmp(data, "last_gtid", 9) == 0;
-        is_name = !is_name;
-    } while (!mysql_session_track_get_next(d->h, SESSION_TRACK_SYSTEM_VARIABLES, &data, &len));
-}
-
-static int my_commit(chatd_db *db)
-{
-    int rc = my_exec(db, "COMMIT");
-    if (rc == 0 && MY(db)->track_gtid)
-        note_gtid(MY(db));
-    return rc;
-}
-
-static void my_commit_pos(chatd_db *db, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s", MY(db)->last_gtid);
-}
-
-/* MASTER_GTID_WAIT on a replica; pos is one the primary gave ("0-1-42", or
- * a list of them), checked before it goes into the statement. */
-static int my_wait_pos(chatd_db *db, const char *pos, int64_t timeout_ms)
+/* What the driver runs for the store: on its own, or in the transaction. */
+static int my_exec(chatd_db *db, const char *sql)
 {
     struct my_db *d = MY(db);
-    if (!*pos || strspn(pos, "0123456789-,") != strlen(pos) || strlen(pos) > 200)
-        return CHATD_EINVAL;
-    int rc = my_revive(d);
-    char sql[300];
-    snprintf(sql, sizeof sql, "SELECT MASTER_GTID_WAIT('%s', %lld.%03lld)", pos,
-             (long long)(timeout_ms / 1000), (long long)(timeout_ms % 1000));
-    if (rc < 0)
-        return rc;
-    if (mysql_real_query(d->h, sql, strlen(sql)))
-        return my_map(d, mysql_errno(d->h), mysql_error(d->h));
-    MYSQL_RES *r = mysql_store_result(d->h);
-    MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
-    rc = !row || !row[0] ? CHATD_EINTERNAL : strcmp(row[0], "0") == 0 ? 0 : CHATD_EBUSY;
-    if (r)
-        mysql_free_result(r);
-    else
-        rc = mysql_errno(d->h) ? my_map(d, mysql_errno(d->h), mysql_error(d->h)) : CHATD_EINTERNAL;
-    return rc;
-}
-
-static int my_rollback(chatd_db *db)
-{
-    if (MY(db)->broken)
-        return 0; /* the server rolled back when the connection died */
-    return my_exec(db, "ROLLBACK");
+    int first = d->chain_fresh, rc = my_unchain(d);
+    d->chain_fresh = 0;
+    return my_first_error(d, rc ? rc : my_query(d, sql), first);
 }
 
 /* Ready a statement to run again. Freeing its result is enough: every
@@ -465,9 +380,14 @@ static int my_step(chatd_stmt *stmt)
     if (d->broken)
         return CHATD_EUNAVAIL;
     if (!st->executed) {
+        int first = d->chain_fresh, rc = my_unchain(d);
+        d->chain_fresh = 0;
+        if (rc < 0)
+            return rc;
         if ((st->n_params && mysql_stmt_bind_param(st->st, st->params)) ||
             mysql_stmt_execute(st->st))
-            return my_map(d, mysql_stmt_errno(st->st), mysql_stmt_error(st->st));
+            return my_first_error(d, my_map(d, mysql_stmt_errno(st->st), mysql_stmt_error(st->st)),
+                                  first);
         st->executed = 1;
         d->changes = (int64_t)mysql_stmt_affected_rows(st->st);
         d->last_id = (int64_t)mysql_stmt_insert_id(st->st);

@@ -17,27 +17,8 @@
 #include <time.h>
 
 #include "clock.h"
-#include "config.h"
-#include "db.h"
-
-static const struct db_driver *drv;
-static struct settings s;
-
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        fprintf(stderr, "mariadb_deadlock: " __VA_ARGS__);                                         \
-        fputc('\n', stderr);                                                                       \
-        exit(1);                                                                                   \
-    } while (0)
-
-static chatd_db *open_db(void)
-{
-    chatd_db *db = NULL;
-    char err[256] = "";
-    if (drv->open(&s, &db, err, sizeof err) < 0)
-        FAIL("open: %s", err);
-    return db;
-}
+#define TEST_NAME "mariadb_deadlock"
+#include "driver_test.h"
 
 /* Run a locking read of ids; 0 with their count in *rows, or the error. */
 static int lock_rows(chatd_db *db, const char *sql, int *rows)
@@ -94,11 +75,7 @@ static void run_again(struct side *sd, int expect_rows)
 
 int main(int argc, char **argv)
 {
-    char err[256] = "";
-    if (config_load(NULL, (const char *const *)argv + 1, argc - 1, &s, err, sizeof err) < 0)
-        FAIL("settings: %s", err);
-    if (!(drv = db_driver_find("mariadb")))
-        FAIL("no mariadb driver");
+    driver_setup(argc, argv);
     chatd_db *setup = open_db();
     if (drv->exec(setup, "CREATE TABLE IF NOT EXISTS dl (id BIGINT PRIMARY KEY) ENGINE=InnoDB") <
             0 ||
