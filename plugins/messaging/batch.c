@@ -20,6 +20,7 @@ struct wbatch {
     int *status;
     struct aux *a;
     size_t n;
+    int found_retry; /* the INSERT of writes taken for new ones met a retry */
 };
 
 /* The batch's channels and pairs, and each job's. */
@@ -233,7 +234,12 @@ static int store_intents(struct wbatch *w, size_t *items)
     return rc;
 }
 
-static int run_batch(struct wbatch *w, size_t *items)
+/* check_retries 0: the writes are taken for new ones, and the unique index of
+ * (channel, user, clientMessageId) finds a retry among them: the INSERT then
+ * fails (CHATD_ECONFLICT), and the batch is run again with them looked up
+ * first. A retry is rare (a client's resend after a reconnect), its lookup a
+ * round trip each batch. */
+static int run_batch(struct wbatch *w, size_t *items, int check_retries)
 {
     int rc = collect(w);
     if (rc == 0)
@@ -246,15 +252,19 @@ static int run_batch(struct wbatch *w, size_t *items)
                        : !w->a[i].p->member ? CHATD_EFORBIDDEN
                                             : 0;
     }
-    if (rc == 0)
+    if (rc == 0 && check_retries)
         rc = sql_run(&w->x, &find_retries, items, pick(w, items, wants_retry_check), "");
     if (rc == 0)
         rc = sql_run(&w->x, &check_replies, items, pick(w, items, wants_reply_check), "");
     if (rc < 0)
         return rc;
     assign(w);
-    if ((rc = sql_run(&w->x, &insert_messages, items, pick(w, items, NULL), "")) < 0 ||
-        (rc = batch_store(&w->x, items)) < 0)
+    rc = sql_run(&w->x, &insert_messages, items, pick(w, items, NULL), "");
+    /* In place again only if nothing was written; else the core takes the
+     * transaction back and runs the writes one by one. */
+    if (rc == CHATD_ECONFLICT && !check_retries)
+        w->found_retry = w->x.run_done == 0;
+    if (rc < 0 || (rc = batch_store(&w->x, items)) < 0)
         return rc;
     return store_intents(w, items);
 }
@@ -265,7 +275,12 @@ int mstore_write_batch(chatd_db *db, void *const *args, int *status, size_t n)
     w.x.h = w.j[0]->mp->host;
     w.a = calloc(n, sizeof *w.a);
     size_t *items = calloc(n, sizeof *items);
-    int rc = w.a && items ? run_batch(&w, items) : CHATD_ENOMEM;
+    int rc = w.a && items ? run_batch(&w, items, 0) : CHATD_ENOMEM;
+    if (rc == CHATD_ECONFLICT && w.found_retry) {
+        batch_free(&w.x);
+        memset(w.a, 0, n * sizeof *w.a);
+        rc = run_batch(&w, items, 1);
+    }
     free(items);
     free(w.a);
     batch_free(&w.x);

@@ -55,6 +55,7 @@ int sql_run(struct sqlctx *x, const struct shape *s, const size_t *items, size_t
 {
     const chatd_host *h = x->h;
     struct sql q;
+    x->run_done = 0;
     for (size_t from = 0, m = ROWS_MAX; from < k; from += m) {
         if (s->pad)
             m = k - from < ROWS_MAX ? k - from : ROWS_MAX;
@@ -81,6 +82,7 @@ int sql_run(struct sqlctx *x, const struct shape *s, const size_t *items, size_t
             h->db_reset(st);
         if (rc != CHATD_DONE)
             return rc < 0 ? rc : CHATD_EINTERNAL;
+        x->run_done = from + m;
     }
     return 0;
 }
@@ -126,6 +128,8 @@ void batch_free(struct sqlctx *x)
 {
     free(x->ch);
     free(x->pr);
+    x->ch = NULL;
+    x->pr = NULL;
 }
 
 struct mchan *batch_chan(struct sqlctx *x, int64_t id)

@@ -35,6 +35,7 @@ struct sqlctx {
     size_t nch;
     struct mpair *pr;
     size_t npr;
+    size_t run_done; /* items of the last sql_run whose statements ran */
 };
 
 /*

@@ -87,10 +87,6 @@ int mstore_write(chatd_db *db, void *arg)
     if (rc < 0)
         return rc;
     j->duplicate = 0;
-    if (j->has_client_id && (rc = find_retry(j, db)) != 0) {
-        j->duplicate = rc > 0;
-        return rc > 0 ? 0 : rc;
-    }
     if (j->reply_to) {
         int64_t one;
         rc = util_int(h, db, &one, "SELECT 1 FROM message WHERE channel_id = ? AND seq = ?", "ii",
@@ -102,14 +98,22 @@ int mstore_write(chatd_db *db, void *arg)
     }
     j->seq = info.last_seq + 1;
     j->created_ms = h->now_ms();
-    rc = bump_channel(h, db, j, info.version, j->seq);
+    j->version = info.version + 1;
+    /* Taken for a new write: the unique index of (channel, user,
+     * clientMessageId) finds a retry, whose INSERT fails having written
+     * nothing; the first write's results are then looked up. */
+    rc = util_exec(h, db,
+                   "INSERT INTO message (channel_id, seq, user_id, content, client_message_id,"
+                   " created_at, version, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   "iiissiin", j->channel_id, j->seq, j->me, j->content,
+                   j->has_client_id ? j->client_id : NULL, j->created_ms, j->version, j->reply_to);
+    if (rc == CHATD_ECONFLICT && j->has_client_id) {
+        int found = find_retry(j, db);
+        j->duplicate = found > 0;
+        return found > 0 ? 0 : found < 0 ? found : CHATD_ECONFLICT;
+    }
     if (rc == 0)
-        rc = util_exec(h, db,
-                       "INSERT INTO message (channel_id, seq, user_id, content, client_message_id,"
-                       " created_at, version, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       "iiissiin", j->channel_id, j->seq, j->me, j->content,
-                       j->has_client_id ? j->client_id : NULL, j->created_ms, j->version,
-                       j->reply_to);
+        rc = bump_channel(h, db, j, info.version, j->seq);
     /* What one writes one has read: it is not unread on one's other devices. */
     if (rc == 0)
         rc = util_exec(h, db,

@@ -115,6 +115,37 @@ class BatchedWriteTests(DomainTestCase):
         self.assertEqual([n["messageSequence"] for n in notes], [1, 2, 3, 4])
 
     @async_test
+    async def test_a_retry_behind_new_writes_in_a_batch(self):
+        """The batch takes its writes for new ones and the unique index finds
+        the retry: here in the INSERT after the first two rows (3 rows go as 2
+        and 1), so the batch is taken back and its writes run one by one."""
+        cid, _, cw, _, (cm,) = await self.room()
+        before = self.metrics()
+        for rounds in range(2):
+            first = await self.write(cw, cid, "before%d" % rounds, cmid="r%d" % rounds)
+            base = first["messageSequence"]
+            rids = ["rb%d-%d-%d" % (id(self) % 10000, rounds, i) for i in range(3)]
+            writes = [{"content": "new", "clientMessageId": "n%d-1" % rounds},
+                      {"content": "new", "clientMessageId": "n%d-2" % rounds},
+                      {"content": "again", "clientMessageId": "r%d" % rounds}]
+            for rid, fields in zip(rids, writes):
+                await cw.send(dict(fields, type=WRITE, requestId=rid, channelId=chan(cid)))
+            a = [await cw.reply(rid, WRITE) for rid in rids]
+            self.assertEqual([x["messageSequence"] for x in a], [base + 1, base + 2, base], a)
+            self.assertEqual((a[2]["createdAt"], a[2]["version"]),
+                             (first["createdAt"], first["version"]))
+        after = self.metrics()
+        if after is not None and self.BATCHED:
+            self.assertGreaterEqual(after.get("chatd_jobs_batch_failed_total", 0)
+                                    - before.get("chatd_jobs_batch_failed_total", 0), 2,
+                                    "the batches did not meet the retry in their INSERT")
+        stored = await self.fetch_all(cm, cid)
+        self.assertEqual([m["content"] for m in stored],
+                         ["before0", "new", "new", "before1", "new", "new"])
+        notes = await cm.collect("NOTIFY_MESSAGE", 0.5)
+        self.assertEqual([n["messageSequence"] for n in notes], [1, 2, 3, 4, 5, 6])
+
+    @async_test
     async def test_reply_to_a_message_of_the_same_batch(self):
         cid, _, cw, _, (cm,) = await self.room()
         await self.write(cw, cid, "one")
