@@ -219,6 +219,12 @@ static int h_db_step(chatd_stmt *st)
     return st->db->drv->step(st);
 }
 
+static int h_db_step_later(chatd_stmt *st)
+{
+    const struct db_driver *drv = st->db->drv;
+    return drv->step_later ? drv->step_later(st) : drv->step(st);
+}
+
 static int64_t h_db_column_int(chatd_stmt *st, int col)
 {
     return st->db->drv->column_int(st, col);
@@ -546,6 +552,7 @@ static const chatd_host host = {
     .watch_presence = h_watch_presence,
     .presence_of = online_query,
     .user_entered = h_user_entered,
+    .db_step_later = h_db_step_later,
 };
 
 const chatd_host *host_table(const char *dir, struct event_base *base)

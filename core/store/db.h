@@ -30,6 +30,10 @@ struct db_driver {
     int (*bind_blob)(chatd_stmt *st, int idx, const void *b, size_t len);
     int (*bind_null)(chatd_stmt *st, int idx);
     int (*step)(chatd_stmt *st);
+    /* step() of a statement without rows, in a write transaction: it may run
+     * later, with the next statement or the commit, in its round trip (its
+     * error then comes from that); CHATD_DONE. NULL: step() it now. */
+    int (*step_later)(chatd_stmt *st);
     int64_t (*column_int)(chatd_stmt *st, int col);
     const char *(*column_text)(chatd_stmt *st, int col, size_t *len);
     int (*column_is_null)(chatd_stmt *st, int col);

@@ -18,25 +18,6 @@
 #include "db_mariadb.h"
 #include "log.h"
 
-struct my_col {
-    char *buf;
-    unsigned long cap, len;
-    my_bool is_null, error;
-};
-
-struct my_stmt {
-    struct chatd_stmt base;
-    MYSQL_STMT *st;
-    unsigned n_params, n_cols;
-    MYSQL_BIND *params;
-    char **param_bufs; /* owned copies of bound text */
-    MYSQL_BIND *cols;
-    struct my_col *col;
-    int executed; /* executed since the last reset */
-};
-
-#define MYS(st) ((struct my_stmt *)(st))
-
 int my_map(struct my_db *d, unsigned err, const char *msg)
 {
     switch (err) {
@@ -148,6 +129,7 @@ static void stmt_free(struct my_stmt *st)
         free(st->col[i].buf);
     free(st->col);
     free(st->cols);
+    free(st->sql);
     free(st);
 }
 
@@ -198,6 +180,7 @@ static void my_close(chatd_db *db)
     if (!d)
         return;
     disconnect(d);
+    free(d->later);
     free(d);
 }
 
@@ -241,7 +224,7 @@ int my_query(struct my_db *d, const char *sql)
 static int my_exec(chatd_db *db, const char *sql)
 {
     struct my_db *d = MY(db);
-    int first = d->chain_fresh, rc = my_unchain(d);
+    int first = d->chain_fresh, rc = my_ready(d);
     d->chain_fresh = 0;
     return my_first_error(d, rc ? rc : my_query(d, sql), first);
 }
@@ -272,6 +255,10 @@ static chatd_stmt *my_prepare(chatd_db *db, const char *sql)
     if (!(st = calloc(1, sizeof *st)))
         return NULL;
     st->base.db = db;
+    if (!(st->sql = strdup(sql))) {
+        free(st);
+        return NULL;
+    }
     if (!(st->st = mysql_stmt_init(d->h)) || mysql_stmt_prepare(st->st, sql, strlen(sql))) {
         my_map(d, st->st ? mysql_stmt_errno(st->st) : CR_OUT_OF_MEMORY,
                st->st ? mysql_stmt_error(st->st) : "out of memory");
@@ -373,17 +360,17 @@ static int refetch_truncated(struct my_stmt *st)
     return mysql_stmt_bind_result(st->st, st->cols) ? CHATD_EINTERNAL : 0;
 }
 
-static int my_step(chatd_stmt *stmt)
+int my_step(chatd_stmt *stmt)
 {
     struct my_stmt *st = MYS(stmt);
     struct my_db *d = MY(st->base.db);
     if (d->broken)
         return CHATD_EUNAVAIL;
     if (!st->executed) {
-        int first = d->chain_fresh, rc = my_unchain(d);
+        int first = d->chain_fresh, rc = my_ready(d);
         d->chain_fresh = 0;
         if (rc < 0)
-            return rc;
+            return my_first_error(d, rc, first);
         if ((st->n_params && mysql_stmt_bind_param(st->st, st->params)) ||
             mysql_stmt_execute(st->st))
             return my_first_error(d, my_map(d, mysql_stmt_errno(st->st), mysql_stmt_error(st->st)),
@@ -504,6 +491,7 @@ const struct db_driver db_mariadb = {
     .bind_blob = my_bind_blob,
     .bind_null = my_bind_null,
     .step = my_step,
+    .step_later = my_step_later,
     .column_int = my_column_int,
     .column_text = my_column_text,
     .column_is_null = my_column_is_null,

@@ -1,7 +1,7 @@
 /*
- * The MariaDB driver's connection, shared by its files: db_mariadb.c
- * (connections, statements) and db_mariadb_txn.c (transactions, commit
- * positions).
+ * The MariaDB driver's connection and statements, shared by its files:
+ * db_mariadb.c (connections, statements) and db_mariadb_txn.c
+ * (transactions, statements put off until the commit, commit positions).
  */
 #ifndef CHATD_STORE_DB_MARIADB_H
 #define CHATD_STORE_DB_MARIADB_H
@@ -33,9 +33,33 @@ struct my_db {
     int chained;        /* a chained transaction is open, nothing run in it yet */
     int chain_fresh;    /* the transaction begun is the chained one, nothing run yet */
     int64_t chained_us; /* when the commit that chained it answered */
+    /* Statements of the transaction run later (step_later): with the next
+     * statement, or the commit, in its round trip. */
+    char *later;
+    size_t later_len, later_cap;
 };
 
 #define MY(db) ((struct my_db *)(db))
+
+struct my_col {
+    char *buf;
+    unsigned long cap, len;
+    my_bool is_null, error;
+};
+
+struct my_stmt {
+    struct chatd_stmt base;
+    MYSQL_STMT *st;
+    char *sql;
+    unsigned n_params, n_cols;
+    MYSQL_BIND *params;
+    char **param_bufs; /* owned copies of bound text */
+    MYSQL_BIND *cols;
+    struct my_col *col;
+    int executed; /* executed since the last reset */
+};
+
+#define MYS(st) ((struct my_stmt *)(st))
 
 /* An error of the server or the library as a CHATD_E* code; a lost server
  * marks the connection broken. */
@@ -48,8 +72,16 @@ int my_query(struct my_db *d, const char *sql);
 int my_revive(struct my_db *d);
 
 /* Before a statement: one run outside a transaction is not to join a
- * chained one, which is committed (empty) first. */
-int my_unchain(struct my_db *d);
+ * chained one, which is committed (empty) first; in a transaction, the
+ * statements put off until now run first. */
+int my_ready(struct my_db *d);
+
+int my_step(chatd_stmt *stmt);
+/* A statement without rows, in a transaction: put off until the next
+ * statement or the commit, whose round trip it shares (its parameters as
+ * literals in the text); CHATD_DONE, its error comes with that. Outside a
+ * transaction it runs now. */
+int my_step_later(chatd_stmt *stmt);
 
 /* A lost connection's error for the first statement of a chained
  * transaction: the batch is to be run again (CHATD_EBUSY) on a new one. */

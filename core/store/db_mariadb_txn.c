@@ -11,14 +11,106 @@
  * one first, so that it runs on its own as it always did.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
 #include "config.h"
 #include "db_mariadb.h"
 
-int my_unchain(struct my_db *d)
+/* ---- statements put off: run with the next one, or the commit ---- */
+
+static int later_put(struct my_db *d, const char *p, size_t n)
 {
+    if (d->later_len + n + 1 > d->later_cap) {
+        size_t cap = d->later_cap ? d->later_cap : 512;
+        while (cap < d->later_len + n + 1)
+            cap *= 2;
+        char *b = realloc(d->later, cap);
+        if (!b)
+            return CHATD_ENOMEM;
+        d->later = b;
+        d->later_cap = cap;
+    }
+    memcpy(d->later + d->later_len, p, n);
+    d->later_len += n;
+    d->later[d->later_len] = '\0';
+    return 0;
+}
+
+/* A bound parameter as a literal: a number, NULL, an escaped string, a
+ * blob in hex. */
+static int later_param(struct my_db *d, const MYSQL_BIND *b)
+{
+    char num[32];
+    const unsigned char *v = b->buffer;
+    unsigned long len = b->buffer_length;
+    switch (b->buffer_type) {
+    case MYSQL_TYPE_LONGLONG: {
+        long long x;
+        memcpy(&x, v, sizeof x);
+        return later_put(d, num, (size_t)snprintf(num, sizeof num, "%lld", x));
+    }
+    case MYSQL_TYPE_STRING: {
+        int rc = later_put(d, "'", 1);
+        if (rc == 0 && (rc = later_put(d, "", 2 * (size_t)len + 1)) == 0) {
+            d->later_len -= 2 * (size_t)len + 1;
+            unsigned long n =
+                mysql_real_escape_string(d->h, d->later + d->later_len, (const char *)v, len);
+            if (n == (unsigned long)-1)
+                return CHATD_EINTERNAL;
+            d->later_len += n;
+            rc = later_put(d, "'", 1);
+        }
+        return rc;
+    }
+    case MYSQL_TYPE_BLOB: {
+        int rc = later_put(d, "X'", 2);
+        for (unsigned long i = 0; rc == 0 && i < len; i++)
+            rc = later_put(d, num, (size_t)snprintf(num, sizeof num, "%02x", v[i]));
+        return rc == 0 ? later_put(d, "'", 1) : rc;
+    }
+    default:
+        return later_put(d, "NULL", 4);
+    }
+}
+
+int my_step_later(chatd_stmt *stmt)
+{
+    struct my_stmt *st = MYS(stmt);
+    struct my_db *d = MY(st->base.db);
+    if (!d->in_txn || st->n_cols || d->broken)
+        return my_step(stmt);
+    size_t mark = d->later_len;
+    int rc = mark ? later_put(d, ";", 1) : 0;
+    unsigned k = 0;
+    int quoted = 0;
+    for (const char *p = st->sql, *from = p; rc == 0; p++) {
+        quoted ^= *p == '\'';
+        if (*p && (*p != '?' || quoted))
+            continue;
+        rc = later_put(d, from, (size_t)(p - from));
+        if (rc == 0 && *p)
+            rc = k < st->n_params ? later_param(d, &st->params[k++]) : CHATD_EINTERNAL;
+        if (!*p)
+            break;
+        from = p + 1;
+    }
+    if (rc < 0) {
+        d->later_len = mark;
+        if (d->later)
+            d->later[mark] = '\0';
+        return rc;
+    }
+    return CHATD_DONE;
+}
+
+int my_ready(struct my_db *d)
+{
+    if (d->in_txn && d->later_len) {
+        d->later_len = 0;
+        return my_query(d, d->later);
+    }
     if (!d->chained || d->in_txn)
         return 0;
     d->chained = 0;
@@ -43,6 +135,7 @@ int my_begin(chatd_db *db, int write)
         d->in_txn = d->write_txn = d->chain_fresh = 1;
         return 0;
     }
+    d->later_len = 0;
     d->chained = 0; /* START TRANSACTION commits the empty chained one */
     int rc = my_revive(d);
     if (rc == 0 && (rc = my_query(d, "START TRANSACTION")) == CHATD_EUNAVAIL && d->broken &&
@@ -77,7 +170,16 @@ int my_commit(chatd_db *db)
 {
     struct my_db *d = MY(db);
     int chain = d->write_txn && d->s->mariadb_chain_ms > 0;
-    int rc = my_first_error(d, my_query(d, chain ? "COMMIT AND CHAIN" : "COMMIT"), d->chain_fresh);
+    const char *verb = chain ? "COMMIT AND CHAIN" : "COMMIT";
+    int rc = 0;
+    if (d->later_len) { /* the statements put off, and the commit, in one round trip */
+        rc = later_put(d, ";", 1);
+        if (rc == 0 && (rc = later_put(d, verb, strlen(verb))) == 0)
+            verb = d->later;
+        d->later_len = 0;
+    }
+    if (rc == 0)
+        rc = my_first_error(d, my_query(d, verb), d->chain_fresh);
     d->in_txn = d->chain_fresh = 0;
     if (rc == 0 && d->track_gtid)
         note_gtid(d);
@@ -105,7 +207,7 @@ int my_wait_pos(chatd_db *db, const char *pos, int64_t timeout_ms)
     snprintf(sql, sizeof sql, "SELECT MASTER_GTID_WAIT('%s', %lld.%03lld)", pos,
              (long long)(timeout_ms / 1000), (long long)(timeout_ms % 1000));
     if (rc == 0)
-        rc = my_unchain(d);
+        rc = my_ready(d);
     if (rc < 0)
         return rc;
     if (mysql_real_query(d->h, sql, strlen(sql)))
@@ -124,6 +226,7 @@ int my_rollback(chatd_db *db)
 {
     struct my_db *d = MY(db);
     d->in_txn = d->chain_fresh = d->chained = 0;
+    d->later_len = 0;
     if (d->broken)
         return 0; /* the server rolled back when the connection died */
     return my_query(d, "ROLLBACK");

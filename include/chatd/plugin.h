@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define CHATD_ABI_MAJOR 1
-#define CHATD_ABI_MINOR 3
+#define CHATD_ABI_MINOR 4
 
 /* Return codes. 0 is success; errors are negative. */
 #define CHATD_OK 0
@@ -576,6 +576,19 @@ typedef struct chatd_host {
      * needs a push intent, not for a decision that must be exact (the check
      * after the commit, push_absent(), finds who has left since). */
     int (*user_entered)(int64_t user_id, int64_t channel_id);
+
+    /* ---- ABI 1.4 ---- */
+
+    /* db_step() of a statement that returns no rows (an UPDATE, an INSERT
+     * whose error and changed rows the job need not see at once), inside a
+     * job's transaction: the store may run it later, with the job's next
+     * statement or its commit, in the same round trip to a server
+     * (MariaDB); statements still run in the order they were stepped.
+     * CHATD_DONE, or a negative CHATD_E*; an error of the statement itself
+     * may come from the next statement's db_step() or fail the commit (the
+     * job then runs again, or fails). db_changes() says nothing of it.
+     * SQLite runs it at once, as db_step(). */
+    int (*db_step_later)(chatd_stmt *st);
 } chatd_host;
 
 /*

@@ -41,17 +41,38 @@ chatd_stmt *util_bind(const chatd_host *h, chatd_db *db, const char *sql, const 
     return st;
 }
 
+int util_step_later(const chatd_host *h, chatd_stmt *st)
+{
+    return CHATD_HOST_HAS(h, db_step_later) ? h->db_step_later(st) : h->db_step(st);
+}
+
+static int vexec(const chatd_host *h, chatd_db *db, int later, const char *sql, const char *fmt,
+                 va_list ap)
+{
+    chatd_stmt *st = vbind(h, db, sql, fmt, ap);
+    if (!st)
+        return CHATD_EINTERNAL;
+    int rc = later ? util_step_later(h, st) : h->db_step(st);
+    h->db_reset(st);
+    return rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
+}
+
 int util_exec(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    chatd_stmt *st = vbind(h, db, sql, fmt, ap);
+    int rc = vexec(h, db, 0, sql, fmt, ap);
     va_end(ap);
-    if (!st)
-        return CHATD_EINTERNAL;
-    int rc = h->db_step(st);
-    h->db_reset(st);
-    return rc == CHATD_DONE ? 0 : rc < 0 ? rc : CHATD_EINTERNAL;
+    return rc;
+}
+
+int util_exec_later(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vexec(h, db, 1, sql, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 int util_int(const chatd_host *h, chatd_db *db, int64_t *out, const char *sql, const char *fmt, ...)

@@ -21,6 +21,11 @@
 chatd_stmt *util_bind(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt, ...);
 /* Run a statement that returns no rows: 0 or a negative CHATD_E*. */
 int util_exec(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt, ...);
+/* util_exec whose statement may run later, with the job's next statement or
+ * its commit (host->db_step_later; at once on an older host). */
+int util_exec_later(const chatd_host *h, chatd_db *db, const char *sql, const char *fmt, ...);
+/* host->db_step_later(st), or db_step on a host older than ABI 1.4. */
+int util_step_later(const chatd_host *h, chatd_stmt *st);
 /* The first column of the first row as an integer: 0, CHATD_ENOTFOUND, or an error. */
 int util_int(const chatd_host *h, chatd_db *db, int64_t *out, const char *sql, const char *fmt,
              ...);

@@ -74,6 +74,7 @@ static const struct shape find_retries = {
     1,
     bind_retry,
     row_retry,
+    0,
 };
 
 static int bind_reply(struct sqlctx *x, chatd_stmt *st, size_t i, int section, int idx)
@@ -99,6 +100,7 @@ static const struct shape check_replies = {
     1,
     bind_reply,
     row_reply,
+    0,
 };
 
 static int bind_message(struct sqlctx *x, chatd_stmt *st, size_t i, int section, int idx)
@@ -126,6 +128,7 @@ static const struct shape insert_messages = {
     0,
     bind_message,
     NULL,
+    0,
 };
 
 /* ---- the batch ---- */

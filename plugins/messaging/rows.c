@@ -73,7 +73,7 @@ int sql_run(struct sqlctx *x, const struct shape *s, const size_t *items, size_t
                 rc = b < 0 ? b : 0;
                 idx += b;
             }
-        while (rc == 0 && (rc = h->db_step(st)) == CHATD_ROW) {
+        while (rc == 0 && (rc = s->later ? util_step_later(h, st) : h->db_step(st)) == CHATD_ROW) {
             if (s->row)
                 s->row(x, st, items + from, m);
             rc = 0;
@@ -177,6 +177,7 @@ static const struct shape load_channels = {
     1,
     bind_chan_id,
     row_chan,
+    0,
 };
 
 static const struct shape store_channels = {
@@ -187,6 +188,7 @@ static const struct shape store_channels = {
     1,
     bind_chan,
     NULL,
+    1,
 };
 
 /* A pair: (channel, user). */
@@ -223,6 +225,7 @@ static const struct shape load_pairs = {
     1,
     bind_pair,
     row_pair,
+    0,
 };
 
 /* A marker only moves forward (GREATEST is MAX on SQLite). */
@@ -233,14 +236,16 @@ static const struct shape store_markers[2] = {
      "",
      1,
      bind_marker,
-     NULL},
+     NULL,
+     1},
     {{{"UPDATE channel_user SET last_read_msg_seq = MAX(last_read_msg_seq, CASE ",
        "WHEN channel_id = ? AND user_id = ? THEN ?", " "},
       {" ELSE 0 END) WHERE ", "(channel_id = ? AND user_id = ?)", " OR "}},
      "",
      1,
      bind_marker,
-     NULL},
+     NULL,
+     1},
 };
 
 int batch_load(struct sqlctx *x, size_t *items, int lock_channels)

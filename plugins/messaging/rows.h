@@ -53,6 +53,7 @@ struct shape {
     int pad; /* repeat the last item up to a power of two; else 64, 32, ... rows */
     int (*bind)(struct sqlctx *x, chatd_stmt *st, size_t item, int section, int idx);
     void (*row)(struct sqlctx *x, chatd_stmt *st, const size_t *items, size_t k);
+    int later; /* no rows: may run with the next statement or the commit (db_step_later) */
 };
 
 /* Run s over items[0..k) (indexes the callbacks understand), extra appended

@@ -72,8 +72,8 @@ static int bump_channel(const chatd_host *h, chatd_db *db, struct mjob *j, int64
                         int64_t last_seq)
 {
     j->version = version + 1;
-    return util_exec(h, db, "UPDATE channel SET version = ?, last_msg_seq = ? WHERE id = ?", "iii",
-                     j->version, last_seq, j->channel_id);
+    return util_exec_later(h, db, "UPDATE channel SET version = ?, last_msg_seq = ? WHERE id = ?",
+                           "iii", j->version, last_seq, j->channel_id);
 }
 
 int mstore_write(chatd_db *db, void *arg)
@@ -116,10 +116,10 @@ int mstore_write(chatd_db *db, void *arg)
         rc = bump_channel(h, db, j, info.version, j->seq);
     /* What one writes one has read: it is not unread on one's other devices. */
     if (rc == 0)
-        rc = util_exec(h, db,
-                       "UPDATE channel_user SET last_read_msg_seq = ?"
-                       " WHERE channel_id = ? AND user_id = ? AND last_read_msg_seq < ?",
-                       "iiii", j->seq, j->channel_id, j->me, j->seq);
+        rc = util_exec_later(h, db,
+                             "UPDATE channel_user SET last_read_msg_seq = ?"
+                             " WHERE channel_id = ? AND user_id = ? AND last_read_msg_seq < ?",
+                             "iiii", j->seq, j->channel_id, j->me, j->seq);
     return rc < 0 ? rc : mstore_write_tail(j, db, info.member_version);
 }
 

@@ -6,7 +6,8 @@
  * a writer idle for longer starts its transaction as before; a chained
  * transaction whose connection the server dropped fails at its first
  * statement with CHATD_EBUSY (run the batch again), and the next begin
- * reconnects.
+ * reconnects. Statements put off (step_later) run with the next statement
+ * or the commit, their parameters as literals, and their errors fail it.
  *
  * Run by test_mariadb_driver.py; the arguments are chatd settings
  * (mariadb.port=..., mariadb.chain_ms=...). Exit 0 when every check holds,
@@ -60,6 +61,70 @@ static void write_row(chatd_db *db, int64_t id)
 {
     if (drv->begin(db, 1) < 0 || insert(db, id) < 0 || drv->commit(db) < 0)
         FAIL("the transaction writing %lld", (long long)id);
+}
+
+/* An INSERT of (id, text, blob) put off with step_later. */
+static int insert_later(chatd_db *db, int64_t id, const char *t, const void *b, size_t blen)
+{
+    chatd_stmt *st = drv->prepare(db, "INSERT INTO chs (id, t, b, q) VALUES (?, ?, ?, '?')");
+    int rc = st ? drv->bind_int(st, 1, id) : CHATD_EINTERNAL;
+    if (rc == 0)
+        rc = t ? drv->bind_text(st, 2, t, strlen(t)) : drv->bind_null(st, 2);
+    if (rc == 0)
+        rc = drv->bind_blob(st, 3, b, blen);
+    if (rc == 0)
+        rc = drv->step_later(st);
+    if (st)
+        drv->reset(st);
+    return rc;
+}
+
+/* Statements put off until the next statement or the commit (step_later). */
+static void later_checks(chatd_db *w, chatd_db *o)
+{
+    static const char text[] = "it's a \\ back'slash? \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80";
+    static const unsigned char blob[] = {0, 0x27, 0x5c, 0xff, 0x3f};
+    if (drv->exec(w, "CREATE TABLE IF NOT EXISTS chs (id BIGINT PRIMARY KEY,"
+                     " t VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,"
+                     " b VARBINARY(16), q CHAR(1)) ENGINE=InnoDB") < 0 ||
+        drv->exec(w, "DELETE FROM chs") < 0)
+        FAIL("cannot make the table chs");
+    /* the next statement of the transaction sees what was put off */
+    if (drv->begin(w, 1) < 0 || insert_later(w, 1, text, blob, sizeof blob) != CHATD_DONE ||
+        insert_later(w, 2, NULL, blob, 1) != CHATD_DONE)
+        FAIL("step_later");
+    if (value(o, "SELECT COUNT(*) FROM chs") != 0)
+        FAIL("a statement put off was seen before the commit");
+    if (value(w, "SELECT COUNT(*) FROM chs") != 2)
+        FAIL("the next statement did not see the statements put off");
+    /* put off until the commit, and committed by it */
+    if (insert_later(w, 3, "three", blob, 0) != CHATD_DONE || drv->commit(w) < 0)
+        FAIL("the commit of a statement put off");
+    if (value(o, "SELECT COUNT(*) FROM chs") != 3)
+        FAIL("the statements put off were not committed");
+    /* the literals are the values bound */
+    chatd_stmt *st = drv->prepare(o, "SELECT t, HEX(b), q FROM chs WHERE id = 1");
+    size_t len = 0;
+    const char *got = st && drv->step(st) == CHATD_ROW ? drv->column_text(st, 0, &len) : NULL;
+    if (!got || len != strlen(text) || memcmp(got, text, len) != 0)
+        FAIL("the text came back as %s", got ? got : "nothing");
+    if (strcmp(drv->column_text(st, 1, NULL), "00275CFF3F") != 0 ||
+        strcmp(drv->column_text(st, 2, NULL), "?") != 0)
+        FAIL("the blob or the quoted '?' came back wrong");
+    drv->reset(st);
+    if (value(o, "SELECT COUNT(*) FROM chs WHERE id = 2 AND t IS NULL") != 1)
+        FAIL("a NULL put off was not NULL");
+    /* the error of a statement put off fails the commit, which writes nothing */
+    if (drv->begin(w, 1) < 0 || insert_later(w, 4, "four", blob, 1) != CHATD_DONE ||
+        insert_later(w, 1, "again", blob, 1) != CHATD_DONE)
+        FAIL("step_later of a duplicate");
+    int rc = drv->commit(w);
+    if (rc != CHATD_ECONFLICT)
+        FAIL("the commit after a duplicate put off gave %d, not CHATD_ECONFLICT", rc);
+    drv->rollback(w);
+    if (value(o, "SELECT COUNT(*) FROM chs") != 3)
+        FAIL("a failed commit wrote what was put off");
+    write_row(w, 7); /* the connection goes on */
 }
 
 int main(int argc, char **argv)
@@ -117,6 +182,7 @@ int main(int argc, char **argv)
     if (rows(o) != 6)
         FAIL("the write after the reconnect is not committed (%lld rows)", (long long)rows(o));
 
+    later_checks(w, o);
     drv->close(w);
     drv->close(o);
     config_free(&s);
