@@ -20,18 +20,27 @@
 
 /* ---- statements put off: run with the next one, or the commit ---- */
 
+/* Room for n more bytes and the NUL. */
+static int later_room(struct my_db *d, size_t n)
+{
+    if (d->later_len + n + 1 <= d->later_cap)
+        return 0;
+    size_t cap = d->later_cap ? d->later_cap : 512;
+    while (cap < d->later_len + n + 1)
+        cap *= 2;
+    char *b = realloc(d->later, cap);
+    if (!b)
+        return CHATD_ENOMEM;
+    d->later = b;
+    d->later_cap = cap;
+    return 0;
+}
+
 static int later_put(struct my_db *d, const char *p, size_t n)
 {
-    if (d->later_len + n + 1 > d->later_cap) {
-        size_t cap = d->later_cap ? d->later_cap : 512;
-        while (cap < d->later_len + n + 1)
-            cap *= 2;
-        char *b = realloc(d->later, cap);
-        if (!b)
-            return CHATD_ENOMEM;
-        d->later = b;
-        d->later_cap = cap;
-    }
+    int rc = later_room(d, n);
+    if (rc < 0)
+        return rc;
     memcpy(d->later + d->later_len, p, n);
     d->later_len += n;
     d->later[d->later_len] = '\0';
@@ -53,8 +62,7 @@ static int later_param(struct my_db *d, const MYSQL_BIND *b)
     }
     case MYSQL_TYPE_STRING: {
         int rc = later_put(d, "'", 1);
-        if (rc == 0 && (rc = later_put(d, "", 2 * (size_t)len + 1)) == 0) {
-            d->later_len -= 2 * (size_t)len + 1;
+        if (rc == 0 && (rc = later_room(d, 2 * (size_t)len + 1)) == 0) {
             unsigned long n =
                 mysql_real_escape_string(d->h, d->later + d->later_len, (const char *)v, len);
             if (n == (unsigned long)-1)
