@@ -195,12 +195,13 @@ int mstore_edit(chatd_db *db, void *arg)
         j->problem = "the message is older than the edit window (edit_window)";
         return CHATD_EFORBIDDEN;
     }
+    /* The rows are locked and checked: what is left goes with the commit. */
     rc = bump_channel(h, db, j, info.version, info.last_seq);
     if (rc == 0)
-        rc = util_exec(h, db,
-                       "UPDATE message SET content = ?, edited_at = ?, version = ?"
-                       " WHERE channel_id = ? AND seq = ?",
-                       "siiii", j->content, j->edited_ms, j->version, j->channel_id, j->seq);
+        rc = util_exec_later(h, db,
+                             "UPDATE message SET content = ?, edited_at = ?, version = ?"
+                             " WHERE channel_id = ? AND seq = ?",
+                             "siiii", j->content, j->edited_ms, j->version, j->channel_id, j->seq);
     return rc;
 }
 
@@ -224,15 +225,16 @@ int mstore_delete(chatd_db *db, void *arg)
     }
     j->changed = 1;
     rc = bump_channel(h, db, j, info.version, info.last_seq);
-    /* Its content and reactions are gone from storage; its sequence stays. */
+    /* Its content and reactions are gone from storage; its sequence stays.
+     * All of it goes with the commit. */
     if (rc == 0)
-        rc = util_exec(h, db,
-                       "UPDATE message SET content = '', deleted = 1, version = ?"
-                       " WHERE channel_id = ? AND seq = ?",
-                       "iii", j->version, j->channel_id, j->seq);
+        rc = util_exec_later(h, db,
+                             "UPDATE message SET content = '', deleted = 1, version = ?"
+                             " WHERE channel_id = ? AND seq = ?",
+                             "iii", j->version, j->channel_id, j->seq);
     if (rc == 0)
-        rc = util_exec(h, db, "DELETE FROM message_reaction WHERE channel_id = ? AND seq = ?", "ii",
-                       j->channel_id, j->seq);
+        rc = util_exec_later(h, db, "DELETE FROM message_reaction WHERE channel_id = ? AND seq = ?",
+                             "ii", j->channel_id, j->seq);
     return rc;
 }
 
@@ -299,8 +301,9 @@ int mstore_react(chatd_db *db, void *arg)
     if (rc == 0)
         rc = bump_channel(h, db, j, info.version, info.last_seq);
     if (rc == 0)
-        rc = util_exec(h, db, "UPDATE message SET version = ? WHERE channel_id = ? AND seq = ?",
-                       "iii", j->version, j->channel_id, j->seq);
+        rc = util_exec_later(h, db,
+                             "UPDATE message SET version = ? WHERE channel_id = ? AND seq = ?",
+                             "iii", j->version, j->channel_id, j->seq);
     return rc;
 }
 

@@ -64,12 +64,13 @@ static void write_row(chatd_db *db, int64_t id)
 }
 
 /* An INSERT of (id, text, blob) put off with step_later. */
-static int insert_later(chatd_db *db, int64_t id, const char *t, const void *b, size_t blen)
+static int insert_later(chatd_db *db, int64_t id, const char *t, size_t tlen, const void *b,
+                        size_t blen)
 {
     chatd_stmt *st = drv->prepare(db, "INSERT INTO chs (id, t, b, q) VALUES (?, ?, ?, '?')");
     int rc = st ? drv->bind_int(st, 1, id) : CHATD_EINTERNAL;
     if (rc == 0)
-        rc = t ? drv->bind_text(st, 2, t, strlen(t)) : drv->bind_null(st, 2);
+        rc = t ? drv->bind_text(st, 2, t, tlen) : drv->bind_null(st, 2);
     if (rc == 0)
         rc = drv->bind_blob(st, 3, b, blen);
     if (rc == 0)
@@ -82,7 +83,8 @@ static int insert_later(chatd_db *db, int64_t id, const char *t, const void *b, 
 /* Statements put off until the next statement or the commit (step_later). */
 static void later_checks(chatd_db *w, chatd_db *o)
 {
-    static const char text[] = "it's a \\ back'slash? \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80";
+    static const char text[] =
+        "it's a \\ back'slash?\0 nul \"quoted\" \xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80";
     static const unsigned char blob[] = {0, 0x27, 0x5c, 0xff, 0x3f};
     if (drv->exec(w, "CREATE TABLE IF NOT EXISTS chs (id BIGINT PRIMARY KEY,"
                      " t VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NULL,"
@@ -90,15 +92,16 @@ static void later_checks(chatd_db *w, chatd_db *o)
         drv->exec(w, "DELETE FROM chs") < 0)
         FAIL("cannot make the table chs");
     /* the next statement of the transaction sees what was put off */
-    if (drv->begin(w, 1) < 0 || insert_later(w, 1, text, blob, sizeof blob) != CHATD_DONE ||
-        insert_later(w, 2, NULL, blob, 1) != CHATD_DONE)
+    if (drv->begin(w, 1) < 0 ||
+        insert_later(w, 1, text, sizeof text - 1, blob, sizeof blob) != CHATD_DONE ||
+        insert_later(w, 2, NULL, 0, blob, 1) != CHATD_DONE)
         FAIL("step_later");
     if (value(o, "SELECT COUNT(*) FROM chs") != 0)
         FAIL("a statement put off was seen before the commit");
     if (value(w, "SELECT COUNT(*) FROM chs") != 2)
         FAIL("the next statement did not see the statements put off");
     /* put off until the commit, and committed by it */
-    if (insert_later(w, 3, "three", blob, 0) != CHATD_DONE || drv->commit(w) < 0)
+    if (insert_later(w, 3, "three", 5, blob, 0) != CHATD_DONE || drv->commit(w) < 0)
         FAIL("the commit of a statement put off");
     if (value(o, "SELECT COUNT(*) FROM chs") != 3)
         FAIL("the statements put off were not committed");
@@ -106,8 +109,8 @@ static void later_checks(chatd_db *w, chatd_db *o)
     chatd_stmt *st = drv->prepare(o, "SELECT t, HEX(b), q FROM chs WHERE id = 1");
     size_t len = 0;
     const char *got = st && drv->step(st) == CHATD_ROW ? drv->column_text(st, 0, &len) : NULL;
-    if (!got || len != strlen(text) || memcmp(got, text, len) != 0)
-        FAIL("the text came back as %s", got ? got : "nothing");
+    if (!got || len != sizeof text - 1 || memcmp(got, text, len) != 0)
+        FAIL("the text came back as %s (%zu bytes)", got ? got : "nothing", len);
     if (strcmp(drv->column_text(st, 1, NULL), "00275CFF3F") != 0 ||
         strcmp(drv->column_text(st, 2, NULL), "?") != 0)
         FAIL("the blob or the quoted '?' came back wrong");
@@ -115,8 +118,8 @@ static void later_checks(chatd_db *w, chatd_db *o)
     if (value(o, "SELECT COUNT(*) FROM chs WHERE id = 2 AND t IS NULL") != 1)
         FAIL("a NULL put off was not NULL");
     /* the error of a statement put off fails the commit, which writes nothing */
-    if (drv->begin(w, 1) < 0 || insert_later(w, 4, "four", blob, 1) != CHATD_DONE ||
-        insert_later(w, 1, "again", blob, 1) != CHATD_DONE)
+    if (drv->begin(w, 1) < 0 || insert_later(w, 4, "four", 4, blob, 1) != CHATD_DONE ||
+        insert_later(w, 1, "again", 5, blob, 1) != CHATD_DONE)
         FAIL("step_later of a duplicate");
     int rc = drv->commit(w);
     if (rc != CHATD_ECONFLICT)
