@@ -224,8 +224,7 @@ int my_query(struct my_db *d, const char *sql)
 static int my_exec(chatd_db *db, const char *sql)
 {
     struct my_db *d = MY(db);
-    int first = d->chain_fresh, rc = my_ready(d);
-    d->chain_fresh = 0;
+    int first, rc = my_ready(d, &first);
     return my_first_error(d, rc ? rc : my_query(d, sql), first);
 }
 
@@ -367,8 +366,7 @@ int my_step(chatd_stmt *stmt)
     if (d->broken)
         return CHATD_EUNAVAIL;
     if (!st->executed) {
-        int first = d->chain_fresh, rc = my_ready(d);
-        d->chain_fresh = 0;
+        int first, rc = my_ready(d, &first);
         if (rc < 0)
             return my_first_error(d, rc, first);
         if ((st->n_params && mysql_stmt_bind_param(st->st, st->params)) ||

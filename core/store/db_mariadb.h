@@ -73,8 +73,9 @@ int my_revive(struct my_db *d);
 
 /* Before a statement: one run outside a transaction is not to join a
  * chained one, which is committed (empty) first; in a transaction, the
- * statements put off until now run first. */
-int my_ready(struct my_db *d);
+ * statements put off until now run first. *first (first may be NULL): the
+ * statement is the first of a chained transaction (for my_first_error). */
+int my_ready(struct my_db *d, int *first);
 
 int my_step(chatd_stmt *stmt);
 /* A statement without rows, in a transaction: put off until the next

@@ -113,8 +113,11 @@ int my_step_later(chatd_stmt *stmt)
     return CHATD_DONE;
 }
 
-int my_ready(struct my_db *d)
+int my_ready(struct my_db *d, int *first)
 {
+    if (first)
+        *first = d->chain_fresh;
+    d->chain_fresh = 0;
     if (d->in_txn && d->later_len) {
         d->later_len = 0;
         return my_query(d, d->later);
@@ -215,7 +218,7 @@ int my_wait_pos(chatd_db *db, const char *pos, int64_t timeout_ms)
     snprintf(sql, sizeof sql, "SELECT MASTER_GTID_WAIT('%s', %lld.%03lld)", pos,
              (long long)(timeout_ms / 1000), (long long)(timeout_ms % 1000));
     if (rc == 0)
-        rc = my_ready(d);
+        rc = my_ready(d, NULL);
     if (rc < 0)
         return rc;
     if (mysql_real_query(d->h, sql, strlen(sql)))
